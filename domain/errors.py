@@ -1,0 +1,76 @@
+"""Typed refusals of the business rules.
+
+Every refusal a person can meet is a `DomainError` subclass named for the business
+case. Its `message` is written for the person who tried the action: it says what
+is wrong and, where possible, who can act instead or what to do first. Raising one
+inside a service rolls the transaction back, so a refusal never changes anything.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A business rule refused the action; `message` is shown to the user as is."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # The input the refusal is about (`title`, `amount_minor`, `due_date`, …), if any:
+        # a form can show the message next to that field.
+        self.field = field
+
+
+class InvalidInput(DomainError):
+    """A value the user typed is malformed or out of range."""
+
+
+class InvalidAmount(InvalidInput):
+    """An amount that cannot be used: not a number, negative, zero, too precise, too large."""
+
+
+class InvalidCurrency(InvalidInput):
+    """A currency code that is not an ISO 4217 currency."""
+
+
+class LimitExceeded(InvalidInput):
+    """A text too long or a list too large (product.md, Limits)."""
+
+
+class NotFound(DomainError):
+    """The contract, milestone or request named does not exist (in this contract)."""
+
+
+class NotAParty(DomainError):
+    """The actor is not a party to the contract, or not the party who may do this."""
+
+
+class NotAllowed(DomainError):
+    """The actor is a party, but their role may not do this."""
+
+
+class WrongPhase(DomainError):
+    """The contract's phase (negotiating, active, closed) does not allow the action."""
+
+
+class ContractClosed(WrongPhase):
+    """The contract has ended; it is read-only."""
+
+
+class MilestoneLocked(DomainError):
+    """The milestone is funded or submitted and cannot be changed directly."""
+
+
+class InvalidTransition(DomainError):
+    """The milestone, request or contract is not in a state that allows the action."""
+
+
+class RequestNotPending(InvalidTransition):
+    """The change request was already decided, withdrawn or cancelled."""
+
+
+class RequestPending(DomainError):
+    """A pending change request must be answered before the client changes milestones."""
+
+
+class OutOfOrder(DomainError):
+    """Milestones are funded one at a time, in order."""

@@ -1,0 +1,107 @@
+"""The escrow ledger: append-only entries in integer minor units.
+
+Balances are always recomputed from entries. A unique business key per entry
+(`fund:<milestone>`, `top_up:<request>:<milestone>`, `release:<milestone>`,
+`refund:<milestone>`) makes a second release of one milestone impossible whoever
+calls; a release or refund can never take more than is held for the milestone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from domain.model import LedgerEntry, LedgerKind
+
+INFLOWS = (LedgerKind.FUND, LedgerKind.TOP_UP)
+OUTFLOWS = (LedgerKind.RELEASE, LedgerKind.REFUND)
+
+
+class LedgerInvariantError(RuntimeError):
+    """A movement would break the ledger (negative escrow, non-positive amount)."""
+
+
+@dataclass(frozen=True)
+class Escrow:
+    funded_minor: int = 0  # funds and top-ups
+    released_minor: int = 0
+    refunded_minor: int = 0
+
+    @property
+    def balance_minor(self) -> int:
+        return self.funded_minor - self.released_minor - self.refunded_minor
+
+
+def _signed_amount() -> ColumnElement[int]:
+    return case(
+        (LedgerEntry.kind.in_(INFLOWS), LedgerEntry.amount_minor),
+        else_=-LedgerEntry.amount_minor,
+    )
+
+
+def held_for_milestone(session: Session, milestone_id: int) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(_signed_amount()), 0)).where(
+            LedgerEntry.milestone_id == milestone_id
+        )
+    )
+    return int(total or 0)
+
+
+def record(
+    session: Session,
+    *,
+    contract_id: int,
+    milestone_id: int,
+    kind: LedgerKind,
+    amount_minor: int,
+    actor: str,
+    at: datetime,
+    key: str,
+    request_id: int | None = None,
+) -> LedgerEntry:
+    if amount_minor <= 0:
+        raise LedgerInvariantError(f"ledger amounts are positive ({key}: {amount_minor})")
+    if kind in OUTFLOWS:
+        held = held_for_milestone(session, milestone_id)
+        if amount_minor > held:
+            raise LedgerInvariantError(
+                f"{key} would take {amount_minor} but only {held} is held for the milestone"
+            )
+    entry = LedgerEntry(
+        contract_id=contract_id,
+        milestone_id=milestone_id,
+        kind=kind,
+        amount_minor=amount_minor,
+        actor=actor,
+        at=at,
+        key=key,
+        request_id=request_id,
+    )
+    session.add(entry)
+    session.flush()  # the unique key fails here, inside the caller's transaction
+    return entry
+
+
+def entries(session: Session, contract_id: int) -> list[LedgerEntry]:
+    return list(
+        session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.contract_id == contract_id)
+            .order_by(LedgerEntry.id)
+        )
+    )
+
+
+def escrow_of(session: Session, contract_id: int) -> Escrow:
+    return summarize(entries(session, contract_id))
+
+
+def summarize(items: list[LedgerEntry]) -> Escrow:
+    funded = sum(e.amount_minor for e in items if e.kind in INFLOWS)
+    released = sum(e.amount_minor for e in items if e.kind == LedgerKind.RELEASE)
+    refunded = sum(e.amount_minor for e in items if e.kind == LedgerKind.REFUND)
+    return Escrow(funded_minor=funded, released_minor=released, refunded_minor=refunded)

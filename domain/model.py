@@ -1,0 +1,419 @@
+"""The persistent model: contracts, parties, milestones, change requests, ledger, history.
+
+Typed SQLAlchemy 2 models. Relationships are `lazy="raise"`: every query says what it
+loads, so there is no hidden N+1. Timestamps come from the application's clock (the
+services pass `now`), never from a database default. Money is integer minor units.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC instant on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC instant is required")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ContractStatus(StrEnum):
+    NEGOTIATING = "negotiating"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class MilestoneStatus(StrEnum):
+    PENDING = "pending"
+    FUNDED = "funded"
+    SUBMITTED = "submitted"
+    RELEASED = "released"
+    DELETED = "deleted"
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+    CANCELLED = "cancelled"
+
+
+class ChangeKind(StrEnum):
+    ADD = "add"
+    EDIT = "edit"
+    DELETE = "delete"
+
+
+class Role(StrEnum):
+    CLIENT = "client"
+    FREELANCER = "freelancer"
+    MANAGER = "manager"
+    MEMBER = "member"
+
+
+class LedgerKind(StrEnum):
+    FUND = "fund"
+    TOP_UP = "top_up"
+    RELEASE = "release"
+    REFUND = "refund"
+
+
+SYSTEM_ACTOR = "system"
+
+
+def _enum(enum: type[StrEnum]) -> SAEnum:
+    """Enums are stored as their string values: readable in SQL, no native enum DDL."""
+    return SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Contract(Base):
+    __tablename__ = "contract"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[ContractStatus] = mapped_column(_enum(ContractStatus))
+    agency_name: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    client_agreed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_agreed_by: Mapped[str | None] = mapped_column(String(32))
+    provider_agreed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+    next_milestone_number: Mapped[int] = mapped_column(Integer, default=1)
+    next_request_number: Mapped[int] = mapped_column(Integer, default=1)
+    # Bumped by every change; lets a renderer tell whether what it shows is current.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    parties: Mapped[list[Party]] = relationship(
+        back_populates="contract", lazy="raise", order_by="Party.id"
+    )
+    milestones: Mapped[list[Milestone]] = relationship(
+        back_populates="contract", lazy="raise", order_by="Milestone.number"
+    )
+
+    __table_args__ = (Index("ix_contract_channel_status", "channel_id", "status"),)
+
+    # --- parties -----------------------------------------------------------------
+    def role_of(self, user_id: str) -> Role | None:
+        for party in self.parties:
+            if party.user_id == user_id:
+                return party.role
+        return None
+
+    def ids_with_role(self, *roles: Role) -> list[str]:
+        return [p.user_id for p in self.parties if p.role in roles]
+
+    @property
+    def client_id(self) -> str:
+        return self.ids_with_role(Role.CLIENT)[0]
+
+    @property
+    def freelancer_id(self) -> str | None:
+        ids = self.ids_with_role(Role.FREELANCER)
+        return ids[0] if ids else None
+
+    @property
+    def is_agency(self) -> bool:
+        return self.agency_name is not None
+
+    @property
+    def provider_ids(self) -> list[str]:
+        """Who speaks for the provider side: the freelancer, or the agency's managers."""
+        return self.ids_with_role(Role.FREELANCER, Role.MANAGER)
+
+    # --- milestones --------------------------------------------------------------
+    def milestone(self, number: int) -> Milestone | None:
+        for m in self.milestones:
+            if m.number == number:
+                return m
+        return None
+
+    @property
+    def live_milestones(self) -> list[Milestone]:
+        return [m for m in self.milestones if m.status != MilestoneStatus.DELETED]
+
+    @property
+    def in_progress(self) -> Milestone | None:
+        """The one funded or submitted milestone, if any (milestones are sequential)."""
+        for m in self.milestones:
+            if m.status in (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED):
+                return m
+        return None
+
+    @property
+    def next_to_fund(self) -> Milestone | None:
+        for m in self.milestones:
+            if m.status == MilestoneStatus.PENDING:
+                return m
+        return None
+
+    @property
+    def total_minor(self) -> int:
+        return sum(m.amount_minor for m in self.live_milestones)
+
+
+class Party(Base):
+    __tablename__ = "party"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(32))
+    # The workspace the user belongs to (Slack Connect): recorded beside the id, not part of it.
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+
+    contract: Mapped[Contract] = relationship(back_populates="parties", lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("contract_id", "user_id"),
+        Index("ix_party_user_id", "user_id"),
+    )
+
+
+class Milestone(Base):
+    __tablename__ = "milestone"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    due_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[MilestoneStatus] = mapped_column(_enum(MilestoneStatus))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    funded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    funded_by: Mapped[str | None] = mapped_column(String(32))
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    submitted_by: Mapped[str | None] = mapped_column(String(32))
+    submission_note: Mapped[str | None] = mapped_column(Text)
+    submission_count: Mapped[int] = mapped_column(Integer, default=0)
+    auto_release_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    changes_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    changes_requested_note: Mapped[str | None] = mapped_column(Text)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    released_by: Mapped[str | None] = mapped_column(String(32))
+    released_automatically: Mapped[bool] = mapped_column(Boolean, default=False)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    contract: Mapped[Contract] = relationship(back_populates="milestones", lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("contract_id", "number"),
+        # The sweep looks for submitted work whose review period has run out.
+        Index(
+            "ix_milestone_auto_release_due",
+            "auto_release_at",
+            postgresql_where=text("status = 'submitted'"),
+            sqlite_where=text("status = 'submitted'"),
+        ),
+    )
+
+    @property
+    def is_active(self) -> bool:
+        """Funded or submitted: escrow is held and the milestone is locked."""
+        return self.status in (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED)
+
+    def fields(self) -> dict[str, Any]:
+        """The editable fields in export form (`due_date` as ISO text)."""
+        return {
+            "title": self.title,
+            "description": self.description,
+            "amount_minor": self.amount_minor,
+            "due_date": self.due_date.isoformat(),
+        }
+
+
+class ChangeRequest(Base):
+    __tablename__ = "change_request"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus))
+    proposed_by: Mapped[str] = mapped_column(String(32))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    message: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decline_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    revision_of: Mapped[int | None] = mapped_column(Integer)  # number of the withdrawn request
+
+    changes: Mapped[list[Change]] = relationship(
+        back_populates="request", lazy="raise", order_by="Change.position"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("contract_id", "number"),
+        Index("ix_change_request_contract_status", "contract_id", "status"),
+    )
+
+
+class Change(Base):
+    __tablename__ = "change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("change_request.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[ChangeKind] = mapped_column(_enum(ChangeKind))
+    # None for an `add` until it is accepted; then the number the new milestone got.
+    milestone_number: Mapped[int | None] = mapped_column(Integer)
+    # The proposed values, in the milestone's own keys (export form).
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The milestone's values when the change was proposed, for "before → after".
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    request: Mapped[ChangeRequest] = relationship(back_populates="changes", lazy="raise")
+
+    __table_args__ = (Index("ix_change_request_id", "request_id"),)
+
+
+class LedgerEntry(Base):
+    """An append-only movement of escrow. Never updated, never deleted."""
+
+    __tablename__ = "ledger_entry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    milestone_id: Mapped[int] = mapped_column(ForeignKey("milestone.id", ondelete="CASCADE"))
+    kind: Mapped[LedgerKind] = mapped_column(_enum(LedgerKind))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Unique business key: `release:<milestone id>` can exist once, whoever calls.
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    request_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_ledger_entry_contract_id", "contract_id"),)
+
+
+class Event(Base):
+    """The append-only history: who did what, when, before → after."""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(40))
+    milestone_number: Mapped[int | None] = mapped_column(Integer)
+    request_number: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_event_contract_id", "contract_id", "id"),)
+
+
+class OutboxMessage(Base):
+    """An intent to show something in Slack, written with the change that caused it.
+
+    Only kind and ids are stored: the message is rendered from the state current at
+    send time, so a retry never paints an old card over a newer one.
+    """
+
+    __tablename__ = "outbox_message"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    contract_id: Mapped[int | None] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    subject_id: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "ix_outbox_message_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+    )
+
+
+class MessageRef(Base):
+    """Where a card lives in the chat (channel + message ts), so it is updated in place."""
+
+    __tablename__ = "message_ref"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(60), unique=True)  # e.g. "contract:12"
+    channel_id: Mapped[str] = mapped_column(String(32))
+    # Empty while a sender holds the reservation (it is posting the message now).
+    ts: Mapped[str] = mapped_column(String(32))
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RequestReceipt(Base):
+    """A processed inbound request (Slack's trigger_id / action_ts): replays do nothing."""
+
+    __tablename__ = "request_receipt"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

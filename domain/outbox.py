@@ -1,0 +1,143 @@
+"""The outbox: claiming, retrying and completing intents; where cards live.
+
+Delivery is at-least-once. A sender claims a row by pushing its `next_attempt_at`
+forward by a lease in a guarded UPDATE (one winner, on every database, without
+holding a transaction open during the network call), sends, then marks it sent.
+A sender that dies mid-send loses its lease and the row is tried again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from domain.db import write_transaction
+from domain.model import MessageRef, OutboxMessage
+
+PENDING = "pending"
+SENT = "sent"
+DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    kind: str
+    contract_id: int | None
+    subject_id: int | None
+    user_id: str | None
+    attempts: int
+
+
+def due_ids(session: Session, *, now: datetime, limit: int = 50) -> list[int]:
+    with session.begin():
+        return list(
+            session.scalars(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.state == PENDING, OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+                .limit(limit)
+            )
+        )
+
+
+def claim(session: Session, outbox_id: int, *, now: datetime, lease: timedelta) -> Claimed | None:
+    with write_transaction(session):
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == outbox_id,
+                OutboxMessage.state == PENDING,
+                OutboxMessage.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + lease, attempts=OutboxMessage.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        row = session.get_one(OutboxMessage, outbox_id, populate_existing=True)
+        return Claimed(row.id, row.kind, row.contract_id, row.subject_id, row.user_id, row.attempts)
+
+
+def mark_sent(session: Session, outbox_id: int, *, now: datetime) -> None:
+    with write_transaction(session):
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id)
+            .values(state=SENT, sent_at=now, last_error=None)
+        )
+
+
+def retry_later(
+    session: Session, outbox_id: int, *, at: datetime, error: str, dead: bool = False
+) -> None:
+    with write_transaction(session):
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id)
+            .values(state=DEAD if dead else PENDING, next_attempt_at=at, last_error=error[:2000])
+        )
+
+
+def requeue_dead(session: Session, *, now: datetime) -> int:
+    """An operator's retry of dead letters."""
+    with write_transaction(session):
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.state == DEAD)
+            .values(state=PENDING, next_attempt_at=now, attempts=0)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- where a card lives -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    channel_id: str
+    ts: str  # "" while someone else is posting it
+
+
+def placement(session: Session, subject: str) -> Placement | None:
+    with session.begin():
+        ref = session.scalar(select(MessageRef).where(MessageRef.subject == subject))
+        return Placement(ref.channel_id, ref.ts) if ref else None
+
+
+def reserve(
+    session: Session, subject: str, *, channel_id: str, now: datetime, stale_after: timedelta
+) -> bool:
+    """Take the right to post `subject` for the first time; False if another sender has it.
+
+    A reservation older than `stale_after` without a ts belongs to a sender that died:
+    it is taken over.
+    """
+    try:
+        with write_transaction(session):
+            ref = session.scalar(select(MessageRef).where(MessageRef.subject == subject))
+            if ref is None:
+                session.add(
+                    MessageRef(subject=subject, channel_id=channel_id, ts="", reserved_at=now)
+                )
+                return True
+            if ref.ts == "" and ref.reserved_at <= now - stale_after:
+                ref.reserved_at = now
+                return True
+            return False
+    except IntegrityError:
+        return False
+
+
+def store(session: Session, subject: str, *, channel_id: str, ts: str, now: datetime) -> None:
+    with write_transaction(session):
+        ref = session.scalar(select(MessageRef).where(MessageRef.subject == subject))
+        if ref is None:
+            session.add(MessageRef(subject=subject, channel_id=channel_id, ts=ts, reserved_at=now))
+        else:
+            ref.channel_id = channel_id
+            ref.ts = ts

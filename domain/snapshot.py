@@ -1,0 +1,95 @@
+"""Read models: a contract as a card shows it, and what happens next and who owes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from domain import ledger, queries
+from domain.ledger import Escrow
+from domain.model import (
+    ChangeRequest,
+    Contract,
+    ContractStatus,
+    Milestone,
+    MilestoneStatus,
+    Role,
+)
+
+
+class Next(StrEnum):
+    ADD_MILESTONES = "add_milestones"
+    AGREE = "agree"
+    ANSWER_REQUEST = "answer_request"
+    FUND = "fund"
+    WORK = "work"
+    REVIEW = "review"
+    COMPLETE = "complete"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class NextAction:
+    kind: Next
+    owed_by: tuple[str, ...]  # user ids who can act
+    milestone: Milestone | None = None
+    request: ChangeRequest | None = None
+    due_at: datetime | None = None  # automatic release, for REVIEW
+
+
+@dataclass(frozen=True)
+class ContractSnapshot:
+    contract: Contract
+    pending_requests: list[ChangeRequest]
+    escrow: Escrow
+    next_action: NextAction
+
+    @property
+    def client_agreed(self) -> bool:
+        return self.contract.client_agreed_at is not None
+
+    @property
+    def provider_agreed(self) -> bool:
+        return self.contract.provider_agreed_by is not None
+
+
+def next_action(contract: Contract, pending: list[ChangeRequest]) -> NextAction:
+    client = (contract.client_id,)
+    provider = tuple(contract.provider_ids)
+    if contract.status == ContractStatus.CLOSED:
+        return NextAction(Next.CLOSED, ())
+    if contract.status == ContractStatus.NEGOTIATING:
+        if not contract.live_milestones:
+            return NextAction(Next.ADD_MILESTONES, client + provider)
+        owed: tuple[str, ...] = ()
+        if contract.client_agreed_at is None:
+            owed += client
+        if contract.provider_agreed_by is None:
+            owed += provider
+        return NextAction(Next.AGREE, owed)
+    current = contract.in_progress
+    if current is not None and current.status == MilestoneStatus.SUBMITTED:
+        return NextAction(Next.REVIEW, client, milestone=current, due_at=current.auto_release_at)
+    if pending:
+        return NextAction(Next.ANSWER_REQUEST, client, request=pending[0])
+    if current is not None:
+        workers = tuple(contract.ids_with_role(Role.FREELANCER, Role.MANAGER, Role.MEMBER))
+        return NextAction(Next.WORK, workers, milestone=current)
+    upcoming = contract.next_to_fund
+    if upcoming is not None:
+        return NextAction(Next.FUND, client, milestone=upcoming)
+    return NextAction(Next.COMPLETE, ())
+
+
+def snapshot(session: Session, contract_id: int) -> ContractSnapshot:
+    contract = queries.load_contract(session, contract_id)
+    pending = queries.pending_requests(session, contract_id)
+    return ContractSnapshot(
+        contract=contract,
+        pending_requests=pending,
+        escrow=ledger.escrow_of(session, contract_id),
+        next_action=next_action(contract, pending),
+    )

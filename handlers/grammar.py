@@ -1,0 +1,939 @@
+"""The `/milestone` grammar: the text of a slash command becomes one typed command.
+
+Pure Python, no Slack and no database. `parse(text)` takes the `text` field exactly as
+Slack sends it with escaping on (mentions as `<@U123|alice>` or `<@U123>`, the user's
+own `&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`) and returns one frozen command, or raises
+`CommandSyntaxError` whose message says what is wrong and ends with the usage line of
+the subcommand.
+
+What is checked here is the *shape*: words, quotes, keys, mentions, numbers, dates.
+What is checked by the domain is the *meaning*: amounts (kept as the raw text the user
+typed, such as `"$1,500"` or `"1500 USD"`, because only the contract's currency can
+read them), currency codes, lengths of texts, who may do what.
+
+Free-text values (titles, descriptions, messages, notes, reasons, the agency's name)
+come back as plain text: Slack's escaping is undone, a link reads as the text the user
+typed, a user mention is kept as `<@U123>` and a channel as `<#C123>` (so a renderer
+can show them as mentions), and `<!here>`-style broadcasts become inert `@here`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+
+from domain.errors import InvalidInput
+
+# --------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """Base of every command; `contract_id` comes from `contract=<id>`, if typed."""
+
+    contract_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowHelp(Command):
+    """`help [command]`, or empty text. `topic` is a known subcommand or None."""
+
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewModal(Command):
+    """`new` with no arguments: open the "new contract" form."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewContract(Command):
+    """`new "<title>" client=@user (freelancer=@user | agency="<name>" manager=@user,...)`.
+
+    Exactly one provider side is set: either `freelancer_id`, or `agency_name` with at
+    least one manager (and any number of members).
+    """
+
+    title: str
+    client_id: str
+    freelancer_id: str | None = None
+    agency_name: str | None = None
+    manager_ids: tuple[str, ...] = ()
+    member_ids: tuple[str, ...] = ()
+    currency: str | None = None
+
+    @property
+    def is_agency(self) -> bool:
+        return self.agency_name is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddModal(Command):
+    """`add` with no arguments: open the "add milestone" form."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddMilestone(Command):
+    """`add "<title>" <amount> <due> ["<description>"] [message="..."]`."""
+
+    title: str
+    amount: str
+    due_date: date
+    description: str = ""
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EditModal(Command):
+    """`edit` (number None) or `edit <n>` with no field: open the "edit milestone" form."""
+
+    number: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EditMilestone(Command):
+    """`edit <n> field=value ...`; a field left as None is unchanged (at least one is set).
+
+    `description=""` gives `description == ""`: clear the description.
+    """
+
+    number: int
+    title: str | None = None
+    amount: str | None = None
+    due_date: date | None = None
+    description: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteMilestone(Command):
+    """`delete <n> [message="..."]`."""
+
+    number: int
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartContract(Command):
+    """`start` or `agree`: the invoker agrees to the terms as they stand."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundMilestone(Command):
+    """`fund`: fund the next milestone in order."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitWork(Command):
+    """`submit ["<note>"]`."""
+
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApproveWork(Command):
+    """`approve`: release the submitted milestone."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestChanges(Command):
+    """`changes "<note>"`: send the submitted work back (the note is required)."""
+
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptRequest(Command):
+    """`accept <request-number>`."""
+
+    request_number: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeclineRequest(Command):
+    """`decline <request-number> ["<reason>"]`."""
+
+    request_number: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawRequest(Command):
+    """`withdraw <request-number>`."""
+
+    request_number: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowStatus(Command):
+    """`status`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowHistory(Command):
+    """`history`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndContract(Command):
+    """`end`."""
+
+
+class CommandSyntaxError(InvalidInput):
+    """The text does not follow the grammar; `message` is shown to the user as is.
+
+    `command` is the subcommand the message is about (None when none was recognised).
+    """
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+# --------------------------------------------------------------------------------------
+# Usage and help texts (Slack mrkdwn)
+# --------------------------------------------------------------------------------------
+
+USAGE: dict[str, str] = {
+    "help": "`/milestone help [command]`",
+    "new": (
+        '`/milestone new "<title>" client=@user freelancer=@user [currency=USD]` or '
+        '`/milestone new "<title>" client=@user agency="<name>" manager=@user[,@user] '
+        "[members=@user,...] [currency=EUR]`"
+    ),
+    "add": (
+        '`/milestone add "<title>" <amount> <due YYYY-MM-DD> ["<description>"] [message="..."]`'
+    ),
+    "edit": (
+        '`/milestone edit <n> [title="..."] [amount=<amount>] [due=<YYYY-MM-DD>] '
+        '[description="..."] [message="..."]`'
+    ),
+    "delete": '`/milestone delete <n> [message="..."]`',
+    "start": "`/milestone start`",
+    "agree": "`/milestone agree`",
+    "fund": "`/milestone fund`",
+    "submit": '`/milestone submit ["<note>"]`',
+    "approve": "`/milestone approve`",
+    "changes": '`/milestone changes "<note>"`',
+    "accept": "`/milestone accept <request-number>`",
+    "decline": '`/milestone decline <request-number> ["<reason>"]`',
+    "withdraw": "`/milestone withdraw <request-number>`",
+    "status": "`/milestone status`",
+    "history": "`/milestone history`",
+    "end": "`/milestone end`",
+}
+
+HELP_EXAMPLES = """\
+*Milestone contracts, right in this channel* — agree on milestones, fund them one at \
+a time, and get paid when the work is approved.
+
+*1. Create a contract* (the client and the freelancer, picked from the @ list)
+`/milestone new "Website redesign" client=@Dana freelancer=@Lee currency=USD`
+For an agency: `/milestone new "Mobile app" client=@Dana agency="Acme Studio" \
+manager=@Sam members=@Kim,@Jo`
+
+*2. Add milestones* — title, amount, due date, and a description if you like
+`/milestone add "Wireframes" 1500 USD 2026-03-01 "Home and checkout pages"`
+
+*3. Agree and start* — both sides type `/milestone start` once the plan looks right.
+
+*4. Fund* (client) — `/milestone fund` puts the next milestone's amount in escrow, \
+and the freelancer can start.
+
+*5. Deliver* (freelancer) — `/milestone submit "Figma link in the thread"`
+
+*6. Approve* (client) — `/milestone approve` releases the money, or \
+`/milestone changes "Please make the logo bigger"` asks for another round. \
+If the client does neither, the money is released automatically after the review \
+period (14 days unless set otherwise).
+
+*Changing the plan after the start* — the freelancer (or an agency manager) proposes:
+`/milestone edit 2 amount=1800 due=2026-04-15 message="Extra page requested"`
+and the client answers change request 1 with `/milestone accept 1` or \
+`/milestone decline 1 "The budget is fixed"` (or the buttons on the request).
+
+*Also:* `/milestone status`, `/milestone history`, `/milestone delete 3`, \
+`/milestone withdraw 1`, `/milestone end`. Type `new`, `add` or `edit` alone to fill \
+in a form. More than one contract in the channel? Add `contract=<id>` to any command.\
+"""
+
+# --------------------------------------------------------------------------------------
+# Lexical layer
+# --------------------------------------------------------------------------------------
+
+_QUOTES = frozenset('"“”„‟')
+_QUOTE_RE = re.compile('["“”„‟]')
+_SPACE_RE = re.compile(r"\s*")
+_WORD_RE = re.compile(r"\S*")
+_KEY_RE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=")
+_MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>")
+_MARKUP_RE = re.compile(r"<([^<>]*)>")
+_ENTITY_RE = re.compile(r"&(amp|lt|gt);")
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
+_NUMBER_RE = re.compile(r"#?([0-9]+)")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CURRENCY_WORD_RE = re.compile(r"[A-Za-z]{3}")
+_LETTER_RE = re.compile(r"[A-Za-z]")
+_DIGIT_RE = re.compile(r"[0-9]")
+_INVISIBLE_RE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
+_MAX_DIGITS = 9
+_ECHO_LIMIT = 40
+_LIST_KEYS = frozenset({"manager", "members"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """One word of the command, quotes removed, still Slack-escaped."""
+
+    value: str
+    key: str | None  # lowercased `key` of `key=value`, else None
+    quoted: bool
+    start: int  # offsets in the original text
+    end: int
+    first: int  # index range in the token list (merged tokens span several)
+    last: int
+
+
+class _LexError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _tokenize(text: str) -> list[_Token]:
+    """Split on whitespace; `"..."`, `“...”` and `key="..."` keep their spaces. Linear."""
+    tokens: list[_Token] = []
+    pos = 0
+    length = len(text)
+    while True:
+        pos = _SPACE_RE.match(text, pos).end()  # type: ignore[union-attr]
+        if pos >= length:
+            return tokens
+        start = pos
+        key: str | None = None
+        key_match = _KEY_RE.match(text, pos)
+        if key_match is not None:
+            key = key_match.group(1).lower()
+            pos = key_match.end()
+        if pos < length and text[pos] in _QUOTES:
+            closing = _QUOTE_RE.search(text, pos + 1)
+            if closing is None:
+                opened = _echo(text[start:])
+                raise _LexError(
+                    f"The quote opened at {opened} is never closed. "
+                    "Put a closing double quote after the value."
+                )
+            value = text[pos + 1 : closing.start()]
+            pos = closing.end()
+            if pos < length and not text[pos].isspace():
+                raise _LexError(
+                    f"Something follows the closing quote of {_echo(text[start:pos])} "
+                    "without a space. Leave a space after a quoted value; for quotes "
+                    "inside a value, use single quotes."
+                )
+            quoted = True
+        else:
+            word_end = _WORD_RE.match(text, pos).end()  # type: ignore[union-attr]
+            value = text[pos:word_end]
+            pos = word_end
+            quoted = False
+        index = len(tokens)
+        tokens.append(_Token(value, key, quoted, start, pos, index, index))
+
+
+def _merge(tokens: Sequence[_Token]) -> list[_Token]:
+    """Glue `manager=<@U1>, <@U2>` into one value, and `amount=1500 USD` into one."""
+    merged: list[_Token] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        j = i + 1
+        if token.key in _LIST_KEYS:
+            parts = [token.value]
+            while (
+                j < len(tokens)
+                and tokens[j].key is None
+                and not tokens[j].quoted
+                and (parts[-1].endswith(",") or tokens[j].value.startswith(","))
+            ):
+                parts.append(tokens[j].value)
+                j += 1
+            value = "".join(parts)
+        elif (
+            token.key == "amount"
+            and j < len(tokens)
+            and _is_currency_word(tokens[j])
+            and tokens[j].first == token.last + 1
+        ):
+            value = f"{token.value} {tokens[j].value}"
+            j += 1
+        else:
+            merged.append(token)
+            i += 1
+            continue
+        last = tokens[j - 1]
+        merged.append(replace(token, value=value, end=last.end, last=last.last))
+        i = j
+    return merged
+
+
+def _is_currency_word(token: _Token) -> bool:
+    return (
+        token.key is None
+        and not token.quoted
+        and _CURRENCY_WORD_RE.fullmatch(token.value) is not None
+        and token.value.lower() != "due"
+    )
+
+
+def _plain(value: str) -> str:
+    """Slack-escaped text → what the user meant (see the module docstring)."""
+    return _ENTITY_RE.sub(_entity, _MARKUP_RE.sub(_markup, value))
+
+
+def _entity(match: re.Match[str]) -> str:
+    return _ENTITIES[match.group(1)]
+
+
+def _markup(match: re.Match[str]) -> str:
+    inner = match.group(1)
+    target, _, label = inner.partition("|")
+    if target.startswith("@"):
+        return f"<{target}>"
+    if target.startswith("#"):
+        return f"<{target}>"
+    if target.startswith("!"):
+        if label:
+            return label
+        name = target[1:].split("^", 1)[0]
+        return f"@{name}"
+    return label or target
+
+
+def _echo(value: str) -> str:
+    """A short, mrkdwn-safe rendering of what the user typed, for error messages."""
+    shown = value if len(value) <= _ECHO_LIMIT else value[: _ECHO_LIMIT - 1] + "…"
+    shown = shown.replace("`", "'").replace("\n", " ")
+    return f"`{shown}`"
+
+
+# --------------------------------------------------------------------------------------
+# Syntactic layer
+# --------------------------------------------------------------------------------------
+
+
+def _error(message: str, command: str | None) -> CommandSyntaxError:
+    if command is not None and command in USAGE:
+        message = f"{message} Usage: {USAGE[command]}"
+    return CommandSyntaxError(message, command=command)
+
+
+@dataclass(slots=True)
+class _Args:
+    command: str
+    text: str
+    options: dict[str, _Token]
+    positionals: list[_Token]
+    contract_id: int | None
+
+    def fail(self, message: str) -> CommandSyntaxError:
+        return _error(message, self.command)
+
+    def allow(self, *keys: str) -> None:
+        for key in self.options:
+            if key not in keys:
+                allowed = ", ".join(f"`{k}=`" for k in (*keys, "contract"))
+                raise self.fail(
+                    f"`/milestone {self.command}` has no option `{key}=`; it accepts {allowed}."
+                )
+
+    def no_positionals(self) -> None:
+        if self.positionals:
+            raise self.fail(
+                f"`/milestone {self.command}` takes no other words, "
+                f"but got {_echo(self.positionals[0].value)}."
+            )
+
+    def text_of(self, tokens: Sequence[_Token], what: str) -> str:
+        """One value; several unquoted words in a row read as one text."""
+        if len(tokens) == 1:
+            return _plain(tokens[0].value)
+        contiguous = all(b.first == a.last + 1 for a, b in zip(tokens, tokens[1:], strict=False))
+        if contiguous and not any(t.quoted for t in tokens):
+            return _plain(self.text[tokens[0].start : tokens[-1].end])
+        raise self.fail(f"Put the whole {what} in one pair of double quotes.")
+
+    def text_option_or_rest(self, key: str, rest: Sequence[_Token], what: str) -> str | None:
+        if key in self.options:
+            if rest:
+                raise self.fail(
+                    f"The {what} is given twice: as `{key}=` and as {_echo(rest[0].value)}."
+                )
+            return _plain(self.options[key].value)
+        if rest:
+            return self.text_of(rest, what)
+        return None
+
+
+def parse(text: str) -> Command:
+    """Parse the `text` of `/milestone ...` into a command, or raise CommandSyntaxError."""
+    try:
+        tokens = _tokenize(text)
+    except _LexError as exc:
+        raise _error(exc.message, _guess_command(text)) from None
+    head = next((t for t in tokens if t.key != "contract"), None)
+    command = "help" if head is None else _command_name(text, head)
+    contract_id = _contract_id([t for t in tokens if t.key == "contract"], command)
+    body = _merge([t for t in tokens if t is not head and t.key != "contract"])
+    options: dict[str, _Token] = {}
+    positionals: list[_Token] = []
+    for token in body:
+        if token.key is None:
+            positionals.append(token)
+        elif token.key in options:
+            raise _error(f"`{token.key}=` is given twice; give it once.", command)
+        else:
+            options[token.key] = token
+    args = _Args(command, text, options, positionals, contract_id)
+    return _PARSERS[command](args)
+
+
+def _command_name(text: str, head: _Token) -> str:
+    if head.key is not None or head.quoted:
+        raise _error(
+            f"Begin with a command, such as `/milestone add ...`; "
+            f"{_echo(text[head.start : head.end])} comes after it. Commands: {_command_list()}.",
+            None,
+        )
+    word = _INVISIBLE_RE.sub("", head.value).lower().removeprefix("/")
+    if word in USAGE:
+        return word
+    suggestion = difflib.get_close_matches(word[:20], list(USAGE), n=1, cutoff=0.6)
+    hint = f" Did you mean `{suggestion[0]}`?" if suggestion else ""
+    raise _error(
+        f"I don't know the command {_echo(head.value)}.{hint} "
+        f"Commands: {_command_list()}. See `/milestone help`.",
+        None,
+    )
+
+
+def _command_list() -> str:
+    return ", ".join(f"`{name}`" for name in USAGE)
+
+
+def _guess_command(text: str) -> str | None:
+    for word in text.split(maxsplit=3)[:3]:
+        name = word.lower()
+        if name in USAGE:
+            return name
+        if not name.startswith("contract="):
+            return None
+    return None
+
+
+def _contract_id(tokens: Sequence[_Token], command: str) -> int | None:
+    if not tokens:
+        return None
+    if len(tokens) > 1:
+        raise _error("`contract=` is given twice; give it once.", command)
+    value = tokens[0].value
+    number = _positive_int(value)
+    if number is None:
+        raise _error(
+            f"`contract=` takes the contract's number, like `contract=12`, not {_echo(value)}.",
+            command,
+        )
+    return number
+
+
+def _positive_int(value: str) -> int | None:
+    """`3` or `#3` → 3; anything else (0, too many digits, words) → None."""
+    match = _NUMBER_RE.fullmatch(value)
+    if match is None:
+        return None
+    digits = match.group(1).lstrip("0")
+    if not digits or len(digits) > _MAX_DIGITS:
+        return None
+    return int(digits)
+
+
+def _number(args: _Args, token: _Token | None, what: str) -> int:
+    if token is None:
+        raise args.fail(f"Which {what}? Give its number, for example `3`.")
+    number = _positive_int(token.value)
+    if number is not None:
+        return number
+    match = _NUMBER_RE.fullmatch(token.value)
+    if match is not None and not match.group(1).lstrip("0"):
+        raise args.fail(f"{what.capitalize()} numbers start at 1, so `0` is not one.")
+    if match is not None:
+        raise args.fail(f"There is no {what} {_echo(token.value)}; that number is too large.")
+    raise args.fail(
+        f"{_echo(token.value)} is not a {what} number. Use the number shown by "
+        "`/milestone status`, for example `3`."
+    )
+
+
+def _date(args: _Args, value: str) -> date:
+    example = "Write the due date as YYYY-MM-DD, for example `2026-03-31`."
+    if _DATE_RE.fullmatch(value) is None:
+        raise args.fail(f"{_echo(value)} is not a date. {example}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise args.fail(f"{_echo(value)} is not a day on the calendar. {example}") from None
+
+
+def _mentions(args: _Args, key: str, token: _Token) -> tuple[str, ...]:
+    ids = dict.fromkeys(  # ordered and without repeats
+        _mention(args, key, part.strip()) for part in token.value.split(",") if part.strip()
+    )
+    if not ids:
+        raise args.fail(f"`{key}=` needs a person: pick them from the @ list, like `{key}=@dana`.")
+    return tuple(ids)
+
+
+def _mention(args: _Args, key: str, value: str) -> str:
+    match = _MENTION_RE.fullmatch(value)
+    if match is not None:
+        return match.group(1)
+    pick = (
+        "Type @ and pick the person from Slack's list so it becomes a real mention (it turns blue)."
+    )
+    if value.startswith("@"):
+        raise args.fail(f"{_echo(value)} after `{key}=` is plain text, not a mention. {pick}")
+    if value.startswith("<!"):
+        raise args.fail(f"`{key}=` needs one person, not a group like {_echo(value)}. {pick}")
+    if value.startswith("<#"):
+        raise args.fail(f"`{key}=` needs a person, not a channel. {pick}")
+    raise args.fail(f"{_echo(value)} after `{key}=` is not a person. {pick}")
+
+
+def _single_mention(args: _Args, key: str) -> str | None:
+    token = args.options.get(key)
+    if token is None:
+        return None
+    ids = _mentions(args, key, token)
+    if len(ids) > 1:
+        raise args.fail(f"`{key}=` takes one person only.")
+    return ids[0]
+
+
+def _required_text(args: _Args, value: str, what: str) -> str:
+    if not value.strip():
+        raise args.fail(f"The {what} is empty.")
+    return value
+
+
+def _optional_text(value: str | None) -> str | None:
+    return value if value else None
+
+
+# --------------------------------------------------------------------------------------
+# One parser per subcommand
+# --------------------------------------------------------------------------------------
+
+
+def _parse_help(args: _Args) -> Command:
+    topic: str | None = None
+    if args.positionals:
+        word = _INVISIBLE_RE.sub("", args.positionals[0].value).lower()
+        topic = word if word in USAGE else None
+    return ShowHelp(topic=topic, contract_id=args.contract_id)
+
+
+def _parse_new(args: _Args) -> Command:
+    keys = ("client", "freelancer", "agency", "manager", "members", "currency")
+    args.allow(*keys)
+    if not args.options and not args.positionals:
+        return NewModal(contract_id=args.contract_id)
+    if not args.positionals:
+        raise args.fail("The contract's title is missing; put it in quotes after `new`.")
+    for index, token in enumerate(args.positionals):
+        plain_mention = index > 0 and not token.quoted and token.value.startswith("@")
+        if _MENTION_RE.fullmatch(token.value) or plain_mention:
+            raise args.fail(
+                f"{_echo(token.value)} has no role: put it after `client=`, `freelancer=`, "
+                "`manager=` or `members=` (several people: separate them with commas)."
+            )
+    title = _required_text(args, args.text_of(args.positionals, "title"), "title")
+    client_id = _single_mention(args, "client")
+    if client_id is None:
+        raise args.fail("Who is the client? Add `client=@person`.")
+    freelancer_id = _single_mention(args, "freelancer")
+    agency_token = args.options.get("agency")
+    manager_token = args.options.get("manager")
+    members_token = args.options.get("members")
+    if freelancer_id is not None and agency_token is not None:
+        raise args.fail(
+            "A contract has a freelancer or an agency, not both: keep `freelancer=` or `agency=`."
+        )
+    if agency_token is None:
+        for extra in (manager_token, members_token):
+            if extra is not None:
+                raise args.fail(
+                    f'`{extra.key}=` is for agency contracts; add `agency="<name>"`, '
+                    "or use `freelancer=@person` alone."
+                )
+        if freelancer_id is None:
+            raise args.fail(
+                'Who does the work? Add `freelancer=@person`, or `agency="<name>"` '
+                "with `manager=@person`."
+            )
+    agency_name: str | None = None
+    manager_ids: tuple[str, ...] = ()
+    member_ids: tuple[str, ...] = ()
+    if agency_token is not None:
+        agency_name = _required_text(args, _plain(agency_token.value), "agency's name")
+        if manager_token is None:
+            raise args.fail("An agency contract needs at least one manager: add `manager=@person`.")
+        manager_ids = _mentions(args, "manager", manager_token)
+        if members_token is not None:
+            member_ids = _mentions(args, "members", members_token)
+    currency: str | None = None
+    if "currency" in args.options:
+        currency = args.options["currency"].value.strip().upper()
+        if not currency:
+            raise args.fail("`currency=` is empty; give a code such as `currency=USD`.")
+    return NewContract(
+        title=title,
+        client_id=client_id,
+        freelancer_id=freelancer_id,
+        agency_name=agency_name,
+        manager_ids=manager_ids,
+        member_ids=member_ids,
+        currency=currency,
+        contract_id=args.contract_id,
+    )
+
+
+def _parse_add(args: _Args) -> Command:
+    fields = ("title", "amount", "due", "description")
+    args.allow(*fields, "message")
+    if not args.positionals and not any(key in args.options for key in fields):
+        if "message" in args.options:
+            raise args.fail("Say which milestone to add; `message=` goes along with it.")
+        return AddModal(contract_id=args.contract_id)
+    rest = list(args.positionals)
+    options = args.options
+
+    if "title" in options:
+        title = _plain(options["title"].value)
+    elif not rest:
+        raise args.fail("The title is missing; put it in quotes right after `add`.")
+    else:
+        first = rest.pop(0)
+        if not first.quoted and _looks_like_amount_or_date(first.value):
+            raise args.fail(
+                f"The title is missing: {_echo(first.value)} looks like an amount or a "
+                "date. Put the title first, in quotes (also when it is a number)."
+            )
+        title = _plain(first.value)
+    title = _required_text(args, title, "title")
+
+    if "amount" in options:
+        amount = options["amount"].value
+    else:
+        amount = _take_amount(args, rest)
+    amount = _plain(amount).strip()
+    if not amount:
+        raise args.fail("The amount is empty.")
+
+    if rest and not rest[0].quoted and rest[0].value.lower() == "due" and len(rest) > 1:
+        rest.pop(0)  # `... 1500 due 2026-03-01` reads naturally too
+    if "due" in options:
+        due_date = _date(args, options["due"].value)
+    else:
+        if not rest:
+            raise args.fail("The due date is missing; write it as YYYY-MM-DD after the amount.")
+        due_date = _date(args, rest.pop(0).value)
+
+    description = args.text_option_or_rest("description", rest, "description") or ""
+    message = _optional_text(_message(args))
+    return AddMilestone(
+        title=title,
+        amount=amount,
+        due_date=due_date,
+        description=description,
+        message=message,
+        contract_id=args.contract_id,
+    )
+
+
+def _looks_like_amount_or_date(value: str) -> bool:
+    """`1500`, `$1,500`, `2026-03-01`: digits and no letters (a linear test)."""
+    return _DIGIT_RE.search(value) is not None and _LETTER_RE.search(value) is None
+
+
+def _take_amount(args: _Args, rest: list[_Token]) -> str:
+    if not rest:
+        raise args.fail("Amount is missing.")
+    token = rest[0]
+    if _DATE_RE.fullmatch(token.value):
+        raise args.fail(
+            f"Amount is missing: {_echo(token.value)} looks like the due date. "
+            "Put the amount before it."
+        )
+    # `USD 1500`: a currency code in front of the number.
+    if (
+        len(rest) > 1
+        and _is_currency_word(token)
+        and _DIGIT_RE.search(rest[1].value)
+        and not _DATE_RE.fullmatch(rest[1].value)
+    ):
+        number = rest[1]
+        del rest[:2]
+        return f"{token.value} {number.value}"
+    if _DIGIT_RE.search(token.value) is None:
+        raise args.fail(
+            f"{_echo(token.value)} is not an amount. If the title has several words, put it "
+            'in quotes, like `"Logo design"`.'
+        )
+    rest.pop(0)
+    amount = token.value
+    if rest and _is_currency_word(rest[0]):
+        amount = f"{amount} {rest.pop(0).value}"  # `1500 USD`
+    return amount
+
+
+def _message(args: _Args) -> str | None:
+    token = args.options.get("message")
+    return None if token is None else _plain(token.value)
+
+
+def _parse_edit(args: _Args) -> Command:
+    fields = ("title", "amount", "due", "description")
+    args.allow(*fields, "message")
+    if not args.positionals:
+        if args.options:
+            raise args.fail("Which milestone? Put its number right after `edit`.")
+        return EditModal(contract_id=args.contract_id)
+    number = _number(args, args.positionals[0], "milestone")
+    if len(args.positionals) > 1:
+        raise args.fail(
+            f"Say which field {_echo(args.positionals[1].value)} is for, like `amount=1800`; "
+            'if it belongs to the value before it, quote that value: `title="New title"`.'
+        )
+    options = args.options
+    if not any(key in options for key in fields):
+        if "message" in options:
+            raise args.fail(
+                "Nothing to change: add a field such as `amount=1800` next to `message=`."
+            )
+        return EditModal(number=number, contract_id=args.contract_id)
+    title: str | None = None
+    if "title" in options:
+        title = _required_text(args, _plain(options["title"].value), "title")
+    amount: str | None = None
+    if "amount" in options:
+        amount = _plain(options["amount"].value).strip()
+        if not amount:
+            raise args.fail("The amount is empty.")
+    due_date = _date(args, options["due"].value) if "due" in options else None
+    description = _plain(options["description"].value) if "description" in options else None
+    return EditMilestone(
+        number=number,
+        title=title,
+        amount=amount,
+        due_date=due_date,
+        description=description,
+        message=_optional_text(_message(args)),
+        contract_id=args.contract_id,
+    )
+
+
+def _parse_delete(args: _Args) -> Command:
+    args.allow("message")
+    if len(args.positionals) > 1:
+        raise args.fail(
+            f"Only one milestone number, please; put a message as "
+            f'`message="..."` (got {_echo(args.positionals[1].value)}).'
+        )
+    number = _number(args, args.positionals[0] if args.positionals else None, "milestone")
+    return DeleteMilestone(
+        number=number, message=_optional_text(_message(args)), contract_id=args.contract_id
+    )
+
+
+def _no_arguments(factory: Callable[..., Command]) -> Callable[[_Args], Command]:
+    def parse_bare(args: _Args) -> Command:
+        args.allow()
+        args.no_positionals()
+        return factory(contract_id=args.contract_id)
+
+    return parse_bare
+
+
+def _parse_submit(args: _Args) -> Command:
+    args.allow("note")
+    note = args.text_option_or_rest("note", args.positionals, "note")
+    return SubmitWork(note=_optional_text(note), contract_id=args.contract_id)
+
+
+def _parse_changes(args: _Args) -> Command:
+    args.allow("note")
+    note = args.text_option_or_rest("note", args.positionals, "note")
+    if note is None:
+        raise args.fail("Say what should change: the note is required.")
+    note = _required_text(args, note, "note")
+    return RequestChanges(note=note, contract_id=args.contract_id)
+
+
+def _request_number(args: _Args) -> int:
+    token = args.positionals[0] if args.positionals else None
+    return _number(args, token, "request")
+
+
+def _parse_accept(args: _Args) -> Command:
+    args.allow()
+    number = _request_number(args)
+    if len(args.positionals) > 1:
+        raise args.fail(
+            f"`accept` takes only the request number, not {_echo(args.positionals[1].value)}."
+        )
+    return AcceptRequest(request_number=number, contract_id=args.contract_id)
+
+
+def _parse_decline(args: _Args) -> Command:
+    args.allow("reason")
+    number = _request_number(args)
+    reason = args.text_option_or_rest("reason", args.positionals[1:], "reason")
+    return DeclineRequest(
+        request_number=number, reason=_optional_text(reason), contract_id=args.contract_id
+    )
+
+
+def _parse_withdraw(args: _Args) -> Command:
+    args.allow()
+    number = _request_number(args)
+    if len(args.positionals) > 1:
+        raise args.fail(
+            f"`withdraw` takes only the request number, not {_echo(args.positionals[1].value)}."
+        )
+    return WithdrawRequest(request_number=number, contract_id=args.contract_id)
+
+
+_PARSERS: dict[str, Callable[[_Args], Command]] = {
+    "help": _parse_help,
+    "new": _parse_new,
+    "add": _parse_add,
+    "edit": _parse_edit,
+    "delete": _parse_delete,
+    "start": _no_arguments(StartContract),
+    "agree": _no_arguments(StartContract),
+    "fund": _no_arguments(FundMilestone),
+    "submit": _parse_submit,
+    "approve": _no_arguments(ApproveWork),
+    "changes": _parse_changes,
+    "accept": _parse_accept,
+    "decline": _parse_decline,
+    "withdraw": _parse_withdraw,
+    "status": _no_arguments(ShowStatus),
+    "history": _no_arguments(ShowHistory),
+    "end": _no_arguments(EndContract),
+}

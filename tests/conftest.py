@@ -1,0 +1,136 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), clocks, hypothesis profiles.
+
+Database tests take the `db` fixture, which runs each test on SQLite and on
+PostgreSQL (127.0.0.1:5432, user postgres, trust auth). When PostgreSQL can't be
+reached the PostgreSQL half fails under CI (env `CI` set) and skips elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.db import make_engine, make_session_factory, upgrade_schema
+from domain.model import Base
+
+# Hypothesis: a fixed example count under CI; more on demand (MILESTONE_FUZZ_EXAMPLES).
+settings.register_profile(
+    "ci",
+    max_examples=int(os.environ.get("MILESTONE_FUZZ_EXAMPLES", "100")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    max_examples=int(os.environ.get("MILESTONE_FUZZ_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+PG_ADMIN_URL = os.environ.get(
+    "MILESTONE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+NOW = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+
+def _postgres_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required under CI but unreachable: {reason}")
+    pytest.skip(f"PostgreSQL not reachable ({reason}); set it up to run these tests")
+
+
+@dataclass
+class Database:
+    """One test database: its engine, session factory and a clean-up between tests."""
+
+    kind: str
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def reset(self) -> None:
+        """Empty every table (PostgreSQL; each SQLite test gets a fresh file instead)."""
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with self.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is faster)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_schema(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated once."""
+    name = f"milestone_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any failure means "unreachable"
+        _postgres_unavailable(str(error).splitlines()[0])
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        path = tmp_path / "test.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+        engine = make_engine(url)
+        database = Database("sqlite", url, engine, make_session_factory(engine))
+        yield database
+        engine.dispose()
+        return
+    url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url, pool_size=5, max_overflow=10)
+    database = Database("postgresql", url, engine, make_session_factory(engine))
+    database.reset()
+    yield database
+    engine.dispose()
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """PostgreSQL only: for tests that need real row locks and several connections."""
+    url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url, pool_size=10, max_overflow=10)
+    database = Database("postgresql", url, engine, make_session_factory(engine))
+    database.reset()
+    yield database
+    engine.dispose()
+
+
+@pytest.fixture
+def session(db: Database) -> Iterator[Session]:
+    with db.session() as s:
+        yield s
