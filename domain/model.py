@@ -417,3 +417,45 @@ class RequestReceipt(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReminderKind(StrEnum):
+    REQUEST = "request"  # an unanswered change request: nudge the client
+    REVIEW = "review"  # submitted work: remind the client before automatic release
+    FUND = "fund"  # a released milestone with the next waiting: nudge to fund
+    OVERDUE = "overdue"  # a funded milestone past its due date: one nudge to both sides
+
+
+class Reminder(Base):
+    """A nudge that is due at `due_at`, written with the change that started its clock.
+
+    `key` is unique per slot, so a reminder is sent at most once however many sweepers
+    run. `not_before` is set when the recipient's working hours push it later.
+    """
+
+    __tablename__ = "reminder"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    kind: Mapped[ReminderKind] = mapped_column(_enum(ReminderKind))
+    subject_id: Mapped[int] = mapped_column(Integer)  # the request or milestone id
+    slot: Mapped[int] = mapped_column(Integer)
+    recipient_id: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Never shifted past this instant (e.g. the automatic release it warns about).
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "ix_reminder_due",
+            "due_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index("ix_reminder_subject", "kind", "subject_id"),
+    )

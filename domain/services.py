@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from domain import ledger
+from domain import ledger, reminders
 from domain.db import write_transaction
 from domain.errors import (
     ContractClosed,
@@ -124,16 +124,24 @@ class Outcome:
 
 def _lock_contract(session: Session, contract_id: int) -> Contract:
     """Lock the contract row (the aggregate root) and load parties and milestones."""
-    contract = session.scalars(
-        select(Contract)
-        .where(Contract.id == contract_id)
-        .options(selectinload(Contract.parties), selectinload(Contract.milestones))
-        .with_for_update(of=Contract)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    contract = _select_contract_for_update(session, contract_id, skip_locked=False)
     if contract is None:
         raise NotFound(f"There is no contract {contract_id}.")
     return contract
+
+
+def _select_contract_for_update(
+    session: Session, contract_id: int, *, skip_locked: bool
+) -> Contract | None:
+    """`skip_locked`: None when another transaction holds the row (PostgreSQL; on
+    SQLite `BEGIN IMMEDIATE` already serialises writers)."""
+    return session.scalars(
+        select(Contract)
+        .where(Contract.id == contract_id)
+        .options(selectinload(Contract.parties), selectinload(Contract.milestones))
+        .with_for_update(of=Contract, skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
 
 
 def _pending_requests(session: Session, contract: Contract) -> list[ChangeRequest]:
@@ -560,6 +568,7 @@ def _cancel(tx: _Tx, request: ChangeRequest, *, reason: str) -> None:
     request.status = request_next(request.status, RequestAction.CANCEL, request.number)
     request.cancel_reason = reason
     request.decided_at = tx.now
+    reminders.on_request_closed(tx.session, request)
     tx.event("request_cancelled", SYSTEM_ACTOR, request_number=request.number, reason=reason)
     tx.intent("request_card", subject_id=request.id)
 
@@ -845,6 +854,7 @@ def _propose(
         message=clean_message,
         revises=revised.number if revised else None,
     )
+    reminders.on_request_proposed(session, contract, request, now=now, policy=policy)
     tx.intent("request_card", subject_id=request.id)
     tx.changed()
     revised_note = f" It replaces request {revised.number}." if revised else ""
@@ -861,6 +871,7 @@ def _withdraw(tx: _Tx, request: ChangeRequest, actor_id: str) -> None:
     request.status = request_next(request.status, RequestAction.WITHDRAW, request.number)
     request.decided_by = actor_id
     request.decided_at = tx.now
+    reminders.on_request_closed(tx.session, request)
     tx.event("request_withdrawn", actor_id, request_number=request.number)
     tx.intent("request_card", subject_id=request.id)
 
@@ -923,6 +934,7 @@ def accept_request(
         request.status = RequestStatus.ACCEPTED
         request.decided_by = actor_id
         request.decided_at = now
+        reminders.on_request_closed(session, request)
         top_up = 0
         for stored, change in zip(request.changes, changes, strict=True):
             old = (
@@ -975,6 +987,7 @@ def decline_request(
         request.decided_by = actor_id
         request.decided_at = now
         request.decline_reason = clean_reason or None
+        reminders.on_request_closed(session, request)
         tx.event("request_declined", actor_id, request_number=request.number, reason=clean_reason)
         tx.intent("request_card", subject_id=request.id)
         tx.changed()
@@ -1120,6 +1133,7 @@ def fund_milestone(
         milestone.status = milestone_next(milestone.status, MilestoneAction.FUND)
         milestone.funded_at = now
         milestone.funded_by = actor_id
+        reminders.on_milestone_funded(session, contract, milestone, now=now)
         ledger.record(
             session,
             contract_id=contract.id,
@@ -1186,6 +1200,7 @@ def submit_work(
         milestone.submission_note = clean_note or None
         milestone.submission_count += 1
         milestone.auto_release_at = now + policy.auto_release_period
+        reminders.on_work_submitted(session, contract, milestone, now=now, policy=policy)
         tx.event(
             "work_submitted",
             actor_id,
@@ -1202,7 +1217,7 @@ def submit_work(
         )
 
 
-def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool) -> int:
+def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool, policy: Policy) -> int:
     contract = tx.contract
     held = ledger.held_for_milestone(tx.session, milestone.id)
     action = MilestoneAction.AUTO_RELEASE if automatic else MilestoneAction.APPROVE
@@ -1228,6 +1243,7 @@ def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool) -> i
         automatic=automatic,
     )
     tx.intent("work_card", subject_id=milestone.id)
+    reminders.on_milestone_released(tx.session, contract, milestone, now=tx.now, policy=policy)
     _cancel_inapplicable(
         tx,
         _pending_requests(tx.session, contract),
@@ -1244,6 +1260,7 @@ def approve_work(
     actor_id: str,
     now: datetime,
     milestone_id: int | None = None,
+    policy: Policy = DEFAULT_POLICY,
 ) -> Outcome:
     """The client approves submitted work: escrow is released to the provider."""
     with write_transaction(session):
@@ -1267,7 +1284,7 @@ def approve_work(
             )
         if milestone_id is not None and milestone.id != milestone_id:
             raise InvalidTransition("That submission is no longer waiting for review.")
-        held = _release(tx, milestone, actor=actor_id, automatic=False)
+        held = _release(tx, milestone, actor=actor_id, automatic=False, policy=policy)
         return tx.outcome(
             f"Approved milestone {milestone.number}: {_money(contract, held)} released.",
             milestone_number=milestone.number,
@@ -1320,6 +1337,7 @@ def request_changes(
         milestone.changes_requested_at = now
         milestone.changes_requested_note = clean_note
         milestone.auto_release_at = None
+        reminders.on_review_closed(session, milestone)
         tx.event("changes_requested", actor_id, milestone_number=milestone.number, note=clean_note)
         tx.intent("work_card", subject_id=milestone.id)
         tx.changed()
@@ -1329,11 +1347,19 @@ def request_changes(
         )
 
 
-def auto_release(session: Session, *, milestone_id: int, now: datetime) -> Outcome:
+def auto_release(
+    session: Session, *, milestone_id: int, now: datetime, policy: Policy = DEFAULT_POLICY
+) -> Outcome:
     """Release submitted work whose review period ran out. Safe to call any number of
     times from any number of processes: eligibility is re-checked under the lock."""
     with write_transaction(session):
-        contract = _lock_contract(session, _contract_id_of_milestone(session, milestone_id))
+        contract_id = _contract_id_of_milestone(session, milestone_id)
+        # A sweeper skips a contract another transaction is changing (a click, or
+        # another sweeper): whoever holds the lock decides, and a later sweep re-checks.
+        locked = _select_contract_for_update(session, contract_id, skip_locked=True)
+        if locked is None:
+            return Outcome(contract_id, "The contract is busy; will retry.", already_done=True)
+        contract = locked
         tx = _Tx(session, contract, now)
         milestone = _milestone_by_id(contract, milestone_id)
         due = milestone.auto_release_at
@@ -1348,7 +1374,7 @@ def auto_release(session: Session, *, milestone_id: int, now: datetime) -> Outco
                 already_done=True,
                 milestone_number=milestone.number,
             )
-        held = _release(tx, milestone, actor=SYSTEM_ACTOR, automatic=True)
+        held = _release(tx, milestone, actor=SYSTEM_ACTOR, automatic=True, policy=policy)
         return tx.outcome(
             f"Released milestone {milestone.number} automatically: {_money(contract, held)}.",
             milestone_number=milestone.number,
@@ -1410,6 +1436,7 @@ def end_contract(session: Session, *, contract_id: int, actor_id: str, now: date
                 refunded += held
         for request in _pending_requests(session, contract):
             _cancel(tx, request, reason="the contract ended")
+        reminders.on_contract_ended(session, contract)
         tx.event("contract_ended", actor_id, refunded_minor=refunded)
         tx.changed()
         note = f" {_money(contract, refunded)} refunded to the client." if refunded else ""

@@ -1,0 +1,211 @@
+"""The single wiring point: settings → engine, sessions, Slack client, bolt `App`.
+
+Nothing is built at import time. `create_app` returns a bolt App whose listeners get
+their dependencies from `context["deps"]` (handlers.deps.Deps).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+from sqlalchemy import Engine, delete, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.delivery import Delivery, publish_home
+from bot.settings import Settings
+from domain.db import make_engine, make_session_factory, upgrade_schema, write_transaction
+from domain.errors import DomainError
+from domain.model import RequestReceipt
+from domain.policy import Clock, Policy, system_clock
+from handlers import actions, commands, home, views
+from handlers.blocks import cards
+from handlers.deps import Deps
+
+log = logging.getLogger(__name__)
+
+SLACK_API_DEFAULT = "https://slack.com/api/"
+# Bolt runs listeners (and their ack) on this pool; 5 threads by default would let five
+# slow Slack calls stall every ack.
+LISTENER_THREADS = 32
+REPLAY_WINDOW = timedelta(minutes=10)  # bolt rejects requests older than 5 minutes
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        auto_release_period=settings.auto_release_period,
+        max_amount_major=settings.MAX_AMOUNT,
+        request_reminder_first=settings.request_reminder_first_delay,
+        request_reminder_every=settings.request_reminder_interval,
+        review_reminders_before=settings.review_reminder_offsets,
+        fund_reminder_after=settings.fund_reminder_delay,
+        working_hours=(settings.WORKING_HOURS.start, settings.WORKING_HOURS.end),
+    )
+
+
+def make_web_client(token: str, api_url: str | None) -> WebClient:
+    return WebClient(
+        token=token,
+        base_url=api_url or SLACK_API_DEFAULT,
+        timeout=10,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2)],
+    )
+
+
+@dataclass
+class Runtime:
+    """Everything a process needs, built once from settings."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    policy: Policy
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, clock: Clock = system_clock, migrate: bool = True
+    ) -> Runtime:
+        engine = make_engine(settings.DATABASE_URL)
+        if migrate:
+            upgrade_schema(engine)
+        return cls(settings, engine, make_session_factory(engine), clock, policy_from(settings))
+
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            log.exception("database health check failed")
+            return False
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    bot_token: str,
+    signing_secret: str | None,
+    socket_mode: bool = False,
+    listener_threads: int = LISTENER_THREADS,
+) -> tuple[App, Delivery]:
+    client = make_web_client(bot_token, runtime.settings.SLACK_API_URL)
+    delivery = Delivery(runtime.sessions, client, runtime.clock)
+    app = App(
+        client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=not socket_mode,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=listener_threads, thread_name_prefix="listener"
+        ),
+    )
+    deps = Deps(
+        sessions=runtime.sessions,
+        clock=runtime.clock,
+        policy=runtime.policy,
+        delivery=delivery,
+        client=client,
+    )
+
+    @app.middleware
+    def inject_deps(context: Any, next: Any) -> None:  # noqa: A002 - bolt's name
+        context["deps"] = deps
+        next()
+
+    @app.middleware
+    def ignore_replays(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        """A replay of a signed request (same trigger_id / action_ts) changes nothing."""
+        key = replay_key(body)
+        if key is not None and not _first_sighting(runtime, key):
+            log.info("ignored a replayed request: %s", key)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    def publish(user_id: str) -> None:
+        publish_home(runtime.sessions, client, user_id, now=runtime.clock())
+
+    commands.register(app)
+    actions.register(app)
+    views.register(app)
+    home.register(app, publish)
+    app.error(handle_error)
+    return app, delivery
+
+
+def replay_key(body: dict[str, Any]) -> str | None:
+    kind = body.get("type")
+    if body.get("command"):
+        trigger = body.get("trigger_id")
+        return f"command:{trigger}" if trigger else None
+    if kind == "block_actions" and body.get("actions"):
+        action_ts = body["actions"][0].get("action_ts")
+        user = (body.get("user") or {}).get("id", "")
+        return f"action:{user}:{action_ts}" if action_ts else None
+    if kind == "view_submission" and body.get("trigger_id"):
+        return f"view:{body['trigger_id']}"
+    if kind == "event_callback" and body.get("event_id"):
+        return f"event:{body['event_id']}"
+    return None
+
+
+def _first_sighting(runtime: Runtime, key: str) -> bool:
+    now = runtime.clock()
+    try:
+        with runtime.sessions() as session, write_transaction(session):
+            session.add(RequestReceipt(key=key[:200], at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def forget_old_receipts(runtime: Runtime) -> None:
+    with runtime.sessions() as session, write_transaction(session):
+        session.execute(
+            delete(RequestReceipt).where(RequestReceipt.at < runtime.clock() - REPLAY_WINDOW)
+        )
+
+
+def handle_error(
+    error: Exception, body: dict[str, Any], client: WebClient, respond: Any, logger: logging.Logger
+) -> None:
+    """The one error policy: a refusal is explained to the person; anything else is
+    logged with a correlation id and the person gets a short apology with that id."""
+    if isinstance(error, DomainError):
+        text_ = error.message
+    else:
+        correlation = uuid.uuid4().hex[:8]
+        logger.exception("unexpected error %s", correlation, exc_info=error)
+        text_ = (
+            f"Sorry, something went wrong on my side (error id `{correlation}`). Nothing changed."
+        )
+    tell(client, respond, body, text_)
+
+
+def tell(client: WebClient, respond: Any, body: dict[str, Any], message: str) -> None:
+    """Show `message` to the person behind `body` only."""
+    user_id = (body.get("user") or {}).get("id") or body.get("user_id")
+    has_response_url = bool(body.get("response_url") or body.get("response_urls"))
+    try:
+        if has_response_url:
+            respond(text=message, response_type="ephemeral", replace_original=False)
+        elif body.get("trigger_id") and body.get("type") == "block_actions":
+            # A click in App Home or a modal: no channel to answer in, so show a notice.
+            client.views_open(
+                trigger_id=body["trigger_id"], view=cards.build_notice_modal(message).to_dict()
+            )
+        elif user_id and body.get("channel_id"):
+            client.chat_postEphemeral(channel=body["channel_id"], user=user_id, text=message)
+        else:
+            log.warning("could not tell %s: %s", user_id, message)
+    except SlackApiError:
+        log.exception("could not tell %s: %s", user_id, message)

@@ -1,0 +1,226 @@
+"""`milestone-bot`: serve, worker, db upgrade, export, manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from bot.app import Runtime
+    from bot.delivery import Delivery
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        return int(args.run(settings, args) or 0)
+    except SettingsError as error:
+        print(f"milestone-bot: {error.message}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="milestone-bot",
+        description="Milestone contracts with escrow, negotiated and run in Slack.",
+    )
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the bot (HTTP mode, or --socket-mode)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
+    serve.add_argument("--threads", type=int, default=16, help="threads per worker")
+    serve.add_argument("--socket-mode", action="store_true", help="connect over Socket Mode")
+    serve.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="web only: no automatic release, reminders or outbox retries",
+    )
+    serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="run the scheduler only (no HTTP)")
+    worker.set_defaults(run=_worker)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(title="db commands")
+    upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date")
+    upgrade.set_defaults(run=_db_upgrade)
+
+    export = commands.add_parser("export", help="print contracts as JSON")
+    export.add_argument("--contract", type=int, help="only this contract id")
+    export.set_defaults(run=_export)
+
+    manifest = commands.add_parser("manifest", help="print the Slack app manifest")
+    manifest.add_argument("--request-url", help="HTTP mode: https://HOST/slack/events")
+    manifest.set_defaults(run=_manifest)
+    return parser
+
+
+def _runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    from bot.app import Runtime
+
+    return Runtime.from_settings(settings, migrate=migrate)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.socket_mode:
+        return _serve_socket_mode(settings, args)
+    credentials = settings.require_http()
+    runtime = _runtime(settings)  # migrate once, before the workers fork
+    runtime.engine.dispose()
+
+    from bot.server import WsgiApp
+
+    def load_app() -> WsgiApp:
+        from bot.app import create_app
+        from bot.server import wsgi_app
+
+        worker_runtime = _runtime(settings, migrate=False)
+        app, delivery = create_app(
+            worker_runtime,
+            bot_token=credentials.bot_token,
+            signing_secret=credentials.signing_secret,
+        )
+        if not args.no_scheduler:
+            _start_ticker(worker_runtime, delivery)
+        return wsgi_app(app, worker_runtime.database_ok)
+
+    from bot.server import serve
+
+    print(
+        f"milestone-bot listening on http://{args.host}:{args.port}/slack/events", file=sys.stderr
+    )
+    serve(
+        load_app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        log_level=settings.LOG_LEVEL.lower(),
+    )
+    return 0
+
+
+def _serve_socket_mode(settings: Settings, args: argparse.Namespace) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import create_app
+
+    credentials = settings.require_socket_mode()
+    runtime = _runtime(settings)
+    app, delivery = create_app(
+        runtime, bot_token=credentials.bot_token, signing_secret=None, socket_mode=True
+    )
+    if not args.no_scheduler:
+        _start_ticker(runtime, delivery)
+    SocketModeHandler(app, credentials.app_token).start()  # type: ignore[no-untyped-call]
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import make_web_client
+    from bot.delivery import Delivery
+
+    credentials = settings.require_http() if settings.SLACK_SIGNING_SECRET else None
+    token = credentials.bot_token if credentials else _bot_token(settings)
+    runtime = _runtime(settings)
+    delivery = Delivery(
+        runtime.sessions, make_web_client(token, settings.SLACK_API_URL), runtime.clock
+    )
+    scheduler = _start_ticker(runtime, delivery)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("milestone-bot worker running (Ctrl-C to stop)", file=sys.stderr)
+    stop.wait()
+    scheduler.shutdown(wait=True)
+    return 0
+
+
+def _bot_token(settings: Settings) -> str:
+    if settings.SLACK_BOT_TOKEN is None:
+        raise SettingsError(
+            "Set SLACK_BOT_TOKEN (the Bot User OAuth Token, xoxb-…, from your app's "
+            "OAuth & Permissions page at api.slack.com/apps) to run the worker"
+        )
+    return settings.SLACK_BOT_TOKEN.get_secret_value()
+
+
+def _start_ticker(runtime: Runtime, delivery: Delivery) -> BackgroundScheduler:
+    from bot.app import forget_old_receipts
+    from bot.directory import SlackTimeZones
+    from scheduler.jobs import start_scheduler, sweep_once
+
+    time_zones = SlackTimeZones(delivery.client)
+
+    def sweep() -> None:
+        sweep_once(
+            runtime.sessions,
+            runtime.clock,
+            policy=runtime.policy,
+            outbox=delivery,
+            time_zone_of=time_zones,
+            housekeeping=lambda: forget_old_receipts(runtime),
+        )
+
+    return start_scheduler(sweep, every_seconds=runtime.settings.SWEEP_SECONDS)
+
+
+def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.db import current_revision
+
+    runtime = _runtime(settings)
+    print(f"database schema is at revision {current_revision(runtime.engine)}", file=sys.stderr)
+    return 0
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.errors import DomainError
+    from domain.export import export_contracts
+
+    runtime = _runtime(settings)
+    with runtime.sessions() as session, session.begin():
+        try:
+            data = export_contracts(session, args.contract)
+        except DomainError as error:
+            print(f"milestone-bot: {error.message}", file=sys.stderr)
+            return 1
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _manifest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.manifest import ManifestError, build_manifest, render_manifest_yaml
+
+    try:
+        manifest = build_manifest(request_url=args.request_url)
+    except ManifestError as error:
+        print(f"milestone-bot: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_manifest_yaml(manifest))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""HTTP mode on gunicorn (threaded workers): `POST /slack/events` and `GET /healthz`.
+
+Bolt's built-in development server has a listen backlog of 5 and one thread; gunicorn's
+`gthread` workers serve concurrent requests. Each worker builds its own app, engine and
+scheduler after the fork (nothing is shared across processes but the database).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def wsgi_app(app: App, healthy: Callable[[], bool]) -> WsgiApp:
+    slack = SlackRequestHandler(app)
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/slack/events" and method == "POST":
+            return slack(environ, start_response)
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            ok = healthy()
+            body = json.dumps({"ok": ok, "database": "up" if ok else "down"}).encode()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            start_response(
+                status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        body = b'{"error": "not found"}'
+        start_response(
+            "404 Not Found",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return application
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """Runs `load_app()` in every worker after the fork (no preloading)."""
+
+    def __init__(self, load_app: Callable[[], WsgiApp], options: dict[str, Any]) -> None:
+        self._load_app = load_app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> WsgiApp:
+        return self._load_app()
+
+
+def serve(
+    load_app: Callable[[], WsgiApp],
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    log_level: str = "info",
+) -> None:
+    GunicornServer(
+        load_app,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread",
+            "backlog": 2048,
+            "timeout": 60,
+            "graceful_timeout": 20,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": log_level,
+            "preload_app": False,
+        },
+    ).run()

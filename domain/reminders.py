@@ -1,0 +1,382 @@
+"""Reminders as data: when each nudge is due, who gets it, and whether it still matters.
+
+The services call the `on_*` hooks inside their own transaction, so a clock starts
+(or stops) with the change that caused it. The sweep calls `send_due`, which re-checks
+every reminder under the contract's lock, shifts it into the recipient's working hours
+(never past the deadline it warns about), collapses slots overtaken during downtime,
+and queues an outbox intent to post it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.db import is_postgres, write_transaction
+from domain.errors import NotFound
+from domain.model import (
+    ChangeRequest,
+    Contract,
+    ContractStatus,
+    Milestone,
+    MilestoneStatus,
+    OutboxMessage,
+    Reminder,
+    ReminderKind,
+    RequestStatus,
+)
+from domain.policy import Policy
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+SENT = "sent"
+CANCELLED = "cancelled"
+SKIPPED = "skipped"
+
+TimeZoneOf = Callable[[str], str | None]
+"""The IANA time zone of a person (from their chat profile), or None if unknown."""
+
+
+# --- scheduling (inside the caller's transaction) ------------------------------------
+
+
+def _schedule(
+    session: Session,
+    *,
+    contract_id: int,
+    kind: ReminderKind,
+    subject_id: int,
+    slot: int,
+    recipient_id: str,
+    due_at: datetime,
+    now: datetime,
+    deadline_at: datetime | None = None,
+    key_extra: str = "",
+) -> None:
+    key = f"{kind.value}:{subject_id}:{key_extra}{slot}:{recipient_id}"
+    if session.scalar(select(Reminder.id).where(Reminder.key == key)) is not None:
+        return
+    session.add(
+        Reminder(
+            contract_id=contract_id,
+            kind=kind,
+            subject_id=subject_id,
+            slot=slot,
+            recipient_id=recipient_id,
+            due_at=due_at,
+            deadline_at=deadline_at,
+            state=PENDING,
+            key=key,
+            created_at=now,
+        )
+    )
+
+
+def _cancel(session: Session, *, kind: ReminderKind, subject_id: int) -> None:
+    session.execute(
+        update(Reminder)
+        .where(Reminder.kind == kind, Reminder.subject_id == subject_id, Reminder.state == PENDING)
+        .values(state=CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def on_request_proposed(
+    session: Session, contract: Contract, request: ChangeRequest, *, now: datetime, policy: Policy
+) -> None:
+    _schedule(
+        session,
+        contract_id=contract.id,
+        kind=ReminderKind.REQUEST,
+        subject_id=request.id,
+        slot=1,
+        recipient_id=contract.client_id,
+        due_at=now + policy.request_reminder_first,
+        now=now,
+    )
+
+
+def on_request_closed(session: Session, request: ChangeRequest) -> None:
+    _cancel(session, kind=ReminderKind.REQUEST, subject_id=request.id)
+
+
+def on_work_submitted(
+    session: Session, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
+) -> None:
+    release_at = milestone.auto_release_at
+    assert release_at is not None
+    for slot, before in enumerate(sorted(policy.review_reminders_before, reverse=True), start=1):
+        if before >= policy.auto_release_period:
+            continue  # a "7 days before" reminder makes no sense in a shorter review period
+        _schedule(
+            session,
+            contract_id=contract.id,
+            kind=ReminderKind.REVIEW,
+            subject_id=milestone.id,
+            slot=slot,
+            recipient_id=contract.client_id,
+            due_at=release_at - before,
+            deadline_at=release_at,
+            now=now,
+            key_extra=f"s{milestone.submission_count}-",
+        )
+
+
+def on_review_closed(session: Session, milestone: Milestone) -> None:
+    _cancel(session, kind=ReminderKind.REVIEW, subject_id=milestone.id)
+
+
+def on_milestone_funded(
+    session: Session, contract: Contract, milestone: Milestone, *, now: datetime
+) -> None:
+    for other in contract.milestones:
+        _cancel(session, kind=ReminderKind.FUND, subject_id=other.id)
+    overdue_at = datetime.combine(milestone.due_date + timedelta(days=1), time(0), tzinfo=UTC)
+    for slot, recipient in enumerate([contract.client_id, *contract.provider_ids], start=1):
+        _schedule(
+            session,
+            contract_id=contract.id,
+            kind=ReminderKind.OVERDUE,
+            subject_id=milestone.id,
+            slot=slot,
+            recipient_id=recipient,
+            due_at=max(overdue_at, now),
+            now=now,
+            key_extra=f"{milestone.due_date.isoformat()}-",
+        )
+
+
+def on_milestone_released(
+    session: Session, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
+) -> None:
+    on_review_closed(session, milestone)
+    _cancel(session, kind=ReminderKind.OVERDUE, subject_id=milestone.id)
+    upcoming = contract.next_to_fund
+    if upcoming is not None and contract.status == ContractStatus.ACTIVE:
+        _schedule(
+            session,
+            contract_id=contract.id,
+            kind=ReminderKind.FUND,
+            subject_id=upcoming.id,
+            slot=1,
+            recipient_id=contract.client_id,
+            due_at=now + policy.fund_reminder_after,
+            now=now,
+            key_extra=f"after{milestone.id}-",
+        )
+
+
+def on_contract_ended(session: Session, contract: Contract) -> None:
+    session.execute(
+        update(Reminder)
+        .where(Reminder.contract_id == contract.id, Reminder.state == PENDING)
+        .values(state=CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- working hours -------------------------------------------------------------------
+
+
+def within_working_hours(
+    instant: datetime,
+    tz_name: str | None,
+    hours: tuple[time, time],
+    *,
+    deadline: datetime | None = None,
+) -> datetime:
+    """The first moment at or after `instant` inside Mon–Fri `hours` in `tz_name`.
+
+    Never later than an hour before `deadline` (nor earlier than `instant`): a warning
+    that arrives after the thing it warns about is useless.
+    """
+    try:
+        zone = ZoneInfo(tz_name) if tz_name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    start, end = hours
+    local = instant.astimezone(zone)
+    day: date = local.date()
+    candidate = local
+    for _ in range(8):
+        opens = datetime.combine(day, start, tzinfo=zone)
+        closes = datetime.combine(day, end, tzinfo=zone)
+        if day.weekday() < 5:
+            if candidate < opens:
+                candidate = opens
+                break
+            if candidate < closes:
+                break
+        day += timedelta(days=1)
+        candidate = datetime.combine(day, start, tzinfo=zone)
+    shifted = candidate.astimezone(UTC)
+    if deadline is not None and shifted >= deadline:
+        return max(instant, deadline - timedelta(hours=1))
+    return shifted
+
+
+# --- the sweep ------------------------------------------------------------------------
+
+
+def due(session: Session, *, now: datetime, limit: int = 100) -> list[tuple[int, str]]:
+    """(reminder id, recipient) of pending reminders whose time has come."""
+    with session.begin():
+        rows = session.execute(
+            select(Reminder.id, Reminder.recipient_id)
+            .where(
+                Reminder.state == PENDING,
+                Reminder.due_at <= now,
+                (Reminder.not_before.is_(None)) | (Reminder.not_before <= now),
+            )
+            .order_by(Reminder.due_at, Reminder.id)
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+def send_due(
+    sessions: sessionmaker[Session],
+    *,
+    now: datetime,
+    time_zone_of: TimeZoneOf,
+    policy: Policy,
+    limit: int = 100,
+) -> list[int]:
+    """Queue every reminder that is due and still matters; returns the outbox ids."""
+    with sessions() as session:
+        batch = due(session, now=now, limit=limit)
+    zones: dict[str, str | None] = {}
+    queued: list[int] = []
+    for reminder_id, recipient in batch:
+        if recipient not in zones:
+            zones[recipient] = time_zone_of(recipient)
+        with sessions() as session:
+            outbox_id = _send_one(
+                session, reminder_id, now=now, tz_name=zones[recipient], policy=policy
+            )
+        if outbox_id is not None:
+            queued.append(outbox_id)
+    return queued
+
+
+def _send_one(
+    session: Session, reminder_id: int, *, now: datetime, tz_name: str | None, policy: Policy
+) -> int | None:
+    with write_transaction(session):
+        contract_id = session.scalar(select(Reminder.contract_id).where(Reminder.id == reminder_id))
+        if contract_id is None:
+            return None
+        lock = select(Contract.id).where(Contract.id == contract_id).with_for_update()
+        if is_postgres(session) and session.scalar(lock.with_for_update(skip_locked=True)) is None:
+            return None  # another sweeper is working on this contract; it will see this one
+        if not is_postgres(session):
+            session.scalar(lock)
+        reminder = session.get_one(Reminder, reminder_id, populate_existing=True)
+        if reminder.state != PENDING:
+            return None
+        if not _still_relevant(session, reminder, now):
+            reminder.state = CANCELLED
+            return None
+        if _overtaken(session, reminder, now):
+            reminder.state = SKIPPED
+            return None
+        at = within_working_hours(
+            reminder.due_at, tz_name, policy.working_hours, deadline=reminder.deadline_at
+        )
+        if at > now:
+            reminder.not_before = at
+            return None
+        reminder.state = SENT
+        reminder.sent_at = now
+        if reminder.kind == ReminderKind.REQUEST:
+            _schedule_next_request_nudge(session, reminder, now=now, policy=policy)
+        message = OutboxMessage(
+            kind="reminder",
+            contract_id=reminder.contract_id,
+            subject_id=reminder.id,
+            user_id=reminder.recipient_id,
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+            state="pending",
+        )
+        session.add(message)
+        session.flush()
+        return message.id
+
+
+def _schedule_next_request_nudge(
+    session: Session, reminder: Reminder, *, now: datetime, policy: Policy
+) -> None:
+    """Every `request_reminder_every` after the first; slots missed while down collapse."""
+    every = policy.request_reminder_every
+    next_due = reminder.due_at + every
+    slot = reminder.slot + 1
+    while next_due <= now:
+        next_due += every
+        slot += 1
+    _schedule(
+        session,
+        contract_id=reminder.contract_id,
+        kind=ReminderKind.REQUEST,
+        subject_id=reminder.subject_id,
+        slot=slot,
+        recipient_id=reminder.recipient_id,
+        due_at=next_due,
+        now=now,
+    )
+
+
+def _still_relevant(session: Session, reminder: Reminder, now: datetime) -> bool:
+    contract = session.get_one(Contract, reminder.contract_id)
+    if contract.status != ContractStatus.ACTIVE:
+        return False
+    if reminder.kind == ReminderKind.REQUEST:
+        request = session.get(ChangeRequest, reminder.subject_id)
+        return request is not None and request.status == RequestStatus.PENDING
+    milestone = session.get(Milestone, reminder.subject_id)
+    if milestone is None:
+        return False
+    if reminder.kind == ReminderKind.REVIEW:
+        return (
+            milestone.status == MilestoneStatus.SUBMITTED
+            and milestone.auto_release_at == reminder.deadline_at
+            and (reminder.deadline_at is None or reminder.deadline_at > now)
+        )
+    if reminder.kind == ReminderKind.FUND:
+        in_progress = session.scalar(
+            select(Milestone.id).where(
+                Milestone.contract_id == contract.id,
+                Milestone.status.in_([MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED]),
+            )
+        )
+        return milestone.status == MilestoneStatus.PENDING and in_progress is None
+    return milestone.status == MilestoneStatus.FUNDED  # OVERDUE
+
+
+def _overtaken(session: Session, reminder: Reminder, now: datetime) -> bool:
+    """A later slot of the same subject and recipient is also due: send only that one."""
+    later = session.scalar(
+        select(Reminder.id).where(
+            Reminder.kind == reminder.kind,
+            Reminder.subject_id == reminder.subject_id,
+            Reminder.recipient_id == reminder.recipient_id,
+            Reminder.state == PENDING,
+            Reminder.slot > reminder.slot,
+            Reminder.due_at <= now,
+        )
+    )
+    return later is not None
+
+
+def load(session: Session, reminder_id: int) -> Reminder:
+    reminder = session.get(Reminder, reminder_id)
+    if reminder is None:
+        raise NotFound(f"There is no reminder {reminder_id}.")
+    return reminder

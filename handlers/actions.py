@@ -1,0 +1,207 @@
+"""Button clicks on cards and App Home: ack, call one service, answer the clicker.
+
+Button values carry ids only (handlers.payloads); the services re-read every fact
+under a lock and refuse a wrong person, a stale card or a second click with a clear
+message, which the one error handler shows to the clicker alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from sqlalchemy.orm import Session
+
+from domain import queries, rules, services
+from domain.errors import RequestNotPending
+from domain.model import RequestStatus
+from domain.rules import Act
+from domain.services import Outcome
+from handlers.blocks import modals
+from handlers.deps import Deps, deps_of
+from handlers.ids import Action
+from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
+
+
+def register(app: App) -> None:
+    app.action(Action.AGREE.value)(agree)
+    app.action(Action.FUND.value)(fund)
+    app.action(Action.APPROVE.value)(approve)
+    app.action(Action.ACCEPT.value)(accept)
+    app.action(Action.WITHDRAW.value)(withdraw)
+    app.action(Action.DECLINE.value)(open_decline)
+    app.action(Action.REQUEST_CHANGES.value)(open_request_changes)
+    app.action(Action.PROPOSE.value)(open_propose)
+    app.action(Action.ADD_MILESTONE.value)(open_add)
+
+
+def _value(body: dict[str, Any]) -> str:
+    return str(body["actions"][0].get("value", ""))
+
+
+def _user(body: dict[str, Any]) -> str:
+    return str(body["user"]["id"])
+
+
+def _channel(body: dict[str, Any]) -> str:
+    channel = body.get("channel") or {}
+    return str(channel.get("id") or body.get("container", {}).get("channel_id") or "")
+
+
+def _run(
+    deps: Deps, respond: Respond, body: dict[str, Any], service: Callable[[Session], Outcome]
+) -> None:
+    with deps.sessions() as session:
+        outcome = service(session)
+    deps.delivery.deliver(outcome.outbox_ids)
+    if body.get("response_url"):
+        respond(text=outcome.summary, response_type="ephemeral", replace_original=False)
+
+
+def agree(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
+    ack()
+    deps, ref = deps_of(context), ContractRef.load(_value(body))
+    _run(
+        deps,
+        respond,
+        body,
+        lambda s: services.agree_to_terms(
+            s, contract_id=ref.contract_id, actor_id=_user(body), now=deps.now()
+        ),
+    )
+
+
+def fund(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
+    ack()
+    deps, ref = deps_of(context), MilestoneRef.load(_value(body))
+    _run(
+        deps,
+        respond,
+        body,
+        lambda s: services.fund_milestone(
+            s,
+            contract_id=ref.contract_id,
+            milestone_id=ref.milestone_id,
+            actor_id=_user(body),
+            now=deps.now(),
+        ),
+    )
+
+
+def approve(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
+    ack()
+    deps, ref = deps_of(context), MilestoneRef.load(_value(body))
+    _run(
+        deps,
+        respond,
+        body,
+        lambda s: services.approve_work(
+            s,
+            contract_id=ref.contract_id,
+            milestone_id=ref.milestone_id,
+            actor_id=_user(body),
+            now=deps.now(),
+        ),
+    )
+
+
+def accept(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
+    ack()
+    deps, ref = deps_of(context), RequestRef.load(_value(body))
+    _run(
+        deps,
+        respond,
+        body,
+        lambda s: services.accept_request(
+            s,
+            contract_id=ref.contract_id,
+            request_id=ref.request_id,
+            actor_id=_user(body),
+            now=deps.now(),
+        ),
+    )
+
+
+def withdraw(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
+    ack()
+    deps, ref = deps_of(context), RequestRef.load(_value(body))
+    _run(
+        deps,
+        respond,
+        body,
+        lambda s: services.withdraw_request(
+            s,
+            contract_id=ref.contract_id,
+            request_id=ref.request_id,
+            actor_id=_user(body),
+            now=deps.now(),
+        ),
+    )
+
+
+# --- buttons that open a modal: check who may act first, so nobody fills in a form
+# --- only to be refused at the end.
+
+
+def open_decline(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+    ack()
+    deps, ref = deps_of(context), RequestRef.load(_value(body))
+    with deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, ref.contract_id)
+        request = queries.load_request(session, ref.request_id)
+        if request.contract_id != contract.id:
+            raise RequestNotPending("That request is not part of this contract.")
+        rules.require(contract, _user(body), Act.DECLINE, f"decline request {request.number}")
+        if request.status != RequestStatus.PENDING:
+            raise RequestNotPending(f"Request {request.number} is already {request.status}.")
+        view = modals.build_decline_modal(
+            ModalContext(channel_id=_channel(body), contract_id=contract.id, request_id=request.id),
+            request,
+        )
+    client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
+
+
+def open_request_changes(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+    ack()
+    deps, ref = deps_of(context), MilestoneRef.load(_value(body))
+    with deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, ref.contract_id)
+        rules.require(contract, _user(body), Act.REQUEST_CHANGES)
+        milestone = next((m for m in contract.milestones if m.id == ref.milestone_id), None)
+        if milestone is None or milestone.status != "submitted":
+            raise RequestNotPending("That submission is no longer waiting for review.")
+        view = modals.build_request_changes_modal(
+            ModalContext(
+                channel_id=_channel(body), contract_id=contract.id, milestone_id=milestone.id
+            ),
+            milestone,
+        )
+    client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
+
+
+def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+    ack()
+    deps, ref = deps_of(context), ContractRef.load(_value(body))
+    with deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, ref.contract_id)
+        rules.require(contract, _user(body), Act.PROPOSE)
+        view = modals.build_propose_changes_modal(
+            ModalContext(channel_id=_channel(body) or contract.channel_id, contract_id=contract.id),
+            contract,
+        )
+    client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
+
+
+def open_add(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+    ack()
+    deps, ref = deps_of(context), ContractRef.load(_value(body))
+    with deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, ref.contract_id)
+        rules.require(contract, _user(body), Act.EDIT_NEGOTIATING)
+        view = modals.build_add_milestone_modal(
+            ModalContext(channel_id=_channel(body) or contract.channel_id, contract_id=contract.id),
+            contract,
+        )
+    client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())

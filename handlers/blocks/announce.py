@@ -1,0 +1,111 @@
+"""Channel announcements: one short line per history event that people should see."""
+
+from __future__ import annotations
+
+from domain.model import Contract, Event
+from handlers.blocks.describe import (
+    event_emoji,
+    event_text,
+    milestone_name,
+    provider_workers,
+)
+from handlers.blocks.format import actor, instant, money, quote, user, users
+from handlers.blocks.kit import context, section
+from handlers.blocks.message import Message
+
+# Kinds that have their own message (or none): the request card, the work card, the
+# contract card.
+SILENT_KINDS = frozenset({"request_proposed", "work_submitted", "agreement_cleared"})
+ANNOUNCED_KINDS = frozenset(
+    {
+        "contract_created",
+        "milestone_added",
+        "milestone_edited",
+        "milestone_deleted",
+        "terms_agreed",
+        "contract_activated",
+        "milestone_funded",
+        "escrow_topped_up",
+        "request_accepted",
+        "request_declined",
+        "request_withdrawn",
+        "request_cancelled",
+        "changes_requested",
+        "milestone_released",
+        "contract_ended",
+    }
+)
+_REQUEST_APPLIED = frozenset({"milestone_added", "milestone_edited", "milestone_deleted"})
+ANNOUNCE_BLOCK = "announce"
+
+
+def build_announcement(contract: Contract, event: Event) -> Message | None:
+    """The channel line for `event`, or None when it needs no announcement.
+
+    Silent: request_proposed and work_submitted (their cards are the announcement),
+    agreement_cleared, and milestone_added / _edited / _deleted that came from an
+    accepted change request (the request card and `request_accepted` say it). Unknown
+    kinds are silent too.
+    """
+    kind = event.kind
+    if kind not in ANNOUNCED_KINDS:
+        return None
+    if kind in _REQUEST_APPLIED and event.request_number:
+        return None
+    text = _line(contract, event)
+    if text is None:
+        return None
+    line = f"{event_emoji(kind)} {text}"
+    return Message(
+        text=line,
+        blocks=[
+            section(line, block_id=ANNOUNCE_BLOCK),
+            context(f"Contract {contract.id}  ·  {instant(event.at)}"),
+        ],
+    )
+
+
+def _line(contract: Contract, event: Event) -> str | None:
+    kind = event.kind
+    data = event.data if isinstance(event.data, dict) else {}
+    milestone = contract.milestone(event.milestone_number or 0)
+    if kind == "milestone_funded":
+        workers = users(provider_workers(contract)) or "Provider"
+        name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
+        amount = data.get("amount_minor")
+        held = (
+            f" ({money(amount, contract.currency)} in escrow)"
+            if isinstance(amount, int) and not isinstance(amount, bool)
+            else ""
+        )
+        return f"{workers} milestone {name} is funded — you can start.{held}"
+    if kind == "milestone_released":
+        workers = users(provider_workers(contract)) or "Provider"
+        name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
+        amount = data.get("amount_minor")
+        paid = (
+            money(amount, contract.currency)
+            if isinstance(amount, int) and not isinstance(amount, bool)
+            else "the escrow"
+        )
+        if data.get("automatic"):
+            return (
+                f"{workers} milestone {name} is paid: {paid} released automatically "
+                "(the review period ended with no answer)."
+            )
+        return f"{workers} milestone {name} is paid: {user(event.actor)} approved, {paid} released."
+    if kind == "changes_requested":
+        workers = users(provider_workers(contract)) or "the provider"
+        name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
+        note = str(data.get("note") or "").strip()
+        quoted = f"\n{quote(note, 1500)}" if note else ""
+        return (
+            f"{actor(event.actor)} asked {workers} for changes to milestone {name}. "
+            f"The review clock stopped.{quoted}"
+        )
+    if kind == "contract_activated":
+        return (
+            event_text(contract, event, detailed=False)
+            + f" Next: {user(contract.client_id)} funds the first milestone."
+        )
+    return event_text(contract, event, detailed=False, limit=1500)

@@ -1,0 +1,55 @@
+"""`/milestone help` and short ephemeral replies."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import Block
+
+from handlers.blocks.format import defang, escape, pack
+from handlers.blocks.kit import context, section
+from handlers.blocks.message import Message
+from handlers.grammar import HELP_EXAMPLES, USAGE
+
+
+def build_help(topic: str | None = None) -> Message:
+    """The command guide; with `topic` (a subcommand), just its usage line first."""
+    blocks: list[Block] = []
+    if topic is not None and topic in USAGE:
+        blocks.append(section(f"*Usage:* {escape(USAGE[topic])}", block_id="help_usage"))
+    # The guide is plain text with `<title>`-style placeholders: escaped, so Slack
+    # doesn't read them as links.
+    paragraphs = [escape(p.strip()) for p in HELP_EXAMPLES.split("\n\n") if p.strip()]
+    blocks += [
+        section(text, block_id=f"help_{i}")
+        for i, text in enumerate(pack(paragraphs, sep="\n\n", limit=1500))
+    ]
+    blocks.append(
+        context(
+            "Buttons on the cards do the same: *Agree to terms*, *Fund*, *Approve & release*, "
+            "*Request changes*, *Accept* / *Decline* / *Withdraw* on change requests."
+        )
+    )
+    return Message(
+        text="milestone-bot: agree on milestones, fund them one at a time, get paid on approval.",
+        blocks=blocks,
+    )
+
+
+def build_notice(text: str, *, emoji: str = "") -> Message:
+    """A short ephemeral reply: one section with `text`.
+
+    `text` is bot-made mrkdwn (a service's outcome or a refusal) that may quote a
+    title as typed: broadcasts and links in it are neutralised (`defang`), user
+    mentions and date tokens kept. Escape user-typed parts yourself if you add any.
+    """
+    body = defang(text.strip()) or "Done."
+    shown = f"{emoji} {body}" if emoji else body
+    return Message(text=shown, blocks=[section(shown, block_id="notice")])
+
+
+def build_error(text: str, *, reference: str | None = None) -> Message:
+    """A refusal or an apology; `reference` (a correlation id) is shown small below."""
+    body = defang(text.strip()) or "Something went wrong."
+    blocks: list[Block] = [section(f":warning: {body}", block_id="notice")]
+    if reference:
+        blocks.append(context(f"Reference: `{defang(reference)}`"))
+    return Message(text=body, blocks=blocks)

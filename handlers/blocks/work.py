@@ -1,0 +1,113 @@
+"""Submitted work: one message per milestone, updated when it is approved or sent back."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import Block
+
+from domain.model import Contract, Milestone, MilestoneStatus
+from handlers.blocks.contract import work_buttons
+from handlers.blocks.describe import SHORT_TITLE_LIMIT, contract_title, milestone_name
+from handlers.blocks.format import actor, instant, money, quote, user
+from handlers.blocks.kit import actions, context, section
+from handlers.blocks.message import Message
+from handlers.payloads import MilestoneRef
+
+HEAD_BLOCK = "work_head"
+SUBMITTED_BLOCK = "work_submitted"
+NOTE_BLOCK = "work_note"
+DEADLINE_BLOCK = "work_deadline"
+ACTIONS_BLOCK = "work_actions"
+OUTCOME_BLOCK = "work_outcome"
+
+
+def build_work_card(contract: Contract, milestone: Milestone) -> Message:
+    """Work submitted for `milestone`: Approve & release / Request changes while it waits
+    for review; afterwards the outcome (paid, by whom or automatically; or changes
+    requested, with the note) and no buttons."""
+    currency = contract.currency
+    amount = money(milestone.amount_minor, currency)
+    blocks: list[Block] = [
+        section(
+            f":package: *Work submitted* — milestone {milestone_name(milestone)}\n"
+            f"{amount}  ·  Contract {contract.id} · "
+            f"*{contract_title(contract, SHORT_TITLE_LIMIT)}*",
+            block_id=HEAD_BLOCK,
+        )
+    ]
+    if milestone.submitted_at is not None:
+        who = actor(milestone.submitted_by) if milestone.submitted_by else "The provider"
+        round_ = (
+            f"  ·  submission {milestone.submission_count}"
+            if (milestone.submission_count or 0) > 1
+            else ""
+        )
+        blocks.append(
+            context(
+                f"Submitted by {who} {instant(milestone.submitted_at)}{round_}",
+                block_id=SUBMITTED_BLOCK,
+            )
+        )
+    note = milestone.submission_note or ""
+    if note.strip():
+        blocks.append(section(quote(note, 2900), block_id=NOTE_BLOCK))
+    status = milestone.status
+    if status == MilestoneStatus.SUBMITTED:
+        if milestone.auto_release_at is not None:
+            blocks.append(
+                section(
+                    f":hourglass_flowing_sand: Automatic release "
+                    f"{instant(milestone.auto_release_at)} if there's no answer.",
+                    block_id=DEADLINE_BLOCK,
+                )
+            )
+        ref = MilestoneRef(contract_id=contract.id, milestone_id=milestone.id).dump()
+        provider = "the agency" if contract.is_agency else "the freelancer"
+        blocks.append(
+            actions(
+                ACTIONS_BLOCK,
+                work_buttons(ref, amount=amount, number=milestone.number, provider=provider),
+            )
+        )
+        blocks.append(context(f"{user(contract.client_id)} approves or requests changes"))
+    else:
+        blocks.append(section(_outcome(contract, milestone), block_id=OUTCOME_BLOCK))
+    return Message(text=_fallback(contract, milestone, amount), blocks=blocks)
+
+
+def _outcome(contract: Contract, milestone: Milestone) -> str:
+    amount = money(milestone.amount_minor, contract.currency)
+    if milestone.status == MilestoneStatus.RELEASED:
+        when = f" {instant(milestone.released_at)}" if milestone.released_at else ""
+        if milestone.released_automatically:
+            return (
+                f":white_check_mark: *Paid automatically*{when}: {amount} released after "
+                "the review period ended with no answer."
+            )
+        by = f" by {actor(milestone.released_by)}" if milestone.released_by else ""
+        return f":white_check_mark: *Approved and paid*{by}{when}: {amount} released."
+    if milestone.refunded_at is not None:
+        return (
+            f":lock: The contract ended {instant(milestone.refunded_at)} before a decision; "
+            "escrow was refunded to the client."
+        )
+    if milestone.changes_requested_at is not None:
+        text = (
+            f":leftwards_arrow_with_hook: *Changes requested* by {user(contract.client_id)} "
+            f"{instant(milestone.changes_requested_at)}. The review clock stopped; the next "
+            "submission starts a new one."
+        )
+        note = milestone.changes_requested_note or ""
+        return text + (f"\n{quote(note, 2500)}" if note.strip() else "")
+    return f"Milestone {milestone.number} is {milestone.status.value}."
+
+
+def _fallback(contract: Contract, milestone: Milestone, amount: str) -> str:
+    title = contract_title(contract, SHORT_TITLE_LIMIT)
+    if milestone.status == MilestoneStatus.SUBMITTED:
+        return (
+            f"Work submitted for milestone {milestone.number} ({amount}) on contract "
+            f"{contract.id} ({title}): {user(contract.client_id)}, approve or request changes."
+        )
+    if milestone.status == MilestoneStatus.RELEASED:
+        return f"Milestone {milestone.number} on contract {contract.id} ({title}) is paid."
+    return f"Milestone {milestone.number} on contract {contract.id} ({title}): work reviewed."

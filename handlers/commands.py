@@ -1,0 +1,383 @@
+"""`/milestone …`: parse the text, call one domain service, answer the person.
+
+Every listener acks at once (an empty ack: nothing is shown yet), then works and
+answers through `respond` (ephemeral). Errors are raised, and the one error handler
+in bot/app.py turns them into a message for the person who typed the command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
+
+from domain import queries, services, snapshot
+from domain.errors import InvalidInput, NotAllowed
+from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
+from handlers import grammar
+from handlers.blocks import cards, modals
+from handlers.deps import Deps, deps_of
+from handlers.payloads import ModalContext
+
+COMMAND = "/milestone"
+
+
+def register(app: App) -> None:
+    app.command(COMMAND)(handle_milestone_command)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One slash command: who typed what, where."""
+
+    deps: Deps
+    user_id: str
+    team_id: str
+    channel_id: str
+    trigger_id: str
+    respond: Respond
+    client: WebClient
+
+
+def handle_milestone_command(
+    ack: Ack, command: dict[str, Any], context: Any, respond: Respond, client: WebClient
+) -> None:
+    ack()
+    parsed = grammar.parse(command.get("text", ""))
+    call = Invocation(
+        deps=deps_of(context),
+        user_id=command["user_id"],
+        team_id=command.get("team_id", ""),
+        channel_id=command["channel_id"],
+        trigger_id=command.get("trigger_id", ""),
+        respond=respond,
+        client=client,
+    )
+    HANDLERS[type(parsed)](call, parsed)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _contract_id(call: Invocation, cmd: grammar.Command) -> int:
+    with call.deps.sessions() as session, session.begin():
+        return queries.resolve_contract(
+            session, channel_id=call.channel_id, contract_id=cmd.contract_id
+        ).id
+
+
+def _run(call: Invocation, service: Callable[[Session], Outcome]) -> Outcome:
+    """Run one service, deliver what it queued, and confirm to the person."""
+    with call.deps.sessions() as session:
+        outcome = service(session)
+    call.deps.delivery.deliver(outcome.outbox_ids)
+    call.respond(text=outcome.summary, response_type="ephemeral", replace_original=False)
+    return outcome
+
+
+def _open_modal(call: Invocation, view: Any) -> None:
+    call.client.views_open(trigger_id=call.trigger_id, view=view.to_dict())
+
+
+# --- one function per subcommand --------------------------------------------------------
+
+
+def show_help(call: Invocation, cmd: grammar.ShowHelp) -> None:
+    call.respond(**cards.build_help().as_kwargs(), response_type="ephemeral")
+
+
+def open_new_contract(call: Invocation, cmd: grammar.NewModal) -> None:
+    require_bot_in_channel(call.client, call.channel_id)
+    _open_modal(call, modals.build_new_contract_modal(ModalContext(channel_id=call.channel_id)))
+
+
+def new_contract(call: Invocation, cmd: grammar.NewContract) -> None:
+    require_bot_in_channel(call.client, call.channel_id)
+    parties = [cmd.client_id, *([cmd.freelancer_id] if cmd.freelancer_id else [])]
+    parties += [*cmd.manager_ids, *cmd.member_ids]
+    teams = team_ids_of(call.client, parties)
+    _run(
+        call,
+        lambda session: services.create_contract(
+            session,
+            title=cmd.title,
+            team_id=call.team_id,
+            channel_id=call.channel_id,
+            creator_id=call.user_id,
+            client_id=cmd.client_id,
+            freelancer_id=cmd.freelancer_id,
+            agency=(
+                Agency(cmd.agency_name, cmd.manager_ids, cmd.member_ids)
+                if cmd.agency_name is not None
+                else None
+            ),
+            currency=cmd.currency or "USD",
+            now=call.deps.now(),
+            team_ids=teams,
+        ),
+    )
+
+
+def open_add_milestone(call: Invocation, cmd: grammar.AddModal) -> None:
+    contract_id = _contract_id(call, cmd)
+    with call.deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, contract_id)
+        view = modals.build_add_milestone_modal(
+            ModalContext(channel_id=call.channel_id, contract_id=contract_id), contract
+        )
+    _open_modal(call, view)
+
+
+def _change(
+    call: Invocation, cmd: grammar.Command, change: services.ChangeInput, message: str | None
+) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda session: services.change_milestones(
+            session,
+            contract_id=contract_id,
+            actor_id=call.user_id,
+            changes=[change],
+            message=message or "",
+            now=call.deps.now(),
+            policy=call.deps.policy,
+        ),
+    )
+
+
+def add_milestone(call: Invocation, cmd: grammar.AddMilestone) -> None:
+    change = NewMilestone(cmd.title, cmd.amount, cmd.due_date, cmd.description)
+    _change(call, cmd, change, cmd.message)
+
+
+def open_edit(call: Invocation, cmd: grammar.EditModal) -> None:
+    contract_id = _contract_id(call, cmd)
+    ctx = ModalContext(channel_id=call.channel_id, contract_id=contract_id)
+    with call.deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, contract_id)
+        if cmd.number is None:
+            view = modals.build_propose_changes_modal(ctx, contract)
+        else:
+            milestone = contract.milestone(cmd.number)
+            if milestone is None:
+                raise InvalidInput(f"Contract {contract_id} has no milestone {cmd.number}.")
+            view = modals.build_edit_milestone_modal(
+                ModalContext(
+                    channel_id=call.channel_id,
+                    contract_id=contract_id,
+                    milestone_number=cmd.number,
+                ),
+                contract,
+                milestone,
+            )
+    _open_modal(call, view)
+
+
+def edit_milestone(call: Invocation, cmd: grammar.EditMilestone) -> None:
+    change = MilestoneEdit(
+        number=cmd.number,
+        title=cmd.title,
+        description=cmd.description,
+        amount=cmd.amount,
+        due_date=cmd.due_date,
+    )
+    _change(call, cmd, change, cmd.message)
+
+
+def delete_milestone(call: Invocation, cmd: grammar.DeleteMilestone) -> None:
+    _change(call, cmd, MilestoneDeletion(cmd.number), cmd.message)
+
+
+def start_contract(call: Invocation, cmd: grammar.StartContract) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.agree_to_terms(
+            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
+        ),
+    )
+
+
+def fund_milestone(call: Invocation, cmd: grammar.FundMilestone) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.fund_milestone(
+            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
+        ),
+    )
+
+
+def submit_work(call: Invocation, cmd: grammar.SubmitWork) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.submit_work(
+            s,
+            contract_id=contract_id,
+            actor_id=call.user_id,
+            note=cmd.note or "",
+            now=call.deps.now(),
+            policy=call.deps.policy,
+        ),
+    )
+
+
+def approve_work(call: Invocation, cmd: grammar.ApproveWork) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.approve_work(
+            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
+        ),
+    )
+
+
+def request_changes(call: Invocation, cmd: grammar.RequestChanges) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.request_changes(
+            s, contract_id=contract_id, actor_id=call.user_id, note=cmd.note, now=call.deps.now()
+        ),
+    )
+
+
+def accept_request(call: Invocation, cmd: grammar.AcceptRequest) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.accept_request(
+            s,
+            contract_id=contract_id,
+            number=cmd.request_number,
+            actor_id=call.user_id,
+            now=call.deps.now(),
+        ),
+    )
+
+
+def decline_request(call: Invocation, cmd: grammar.DeclineRequest) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.decline_request(
+            s,
+            contract_id=contract_id,
+            number=cmd.request_number,
+            actor_id=call.user_id,
+            reason=cmd.reason or "",
+            now=call.deps.now(),
+        ),
+    )
+
+
+def withdraw_request(call: Invocation, cmd: grammar.WithdrawRequest) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.withdraw_request(
+            s,
+            contract_id=contract_id,
+            number=cmd.request_number,
+            actor_id=call.user_id,
+            now=call.deps.now(),
+        ),
+    )
+
+
+def end_contract(call: Invocation, cmd: grammar.EndContract) -> None:
+    contract_id = _contract_id(call, cmd)
+    _run(
+        call,
+        lambda s: services.end_contract(
+            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
+        ),
+    )
+
+
+def show_status(call: Invocation, cmd: grammar.ShowStatus) -> None:
+    contract_id = _contract_id(call, cmd)
+    with call.deps.sessions() as session, session.begin():
+        message = cards.build_status(snapshot.snapshot(session, contract_id), now=call.deps.now())
+    call.respond(**message.as_kwargs(), response_type="ephemeral")
+
+
+def show_history(call: Invocation, cmd: grammar.ShowHistory) -> None:
+    contract_id = _contract_id(call, cmd)
+    with call.deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, contract_id)
+        message = cards.build_history(
+            contract, queries.history(session, contract_id), now=call.deps.now()
+        )
+    call.respond(**message.as_kwargs(), response_type="ephemeral")
+
+
+HANDLERS: dict[type[Any], Callable[[Invocation, Any], None]] = {
+    grammar.ShowHelp: show_help,
+    grammar.NewModal: open_new_contract,
+    grammar.NewContract: new_contract,
+    grammar.AddModal: open_add_milestone,
+    grammar.AddMilestone: add_milestone,
+    grammar.EditModal: open_edit,
+    grammar.EditMilestone: edit_milestone,
+    grammar.DeleteMilestone: delete_milestone,
+    grammar.StartContract: start_contract,
+    grammar.FundMilestone: fund_milestone,
+    grammar.SubmitWork: submit_work,
+    grammar.ApproveWork: approve_work,
+    grammar.RequestChanges: request_changes,
+    grammar.AcceptRequest: accept_request,
+    grammar.DeclineRequest: decline_request,
+    grammar.WithdrawRequest: withdraw_request,
+    grammar.ShowStatus: show_status,
+    grammar.ShowHistory: show_history,
+    grammar.EndContract: end_contract,
+}
+
+
+# --- Slack facts a command needs ----------------------------------------------------------
+
+
+def require_bot_in_channel(client: WebClient, channel_id: str) -> None:
+    """Contracts live in a channel the bot is a member of (it posts the cards there)."""
+    how = (
+        "I'm not a member of this channel yet. Invite me with `/invite @milestone-bot` "
+        "(or mention me and choose *Invite*), then run the command again."
+    )
+    if channel_id.startswith("D"):
+        raise NotAllowed(
+            "Contracts live in a channel shared by the client and the provider. "
+            "Create a channel, invite both sides and me, and run the command there."
+        )
+    try:
+        info = client.conversations_info(channel=channel_id)
+    except SlackApiError as error:
+        if error.response.get("error") in ("channel_not_found", "not_in_channel"):
+            raise NotAllowed(how) from None
+        raise
+    if not info["channel"].get("is_member", False):
+        raise NotAllowed(how)
+
+
+def team_ids_of(client: WebClient, user_ids: list[str]) -> dict[str, str]:
+    """Each party's workspace (Slack Connect); refuses bots and unknown or deleted users."""
+    teams: dict[str, str] = {}
+    for user_id in dict.fromkeys(user_ids):
+        try:
+            user = client.users_info(user=user_id)["user"]
+        except SlackApiError as error:
+            if error.response.get("error") == "user_not_found":
+                raise InvalidInput(f"I can't find the user <@{user_id}>.") from None
+            raise
+        if user.get("is_bot") or user.get("deleted"):
+            raise InvalidInput(f"<@{user_id}> can't be a party: it is a bot or a deactivated user.")
+        if user.get("team_id"):
+            teams[user_id] = user["team_id"]
+    return teams

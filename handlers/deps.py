@@ -1,0 +1,37 @@
+"""What listeners get from the wiring (bot/app.py puts it into bolt's `context`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from slack_sdk import WebClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain.policy import Clock, Policy
+
+
+class Deliverer(Protocol):
+    """The outbox delivery the request path asks for right after its commit."""
+
+    def deliver(self, ids: Sequence[int]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Deps:
+    sessions: sessionmaker[Session]
+    clock: Clock
+    policy: Policy
+    delivery: Deliverer
+    client: WebClient
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def deps_of(context: Any) -> Deps:
+    deps = context["deps"]
+    assert isinstance(deps, Deps)
+    return deps

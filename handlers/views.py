@@ -1,0 +1,258 @@
+"""Modal submissions. A refusal travels in the ack (`response_action: errors`, shown
+next to the field), so these listeners call the domain *before* they ack; nothing is
+saved until the form is valid. Slack calls happen only after the ack."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
+
+from domain import queries, services
+from domain.errors import DomainError, InvalidInput
+from domain.services import Agency, MilestoneEdit, NewMilestone, Outcome
+from handlers.blocks import fields, modals
+from handlers.commands import team_ids_of
+from handlers.deps import Deps, deps_of
+from handlers.ids import View
+from handlers.payloads import ModalContext
+
+
+def register(app: App) -> None:
+    app.view(View.NEW_CONTRACT.value)(submit_new_contract)
+    app.view(View.ADD_MILESTONE.value)(submit_add_milestone)
+    app.view(View.EDIT_MILESTONE.value)(submit_edit_milestone)
+    app.view(View.PROPOSE.value)(submit_propose_changes)
+    app.view(View.DECLINE.value)(submit_decline)
+    app.view(View.REQUEST_CHANGES.value)(submit_request_changes)
+
+
+def _values(view: dict[str, Any]) -> Any:
+    return view.get("state", {}).get("values", {})
+
+
+def _submit(
+    ack: Ack,
+    view: dict[str, Any],
+    deps: Deps,
+    service: Callable[[Session], Outcome],
+) -> Outcome | None:
+    """Run the service; a refusal is acked as field errors and nothing is saved."""
+    try:
+        with deps.sessions() as session:
+            outcome = service(session)
+    except DomainError as refusal:
+        present = set(_values(view))
+        ack(
+            response_action="errors",
+            errors=fields.form_errors(view["callback_id"], refusal, present=present),
+        )
+        return None
+    ack()
+    deps.delivery.deliver(outcome.outbox_ids)
+    return outcome
+
+
+def _confirm(client: WebClient, ctx: ModalContext, user_id: str, text: str) -> None:
+    """Tell the person what happened, in the channel the form was opened from."""
+    if not ctx.channel_id:
+        return
+    try:
+        client.chat_postEphemeral(channel=ctx.channel_id, user=user_id, text=text)
+    except SlackApiError:
+        pass  # the channel shows the change anyway (cards and announcements)
+
+
+def submit_new_contract(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+) -> None:
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    form = modals.read_new_contract(_values(view))
+    shape_errors = modals.new_contract_errors(form)
+    if shape_errors:
+        ack(response_action="errors", errors=shape_errors)
+        return
+    user = body["user"]
+    client_id = form["client_id"]
+    assert client_id is not None  # new_contract_errors checked it
+    outcome = _submit(
+        ack,
+        view,
+        deps,
+        lambda s: services.create_contract(
+            s,
+            title=form["title"],
+            team_id=user.get("team_id") or body.get("team", {}).get("id", ""),
+            channel_id=ctx.channel_id,
+            creator_id=user["id"],
+            client_id=client_id,
+            freelancer_id=form["freelancer_id"],
+            agency=(
+                Agency(form["agency_name"], form["manager_ids"], form["member_ids"])
+                if form["agency_name"] is not None
+                else None
+            ),
+            currency=form["currency"],
+            now=deps.now(),
+        ),
+    )
+    if outcome is None:
+        return
+    parties = [client_id, form["freelancer_id"] or "", *form["manager_ids"], *form["member_ids"]]
+    try:
+        for party, team in team_ids_of(client, [p for p in parties if p]).items():
+            with deps.sessions() as session:
+                services.record_team(
+                    session, contract_id=outcome.contract_id, user_id=party, team_id=team
+                )
+    except (InvalidInput, SlackApiError):
+        pass  # the contract stands; the workspace is recorded when known
+    _confirm(client, ctx, user["id"], outcome.summary)
+
+
+def submit_add_milestone(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+) -> None:
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    form = modals.read_add_milestone(_values(view))
+    if form["due_date"] is None:
+        ack(response_action="errors", errors={fields.DUE_DATE: "Pick a due date."})
+        return
+    change = NewMilestone(form["title"], form["amount"], form["due_date"], form["description"])
+    outcome = _submit(
+        ack,
+        view,
+        deps,
+        lambda s: services.change_milestones(
+            s,
+            contract_id=_contract(ctx),
+            actor_id=body["user"]["id"],
+            changes=[change],
+            message=form["message"],
+            now=deps.now(),
+            policy=deps.policy,
+        ),
+    )
+    if outcome is not None:
+        _confirm(client, ctx, body["user"]["id"], outcome.summary)
+
+
+def submit_edit_milestone(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+) -> None:
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    contract_id, number = _contract(ctx), ctx.milestone_number
+    with deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, contract_id)
+        milestone = contract.milestone(number or 0)
+        if milestone is None:
+            ack(response_action="errors", errors={fields.TITLE: "That milestone is gone."})
+            return
+        form = modals.read_edit_milestone(_values(view), milestone, currency=contract.currency)
+    change = MilestoneEdit(
+        milestone.number,
+        title=form["title"],
+        description=form["description"],
+        amount=form["amount"],
+        due_date=form["due_date"],
+    )
+    outcome = _submit(
+        ack,
+        view,
+        deps,
+        lambda s: services.change_milestones(
+            s,
+            contract_id=contract_id,
+            actor_id=body["user"]["id"],
+            changes=[change],
+            message=form["message"],
+            now=deps.now(),
+            policy=deps.policy,
+        ),
+    )
+    if outcome is not None:
+        _confirm(client, ctx, body["user"]["id"], outcome.summary)
+
+
+def submit_propose_changes(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+) -> None:
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    contract_id = _contract(ctx)
+    with deps.sessions() as session, session.begin():
+        form = modals.read_propose_changes(
+            _values(view), queries.load_contract(session, contract_id)
+        )
+    if form["errors"]:
+        ack(response_action="errors", errors=form["errors"])
+        return
+    outcome = _submit(
+        ack,
+        view,
+        deps,
+        lambda s: services.change_milestones(
+            s,
+            contract_id=contract_id,
+            actor_id=body["user"]["id"],
+            changes=form["changes"],
+            message=form["message"],
+            now=deps.now(),
+            policy=deps.policy,
+        ),
+    )
+    if outcome is not None:
+        _confirm(client, ctx, body["user"]["id"], outcome.summary)
+
+
+def submit_decline(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+) -> None:
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    form = modals.read_decline(_values(view))
+    outcome = _submit(
+        ack,
+        view,
+        deps,
+        lambda s: services.decline_request(
+            s,
+            contract_id=_contract(ctx),
+            request_id=ctx.request_id,
+            actor_id=body["user"]["id"],
+            reason=form["reason"],
+            now=deps.now(),
+        ),
+    )
+    if outcome is not None:
+        _confirm(client, ctx, body["user"]["id"], outcome.summary)
+
+
+def submit_request_changes(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+) -> None:
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    form = modals.read_request_changes(_values(view))
+    outcome = _submit(
+        ack,
+        view,
+        deps,
+        lambda s: services.request_changes(
+            s,
+            contract_id=_contract(ctx),
+            milestone_id=ctx.milestone_id,
+            actor_id=body["user"]["id"],
+            note=form["note"],
+            now=deps.now(),
+        ),
+    )
+    if outcome is not None:
+        _confirm(client, ctx, body["user"]["id"], outcome.summary)
+
+
+def _contract(ctx: ModalContext) -> int:
+    if ctx.contract_id is None:
+        raise InvalidInput("That form is out of date; run the command again.")
+    return ctx.contract_id

@@ -1,0 +1,138 @@
+"""The ticker: APScheduler decides *when*; the domain decides *what* is due.
+
+One in-memory interval job per process (no persistent job store, nothing pickled):
+every `SWEEP_SECONDS` (with jitter) it applies what the domain says is due through the
+same services a click uses, then retries undelivered outbox intents. Several
+processes may sweep at once: every service re-checks eligibility under a row lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.orm import Session, sessionmaker
+
+from domain import reminders, services
+from domain.errors import DomainError
+from domain.policy import Clock, Policy
+from domain.reminders import TimeZoneOf
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+
+
+def sweep_auto_releases(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    deliver: Callable[[Sequence[int]], None],
+    *,
+    policy: Policy,
+) -> int:
+    """Release every submitted milestone whose review period ran out; returns how many.
+
+    Each release is its own transaction through `services.auto_release`, which re-checks
+    eligibility under the contract's lock; a contract another process holds is left for
+    the next sweep.
+    """
+    released = 0
+    attempted: set[int] = set()
+    while True:
+        with sessions() as session:
+            due = [
+                milestone_id
+                for milestone_id in services.due_auto_releases(session, now=now, limit=BATCH)
+                if milestone_id not in attempted
+            ]
+        if not due:
+            return released
+        for milestone_id in due:
+            attempted.add(milestone_id)
+            try:
+                with sessions() as session:
+                    outcome = services.auto_release(
+                        session, milestone_id=milestone_id, now=now, policy=policy
+                    )
+            except DomainError as refusal:
+                log.info("automatic release of milestone %s skipped: %s", milestone_id, refusal)
+                continue
+            if not outcome.already_done:
+                released += 1
+                deliver(outcome.outbox_ids)
+
+
+def sweep_reminders(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    deliver: Callable[[Sequence[int]], None],
+    *,
+    policy: Policy,
+    time_zone_of: TimeZoneOf,
+) -> int:
+    """Queue and deliver the reminders that are due; returns how many were queued."""
+    queued = reminders.send_due(sessions, now=now, time_zone_of=time_zone_of, policy=policy)
+    deliver(queued)
+    return len(queued)
+
+
+def start_scheduler(
+    sweep: Callable[[], None], *, every_seconds: float, jitter_seconds: float | None = None
+) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        sweep,
+        "interval",
+        seconds=every_seconds,
+        jitter=jitter_seconds if jitter_seconds is not None else max(1.0, every_seconds / 6),
+        id="sweep",
+        max_instances=1,
+        coalesce=True,
+        # Run once right away: a deadline passed while the bot was down is acted on now.
+        next_run_time=datetime.now().astimezone(),
+        misfire_grace_time=None,
+    )
+    scheduler.start()
+    return scheduler
+
+
+class Outbox(Protocol):
+    def deliver(self, ids: Sequence[int]) -> None: ...
+
+    def sweep(self, *, limit: int = 50) -> int: ...
+
+
+def sweep_once(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    *,
+    policy: Policy,
+    outbox: Outbox,
+    time_zone_of: TimeZoneOf,
+    housekeeping: Callable[[], None] = lambda: None,
+) -> None:
+    """One tick: everything that came due since the last one, then outbox retries."""
+    now = clock()
+    for step, run in (
+        (
+            "automatic releases",
+            lambda: sweep_auto_releases(sessions, now, outbox.deliver, policy=policy),
+        ),
+        (
+            "reminders",
+            lambda: sweep_reminders(
+                sessions, now, outbox.deliver, policy=policy, time_zone_of=time_zone_of
+            ),
+        ),
+        ("outbox", outbox.sweep),
+        ("housekeeping", housekeeping),
+    ):
+        try:
+            run()
+        except Exception:
+            # One failing step (say, the database restarting) must not stop the others
+            # or kill the ticker; the next tick tries again.
+            log.exception("sweep step %s failed", step)

@@ -1,0 +1,158 @@
+"""The real bolt app over HTTP, signed requests in, Web API calls out to the emulator."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import Runtime, create_app
+from bot.delivery import Delivery
+from bot.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
+from bot.server import wsgi_app
+from bot.settings import Settings
+from domain.model import MessageRef
+
+SECRET = "e2e-signing-secret"
+TEAM = "T0001"
+OTHER_TEAM = "T0OTHER"
+CHANNEL = "C0DEALS"
+CLIENT = "U0CLIENT"
+FREELANCER = "U0FREELA"
+MANAGER = "U0MANAGE"
+MEMBER = "U0MEMBER"
+OUTSIDER = "U0OUTSID"
+PARTNER = "W0PARTNR"  # a user from another workspace in a Slack Connect channel
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@dataclass
+class Bot:
+    """One running bot, its Slack, and helpers that act as people would."""
+
+    slack: SlackEmulator
+    driver: SlackDriver
+    runtime: Runtime
+    delivery: Delivery
+    url: str
+
+    def say(self, user: str, text: str, *, channel: str = CHANNEL) -> str:
+        """Type `/milestone <text>` and return the ephemeral answer's text."""
+        response = self.driver.command(user, text, channel_id=channel, show_reply=False)
+        assert response.status == 200, response.text
+        return self.reply_to(response)
+
+    def reply_to(self, response: Response, *, timeout: float = 10.0) -> str:
+        url = response.response_url
+        post = self.slack.wait_for(
+            lambda: [r for r in self.slack.responses if r.url == url],
+            timeout=timeout,
+            message=f"no reply on {url}",
+        )[-1]
+        return _text_of(post.body)
+
+    def click(self, user: str, message: StoredMessage, label: str) -> Response:
+        response = self.driver.click_button(user, message.channel, message.ts, label)
+        assert response.status == 200, response.text
+        return response
+
+    def card(self, subject: str) -> StoredMessage:
+        """The message a card lives in, e.g. `contract:1`, `request:3`, `work:2:1`."""
+        with self.runtime.sessions() as session:
+            ref = session.scalar(select(MessageRef).where(MessageRef.subject == subject))
+        assert ref is not None and ref.ts, f"no card {subject}"
+        message = self.slack.message(ref.channel_id, ref.ts)
+        assert message is not None
+        return message
+
+    def card_text(self, subject: str) -> str:
+        return blocks_text(self.card(subject).blocks)
+
+    def posts(self, channel: str = CHANNEL) -> list[str]:
+        return [m.text for m in self.slack.messages(channel)]
+
+
+def _text_of(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("text", "")) + "\n" + blocks_text(body.get("blocks") or [])
+    return str(body)
+
+
+def blocks_text(blocks: Any) -> str:
+    """Every text in a block tree, newline-joined (what a person would read)."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                out.append(node["text"])
+            for value in node.values():
+                if isinstance(value, dict | list):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(blocks)
+    return "\n".join(out)
+
+
+def serve_wsgi(application: Any) -> tuple[str, WSGIServer]:
+    server = make_server(
+        "127.0.0.1", 0, application, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+@pytest.fixture
+def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SKIP_SLACK_SDK_WARNING", "1")
+    with SlackEmulator(validate_blocks=True) as slack:
+        for user, name, team, tz, offset in [
+            (CLIENT, "carol", TEAM, "America/New_York", -18000),
+            (FREELANCER, "fred", TEAM, "Europe/Berlin", 3600),
+            (MANAGER, "maya", TEAM, "Asia/Kolkata", 19800),
+            (MEMBER, "milo", TEAM, "Europe/London", 0),
+            (OUTSIDER, "olga", TEAM, "Europe/Paris", 3600),
+            (PARTNER, "pat", OTHER_TEAM, "Australia/Sydney", 39600),
+        ]:
+            slack.add_user(user, name, team_id=team, tz=tz, tz_offset=offset)
+        slack.add_channel(
+            CHANNEL, "deals", members=[CLIENT, FREELANCER, MANAGER, MEMBER, OUTSIDER, PARTNER]
+        )
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+            SLACK_API_URL=slack.api_url,
+        )
+        runtime = Runtime.from_settings(settings)
+        app, delivery = create_app(runtime, bot_token="xoxb-e2e", signing_secret=SECRET)
+        url, server = serve_wsgi(wsgi_app(app, runtime.database_ok))
+        driver = SlackDriver(slack, url, SECRET)
+        try:
+            yield Bot(slack, driver, runtime, delivery, url)
+        finally:
+            server.shutdown()
+            server.server_close()
+            runtime.engine.dispose()
