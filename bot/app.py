@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -96,7 +96,7 @@ def create_app(
     bot_token: str,
     signing_secret: str | None,
     socket_mode: bool = False,
-    listener_threads: int = LISTENER_THREADS,
+    listener_executor: Executor | None = None,
 ) -> tuple[App, Delivery]:
     client = make_web_client(bot_token, runtime.settings.SLACK_API_URL)
     delivery = Delivery(runtime.sessions, client, runtime.clock)
@@ -104,9 +104,8 @@ def create_app(
         client=client,
         signing_secret=signing_secret or "",
         request_verification_enabled=not socket_mode,
-        listener_executor=ThreadPoolExecutor(
-            max_workers=listener_threads, thread_name_prefix="listener"
-        ),
+        listener_executor=listener_executor
+        or ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
     deps = Deps(
         sessions=runtime.sessions,
@@ -197,7 +196,11 @@ def tell(client: WebClient, respond: Any, body: dict[str, Any], message: str) ->
     has_response_url = bool(body.get("response_url") or body.get("response_urls"))
     try:
         if has_response_url:
-            respond(text=message, response_type="ephemeral", replace_original=False)
+            respond(
+                **cards.build_notice(message).as_kwargs(),
+                response_type="ephemeral",
+                replace_original=False,
+            )
         elif body.get("trigger_id") and body.get("type") == "block_actions":
             # A click in App Home or a modal: no channel to answer in, so show a notice.
             client.views_open(

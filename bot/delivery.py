@@ -21,12 +21,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain import outbox, queries, snapshot
+from domain import outbox, queries, reminders, snapshot
 from domain.errors import NotFound
+from domain.model import ReminderKind
 from domain.outbox import Claimed
 from domain.policy import Clock
 from handlers.blocks import cards, home
 from handlers.blocks.message import Message
+from handlers.blocks.reminder import build_reminder
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class Delivery:
             "work_card": self._work_card,
             "announce": self._announce,
             "home": self._home,
+            "reminder": self._reminder,
         }
 
     # --- entry points ---------------------------------------------------------------
@@ -240,6 +243,34 @@ class Delivery:
             return
         self._check_channel(channel)
         self.client.chat_postMessage(channel=channel, **message.as_kwargs())
+
+    def _reminder(self, claimed: Claimed) -> None:
+        """A reply in the thread of the card the reminder concerns."""
+        assert claimed.subject_id is not None
+        with self.sessions() as session, session.begin():
+            item = reminders.load(session, claimed.subject_id)
+            contract = queries.load_contract(session, item.contract_id)
+            request = milestone = None
+            if item.kind == ReminderKind.REQUEST:
+                request = queries.load_request(session, item.subject_id)
+                subject = f"request:{request.id}"
+            else:
+                milestone = queries.load_milestone(session, item.subject_id)
+                subject = (
+                    f"work:{milestone.id}:{milestone.submission_count}"
+                    if item.kind == ReminderKind.REVIEW
+                    else f"contract:{contract.id}"
+                )
+            message = build_reminder(contract, item, request=request, milestone=milestone)
+            channel = contract.channel_id
+        with self.sessions() as session:
+            placed = outbox.placement(session, subject)
+        if placed is None or not placed.ts:
+            raise _Deferred(self.clock() + timedelta(seconds=30), f"{subject} not posted yet")
+        self._check_channel(channel)
+        self.client.chat_postMessage(
+            channel=placed.channel_id, thread_ts=placed.ts, **message.as_kwargs()
+        )
 
     def _home(self, claimed: Claimed) -> None:
         assert claimed.user_id is not None

@@ -137,7 +137,7 @@ def on_milestone_funded(
 ) -> None:
     for other in contract.milestones:
         _cancel(session, kind=ReminderKind.FUND, subject_id=other.id)
-    overdue_at = datetime.combine(milestone.due_date + timedelta(days=1), time(0), tzinfo=UTC)
+    overdue_at = _overdue_at(milestone.due_date)
     for slot, recipient in enumerate([contract.client_id, *contract.provider_ids], start=1):
         _schedule(
             session,
@@ -150,6 +150,10 @@ def on_milestone_funded(
             now=now,
             key_extra=f"{milestone.due_date.isoformat()}-",
         )
+
+
+def _overdue_at(due_date: date) -> datetime:
+    return datetime.combine(due_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 def on_milestone_released(
@@ -286,8 +290,16 @@ def _send_one(
         if _overtaken(session, reminder, now):
             reminder.state = SKIPPED
             return None
+        if reminder.kind == ReminderKind.OVERDUE:
+            overdue_at = _overdue_at(session.get_one(Milestone, reminder.subject_id).due_date)
+            if overdue_at > now:  # the due date was moved later: wait for the new one
+                reminder.due_at = overdue_at
+                reminder.not_before = None
+                return None
+        # From now, not from the original time: a reminder missed while the bot was down
+        # still goes out in the recipient's working hours.
         at = within_working_hours(
-            reminder.due_at, tz_name, policy.working_hours, deadline=reminder.deadline_at
+            max(reminder.due_at, now), tz_name, policy.working_hours, deadline=reminder.deadline_at
         )
         if at > now:
             reminder.not_before = at

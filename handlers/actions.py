@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from domain import queries, rules, services
 from domain.errors import RequestNotPending
-from domain.model import RequestStatus
+from domain.model import RequestStatus, Role
 from domain.rules import Act
 from domain.services import Outcome
 from handlers.blocks import modals
@@ -186,10 +186,13 @@ def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)
-        rules.require(contract, _user(body), Act.PROPOSE)
+        # The provider side proposes; the client changes future milestones directly.
+        direct = contract.role_of(_user(body)) == Role.CLIENT
+        rules.require(contract, _user(body), Act.EDIT_DIRECTLY if direct else Act.PROPOSE)
         view = modals.build_propose_changes_modal(
             ModalContext(channel_id=_channel(body) or contract.channel_id, contract_id=contract.id),
             contract,
+            direct=direct,
         )
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 

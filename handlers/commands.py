@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from domain import queries, services, snapshot
 from domain.errors import InvalidInput, NotAllowed
+from domain.model import Role
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
 from handlers import grammar
 from handlers.blocks import cards, modals
@@ -162,7 +163,8 @@ def open_edit(call: Invocation, cmd: grammar.EditModal) -> None:
     with call.deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, contract_id)
         if cmd.number is None:
-            view = modals.build_propose_changes_modal(ctx, contract)
+            direct = contract.role_of(call.user_id) == Role.CLIENT
+            view = modals.build_propose_changes_modal(ctx, contract, direct=direct)
         else:
             milestone = contract.milestone(cmd.number)
             if milestone is None:

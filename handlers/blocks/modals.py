@@ -481,19 +481,31 @@ def proposable_milestones(contract: Contract) -> list[Milestone]:
     ]
 
 
-def build_propose_changes_modal(ctx: ModalContext, contract: Contract) -> View:
+def build_propose_changes_modal(
+    ctx: ModalContext, contract: Contract, *, direct: bool = False
+) -> View:
     """Edit several milestones (title, amount, due date; delete a pending one) and add one.
 
+    For the provider side on an active contract the result is one change request.
+    With `direct` (the client, or anyone while negotiating) the changes apply at once;
+    on an active contract only future (pending) milestones are then editable.
     Shows at most `MAX_PROPOSE_MILESTONES` milestones (the first ones in order) and says
     so; the others stay reachable with `/milestone edit <n>`. ≤ 100 blocks.
     """
     currency = contract.currency
     candidates = proposable_milestones(contract)
+    if direct and contract.status == ContractStatus.ACTIVE:
+        candidates = [m for m in candidates if m.status == MilestoneStatus.PENDING]
     shown = candidates[:MAX_PROPOSE_MILESTONES]
+    outcome = (
+        "Changes apply at once and are announced in the channel."
+        if direct
+        else f"{user(contract.client_id)} accepts or declines the request as a whole."
+    )
     blocks: list[Block] = [
         section(
             f"{_contract_line(contract)}\nChange what you need below — only what you change "
-            f"is sent. {user(contract.client_id)} accepts or declines the request as a whole."
+            f"counts. {outcome}"
         )
     ]
     if not shown:
@@ -566,7 +578,7 @@ def build_propose_changes_modal(ctx: ModalContext, contract: Contract) -> View:
         ),
         _text_input(
             F.MESSAGE,
-            "Message to the client",
+            "Message" if direct else "Message to the client",
             max_length=MAX_TEXT,
             multiline=True,
             optional=True,
@@ -574,7 +586,8 @@ def build_propose_changes_modal(ctx: ModalContext, contract: Contract) -> View:
         ),
     ]
     assert len(blocks) <= VIEW_BLOCK_LIMIT
-    return _modal(ViewId.PROPOSE, "Propose changes", ctx, blocks, submit="Send")
+    title = "Change milestones" if direct else "Propose changes"
+    return _modal(ViewId.PROPOSE, title, ctx, blocks, submit="Save" if direct else "Send")
 
 
 def read_propose_changes(values: Values, contract: Contract) -> ProposeForm:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -67,7 +68,12 @@ class Bot:
         )[-1]
         return _text_of(post.body)
 
-    def click(self, user: str, message: StoredMessage, label: str) -> Response:
+    def click(self, user: str, message: StoredMessage, label: str) -> str:
+        """Click a button and return the ephemeral answer the clicker gets."""
+        return self.reply_to(self.press(user, message, label))
+
+    def press(self, user: str, message: StoredMessage, label: str) -> Response:
+        """Click a button without waiting for an answer (one that opens a modal)."""
         response = self.driver.click_button(user, message.channel, message.ts, label)
         assert response.status == 200, response.text
         return response
@@ -83,6 +89,30 @@ class Bot:
 
     def card_text(self, subject: str) -> str:
         return blocks_text(self.card(subject).blocks)
+
+    def card_shows(self, subject: str, text: str, *, timeout: float = 5.0) -> str:
+        """Wait until the card contains `text` (work after an ack is asynchronous)."""
+
+        def shown() -> str | None:
+            current = self.card_text(subject)
+            return current if text in current else None
+
+        return self.slack.wait_for(
+            shown, timeout=timeout, message=f"{subject} never showed {text!r}"
+        )
+
+    def ephemeral_to(self, user: str, text: str, *, timeout: float = 5.0) -> str:
+        """Wait for an ephemeral message (chat.postEphemeral) to `user` containing `text`."""
+        found = self.slack.wait_for(
+            lambda: [
+                e
+                for e in self.slack.ephemerals(user=user)
+                if text in _text_of({"text": e.text, "blocks": e.blocks})
+            ],
+            timeout=timeout,
+            message=f"no ephemeral to {user} with {text!r}",
+        )
+        return found[-1].text
 
     def posts(self, channel: str = CHANNEL) -> list[str]:
         return [m.text for m in self.slack.messages(channel)]
@@ -147,7 +177,10 @@ def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
             SLACK_API_URL=slack.api_url,
         )
         runtime = Runtime.from_settings(settings)
-        app, delivery = create_app(runtime, bot_token="xoxb-e2e", signing_secret=SECRET)
+        listeners = ThreadPoolExecutor(max_workers=16, thread_name_prefix="e2e-listener")
+        app, delivery = create_app(
+            runtime, bot_token="xoxb-e2e", signing_secret=SECRET, listener_executor=listeners
+        )
         url, server = serve_wsgi(wsgi_app(app, runtime.database_ok))
         driver = SlackDriver(slack, url, SECRET)
         try:
@@ -155,4 +188,5 @@ def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
         finally:
             server.shutdown()
             server.server_close()
+            listeners.shutdown(wait=True)  # let work after the acks finish before Slack goes
             runtime.engine.dispose()

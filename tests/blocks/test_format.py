@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+from handlers.blocks.format import (
+    clip,
+    defang,
+    due,
+    escape,
+    instant,
+    money,
+    pack,
+    pack_counted,
+    plural,
+    quote,
+    shorten,
+    user,
+    users,
+)
+
+
+def test_escape_replaces_ampersand_first_and_nothing_else() -> None:
+    assert escape("<!channel> & <@U1> *bold* _it_ \"q\" 'a'") == (
+        "&lt;!channel&gt; &amp; &lt;@U1&gt; *bold* _it_ \"q\" 'a'"
+    )
+    assert escape("&amp;") == "&amp;amp;"
+
+
+def test_clip_never_cuts_inside_an_entity_and_respects_the_escaped_limit() -> None:
+    text = "&" * 50
+    clipped = clip(text, 22)
+    assert len(clipped) <= 22
+    assert clipped == "&amp;" * 4 + "…"
+    assert clip("short", 10) == "short"
+    assert clip("a\n\n b\tc", 20, one_line=True) == "a b c"
+
+
+def test_quote_prefixes_every_line_and_escapes() -> None:
+    assert quote("hi <!here>\nsecond", 100) == ">hi &lt;!here&gt;\n>second"
+
+
+def test_instant_is_a_date_token_with_a_utc_fallback() -> None:
+    moment = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    assert instant(moment) == (
+        "<!date^1796119200^{date_short_pretty} at {time}|Tue 1 Dec 2026 10:00 UTC>"
+    )
+    shifted = moment.astimezone(timezone(timedelta(hours=-5)))
+    assert instant(shifted) == instant(moment)
+    assert instant(moment, "{date_num}") == "<!date^1796119200^{date_num}|Tue 1 Dec 2026 10:00 UTC>"
+
+
+def test_due_dates_are_calendar_dates_shown_as_is() -> None:
+    assert due(date(2026, 12, 1)) == "Tue 1 Dec 2026"
+    assert due(date(2027, 1, 31)) == "Sun 31 Jan 2027"
+
+
+def test_money_uses_the_currency_digits() -> None:
+    assert money(150_000, "USD") == "$1,500.00"
+    assert money(1500, "JPY") == "¥1,500"
+    assert money(1_500_000, "KWD") == "KWD\xa01,500.000"
+
+
+def test_plural_and_mentions() -> None:
+    assert plural(1, "milestone") == "1 milestone"
+    assert plural(3, "change") == "3 changes"
+    assert plural(2, "party", "parties") == "2 parties"
+    assert user("U1") == "<@U1>"
+    assert users(["U1", "U2", "U3"]) == "<@U1>, <@U2> and <@U3>"
+    assert users(["U1", "U2"], conjunction="or") == "<@U1> or <@U2>"
+
+
+def test_pack_groups_lines_under_the_limit() -> None:
+    lines = ["x" * 40] * 10
+    texts = pack(lines, limit=100)
+    assert all(len(t) <= 100 for t in texts)
+    assert sum(t.count("x" * 40) for t in texts) == 10
+    assert [n for _, n in pack_counted(lines, limit=100)] == [2] * 5
+    assert pack(["y" * 150], limit=100) == ["y" * 99 + "…"]
+
+
+def test_defang_keeps_mentions_and_dates_but_not_broadcasts() -> None:
+    text = "Only <@U1> can. <!channel> <!here|here> <https://x.y|x> <#C1> <!date^1^{date}|d>"
+    assert defang(text) == (
+        "Only <@U1> can. &lt;!channel&gt; &lt;!here|here&gt; &lt;https://x.y|x&gt; <#C1> "
+        "<!date^1^{date}|d>"
+    )
+
+
+def test_shorten_never_breaks_a_token_or_an_entity() -> None:
+    token = "<!date^1796119200^{date}|Tue 1 Dec 2026 10:00 UTC>"
+    assert shorten("abc " + token, 20) == "abc…"
+    assert shorten("abc &amp; def", 8) == "abc…"
+    assert shorten("abc &amp; def", 10) == "abc &amp;…"

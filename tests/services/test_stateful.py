@@ -1,0 +1,1108 @@
+"""Random sequences of operations, by anyone, keep every business invariant.
+
+A hypothesis `RuleBasedStateMachine` drives the real services of `domain/services.py`
+on one or two contracts (an individual one in USD, an agency one in JPY): milestones
+are added, edited and deleted, terms agreed, changes proposed (and revised), accepted,
+declined and withdrawn, milestones funded, submitted, sent back, approved and
+released automatically, contracts ended — by the client, the freelancer, agency
+managers and members, and people who are not parties, while the clock moves forward.
+
+A refusal (`DomainError`) or an "already done" answer must leave the database exactly
+as it was (every row of every table the services write, which covers the export, the
+history and the ledger). After every step the state is read back and checked: escrow
+recomputed from the ledger, one release per released milestone, only transitions of
+the tables in `domain/rules.py`, one milestone in progress at a time, closed contracts
+frozen, history and ledger telling the same story, numbers never reused, and no
+pending request that could no longer apply.
+
+Runs on SQLite and on PostgreSQL, each example on an empty database. The example
+count comes from the hypothesis profile (`MILESTONE_FUZZ_EXAMPLES`, 100 under CI).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import hypothesis
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from domain import services
+from domain.db import make_engine, make_session_factory
+from domain.errors import DomainError
+from domain.model import (
+    SYSTEM_ACTOR,
+    Base,
+    ChangeKind,
+    ContractStatus,
+    LedgerKind,
+    MilestoneStatus,
+    RequestStatus,
+    Role,
+)
+from domain.policy import DEFAULT_POLICY
+from domain.rules import (
+    CONTRACT_TRANSITIONS,
+    MILESTONE_TRANSITIONS,
+    PERMISSIONS,
+    REQUEST_TRANSITIONS,
+    Act,
+    ContractAction,
+    MilestoneAction,
+    RequestAction,
+)
+from domain.services import MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
+from tests.conftest import Database
+from tests.factories import (
+    CLIENT,
+    FREELANCER,
+    MANAGER,
+    MANAGER_2,
+    MEMBER,
+    NOW,
+    OUTSIDER,
+    new_contract,
+)
+
+STEPS = 30
+# Ending a contract freezes it: allowed only once this many steps have run, so most
+# examples get somewhere first.
+END_AFTER_STEPS = 12
+NO_SUCH_ID = 1_000_000
+
+ACTIVE = (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED)
+M = MilestoneAction
+R = RequestAction
+
+T = TypeVar("T")
+
+
+def mostly(valid: Sequence[T], invalid: Sequence[T] = ()) -> st.SearchStrategy[T]:
+    """Valid values about nineteen times in twenty, shrinking towards the first one.
+
+    The invalid ones sit in the middle: hypothesis favours the ends of a range.
+    """
+    copies = max(2, -(-10 * len(invalid) // len(valid)))
+    return st.sampled_from([*valid * copies, *invalid, *valid * copies])
+
+
+# --------------------------------------------------------------------------------------
+# Who acts: a slot in the scene, cast per contract. In the individual contract the
+# "member" slot is an agency manager of the other contract: a stranger here.
+
+SLOTS = ("client", "provider", "colleague", "member", "outsider")
+CAST: dict[bool, dict[str, str]] = {
+    False: {
+        "client": CLIENT,
+        "provider": FREELANCER,
+        "colleague": FREELANCER,
+        "member": MANAGER,
+        "outsider": OUTSIDER,
+    },
+    True: {
+        "client": CLIENT,
+        "provider": MANAGER,
+        "colleague": MANAGER_2,
+        "member": MEMBER,
+        "outsider": OUTSIDER,
+    },
+}
+ROLES: dict[bool, dict[str, Role]] = {
+    False: {CLIENT: Role.CLIENT, FREELANCER: Role.FREELANCER},
+    True: {
+        CLIENT: Role.CLIENT,
+        MANAGER: Role.MANAGER,
+        MANAGER_2: Role.MANAGER,
+        MEMBER: Role.MEMBER,
+    },
+}
+
+
+def likely(*slots: str) -> st.SearchStrategy[str]:
+    """Usually (four times in five) someone who may act, sometimes anyone at all."""
+    return st.sampled_from(list(slots) * (15 // len(slots)) + list(SLOTS))
+
+
+# --------------------------------------------------------------------------------------
+# What they type: mostly valid, sometimes not (a refusal must change nothing).
+
+# 0 and 1 name a contract; 2 and 3 mean "one the action suits, if there is one".
+CONTRACT = mostly([2, 3], [0, 1])
+NUMBER = st.integers(min_value=1, max_value=3)
+# The milestone a button showed: none (a command), 0 for the one the action is about,
+# or a number (perhaps of a stale card, perhaps of no milestone at all).
+SHOWN = mostly([None, 0], [1, 2, 9])
+REVISES = mostly([None, None, None], [1, 2, 9])
+TITLES = mostly(["Design", "Build", "Launch"], ["   ", "x" * 201])
+DESCRIPTIONS = mostly(["", "Pixel-perfect mock-ups"], ["d" * 2001])
+AMOUNTS = mostly(["1500", "2500", "400", "9000", "1,250", "99.99"], ["0", "-5", "1.234", "ten"])
+DUE_IN_DAYS = mostly([0, 1, 10, 20, 30, 60, 90, -1], [-3, 365 * 21])
+MESSAGES = mostly(["", "Please have a look"], ["m" * 2001])
+NOTES = mostly(["Done, see the link", "Header is off"], ["", "n" * 2001])
+HOURS = st.sampled_from([1, 0, 5, 24, 72, 7 * 24, 13 * 24, 14 * 24, 15 * 24, 30 * 24])
+PHASES = mostly(["negotiating", "active", "funded", "submitted", "submitted"], ["empty"])
+
+ChangeSpec = tuple[Any, ...]
+CHANGES = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), TITLES, AMOUNTS, DUE_IN_DAYS, DESCRIPTIONS),
+        st.tuples(
+            st.just("edit"),
+            NUMBER,
+            st.none() | TITLES,
+            st.none() | AMOUNTS,
+            st.none() | DUE_IN_DAYS,
+            st.none() | DESCRIPTIONS,
+        ),
+        st.tuples(st.just("delete"), NUMBER),
+    ),
+    min_size=1,
+    max_size=2,
+)
+
+
+# --------------------------------------------------------------------------------------
+# What the database holds, read back after every step
+
+Row = dict[str, Any]
+# Every table: what the services write today and whatever they write tomorrow.
+SNAPSHOT_TABLES: tuple[Table, ...] = tuple(Base.metadata.sorted_tables)
+
+
+@dataclass(frozen=True)
+class ContractView:
+    row: Row
+    agency: bool
+    milestones: dict[int, Row]  # by number
+    requests: dict[int, Row]  # by number, with their "changes"
+    ledger: list[Row]  # in order, with the milestone's "milestone_number"
+    events: list[Row]  # in order
+    outbox: list[Row]
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+    @property
+    def status(self) -> ContractStatus:
+        return ContractStatus(self.row["status"])
+
+    @property
+    def milestone_ids(self) -> dict[int, int]:
+        return {number: m["id"] for number, m in self.milestones.items()}
+
+    @property
+    def request_ids(self) -> dict[int, int]:
+        return {number: r["id"] for number, r in self.requests.items()}
+
+    @property
+    def balance(self) -> int:
+        return sum(_signed(e) for e in self.ledger)
+
+    def events_of(self, kind: str) -> list[Row]:
+        return [e for e in self.events if e["kind"] == kind]
+
+    def entries_of(self, kind: LedgerKind) -> list[Row]:
+        return [e for e in self.ledger if e["kind"] == kind]
+
+
+@dataclass(frozen=True)
+class World:
+    """Every row the services write; equal worlds mean nothing changed."""
+
+    tables: dict[str, tuple[Row, ...]]
+    contracts: dict[int, ContractView] = field(compare=False)
+
+
+def observe(session: Session, agency_of: dict[int, bool]) -> World:
+    tables = {
+        table.name: tuple(
+            dict(row._mapping)
+            for row in session.execute(select(table).order_by(*table.primary_key.columns))
+        )
+        for table in SNAPSHOT_TABLES
+    }
+    number_of = {m["id"]: m["number"] for m in tables["milestone"]}
+    changes: dict[int, list[Row]] = {}
+    for change in tables["change"]:
+        changes.setdefault(change["request_id"], []).append(change)
+
+    def of(name: str, cid: int) -> list[Row]:
+        return [row for row in tables[name] if row["contract_id"] == cid]
+
+    contracts = {}
+    for row in tables["contract"]:
+        cid = row["id"]
+        contracts[cid] = ContractView(
+            row=row,
+            agency=agency_of[cid],
+            milestones={m["number"]: m for m in of("milestone", cid)},
+            requests={
+                r["number"]: {
+                    **r,
+                    "changes": sorted(changes.get(r["id"], []), key=lambda c: c["position"]),
+                }
+                for r in of("change_request", cid)
+            },
+            ledger=[
+                {**e, "milestone_number": number_of[e["milestone_id"]]}
+                for e in of("ledger_entry", cid)
+            ],
+            events=of("event", cid),
+            outbox=of("outbox_message", cid),
+        )
+    return World(tables=tables, contracts=contracts)
+
+
+def _signed(entry: Row) -> int:
+    inflow = entry["kind"] in (LedgerKind.FUND, LedgerKind.TOP_UP)
+    return int(entry["amount_minor"]) * (1 if inflow else -1)
+
+
+def _fields(milestone: Row) -> dict[str, Any]:
+    """A milestone's editable fields in the form change requests store them."""
+    return {
+        "title": milestone["title"],
+        "description": milestone["description"],
+        "amount_minor": milestone["amount_minor"],
+        "due_date": milestone["due_date"].isoformat(),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# What one action may do
+
+
+@dataclass(frozen=True)
+class Effects:
+    """The transitions an action may cause, and what it may create."""
+
+    milestone: frozenset[MilestoneAction] = frozenset()
+    request: frozenset[RequestAction] = frozenset()
+    contract: frozenset[ContractAction] = frozenset()
+    adds_milestones: bool = False
+    adds_requests: bool = False
+
+    def allows_milestone(self, old: MilestoneStatus, new: MilestoneStatus) -> bool:
+        return any(MILESTONE_TRANSITIONS.get((old, a)) == new for a in self.milestone)
+
+    def allows_request(self, old: RequestStatus, new: RequestStatus) -> bool:
+        return any(REQUEST_TRANSITIONS.get((old, a)) == new for a in self.request)
+
+    def allows_contract(self, old: ContractStatus, new: ContractStatus) -> bool:
+        return any(CONTRACT_TRANSITIONS.get((old, a)) == new for a in self.contract)
+
+
+CHANGE_EFFECTS = Effects(milestone=frozenset({M.DELETE}), adds_milestones=True, adds_requests=True)
+PROPOSE_EFFECTS = Effects(request=frozenset({R.WITHDRAW}), adds_requests=True)
+AGREE_EFFECTS = Effects(contract=frozenset({ContractAction.ACTIVATE}))
+ACCEPT_EFFECTS = Effects(
+    milestone=frozenset({M.DELETE}), request=frozenset({R.ACCEPT, R.CANCEL}), adds_milestones=True
+)
+DECLINE_EFFECTS = Effects(request=frozenset({R.DECLINE}))
+WITHDRAW_EFFECTS = Effects(request=frozenset({R.WITHDRAW}))
+FUND_EFFECTS = Effects(milestone=frozenset({M.FUND}), request=frozenset({R.CANCEL}))
+SUBMIT_EFFECTS = Effects(milestone=frozenset({M.SUBMIT}))
+SEND_BACK_EFFECTS = Effects(milestone=frozenset({M.REQUEST_CHANGES}))
+APPROVE_EFFECTS = Effects(milestone=frozenset({M.APPROVE}), request=frozenset({R.CANCEL}))
+AUTO_RELEASE_EFFECTS = Effects(milestone=frozenset({M.AUTO_RELEASE}), request=frozenset({R.CANCEL}))
+END_EFFECTS = Effects(
+    milestone=frozenset({M.REFUND}),
+    request=frozenset({R.CANCEL}),
+    contract=frozenset({ContractAction.END}),
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome | None
+    refusal: DomainError | None
+    before: ContractView
+    after: ContractView
+
+    @property
+    def done(self) -> bool:
+        """The action took effect now (not refused, not a repeat)."""
+        return self.outcome is not None and not self.outcome.already_done
+
+
+# --------------------------------------------------------------------------------------
+# The machine
+
+OpenDatabase = Callable[[], tuple[Database, Callable[[], None]]]
+
+
+def _any_contract(test: Callable[[ContractView], bool]) -> Callable[[ContractMachine], bool]:
+    return lambda machine: any(test(view) for view in machine.world.contracts.values())
+
+
+def _is_active(view: ContractView) -> bool:
+    return view.status == ContractStatus.ACTIVE
+
+
+def _is_open(view: ContractView) -> bool:
+    return view.status != ContractStatus.CLOSED
+
+
+def _is_negotiating(view: ContractView) -> bool:
+    return view.status == ContractStatus.NEGOTIATING
+
+
+def _has_requests(view: ContractView) -> bool:
+    return bool(view.requests)
+
+
+def _has_pending(view: ContractView) -> bool:
+    return any(r["status"] == RequestStatus.PENDING for r in view.requests.values())
+
+
+def _has_milestone(status: MilestoneStatus) -> Callable[[ContractView], bool]:
+    def test(view: ContractView) -> bool:
+        return _is_active(view) and any(m["status"] == status for m in view.milestones.values())
+
+    return test
+
+
+_has_funded = _has_milestone(MilestoneStatus.FUNDED)
+_has_submitted = _has_milestone(MilestoneStatus.SUBMITTED)
+
+
+def _can_fund(view: ContractView) -> bool:
+    statuses = {m["status"] for m in view.milestones.values()}
+    return _is_active(view) and MilestoneStatus.PENDING in statuses and not statuses & set(ACTIVE)
+
+
+class ContractMachine(RuleBasedStateMachine):
+    """Subclassed per backend with `open_database`, which gives an empty database."""
+
+    open_database: OpenDatabase
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.database, self._close = type(self).open_database()
+        self.now = NOW
+        self.steps = 0
+        self.agency_of: dict[int, bool] = {}
+        self.contract_ids: list[int] = []
+        self.world = World(tables={}, contracts={})
+
+    def teardown(self) -> None:
+        self._close()
+
+    # --- set-up -------------------------------------------------------------------
+
+    @initialize(
+        layout=st.sampled_from(["both", "individual", "agency"]), phases=st.tuples(PHASES, PHASES)
+    )
+    def open_contracts(self, layout: str, phases: tuple[str, str]) -> None:
+        kinds = {"individual": [False], "agency": [True], "both": [False, True]}[layout]
+        for agency, phase in zip(kinds, phases, strict=False):
+            with self.database.session() as session:
+                cid = new_contract(session, agency=agency, currency="JPY" if agency else "USD")
+            self.agency_of[cid] = agency
+            self.contract_ids.append(cid)
+            for step in self._set_up(cid, agency, phase):
+                with self.database.session() as session:
+                    assert not step(session).already_done
+        self.world = self._observe()
+
+    def _set_up(self, cid: int, agency: bool, phase: str) -> list[Callable[[Session], Outcome]]:
+        provider = CAST[agency]["provider"]
+        steps: list[Callable[[Session], Outcome]] = []
+        if phase == "empty":
+            return steps
+        steps.append(
+            lambda s: services.change_milestones(
+                s,
+                contract_id=cid,
+                actor_id=CLIENT,
+                changes=[
+                    NewMilestone("Design", "1500", self.now.date() + timedelta(days=20)),
+                    NewMilestone("Build", "2500", self.now.date() + timedelta(days=40)),
+                ],
+                now=self.now,
+            )
+        )
+        if phase == "negotiating":
+            return steps
+        steps += [
+            lambda s: services.agree_to_terms(s, contract_id=cid, actor_id=CLIENT, now=self.now),
+            lambda s: services.agree_to_terms(s, contract_id=cid, actor_id=provider, now=self.now),
+        ]
+        if phase == "active":
+            return steps
+        steps.append(
+            lambda s: services.fund_milestone(s, contract_id=cid, actor_id=CLIENT, now=self.now)
+        )
+        if phase == "funded":
+            return steps
+        steps.append(
+            lambda s: services.submit_work(
+                s, contract_id=cid, actor_id=provider, note="done", now=self.now
+            )
+        )
+        return steps
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _observe(self) -> World:
+        with self.database.session() as session, session.begin():
+            return observe(session, self.agency_of)
+
+    def _contract(self, index: int, suits: Callable[[ContractView], bool]) -> ContractView:
+        views = [self.world.contracts[cid] for cid in self.contract_ids]
+        if index >= 2:
+            suitable = [view for view in views if suits(view)]
+            if suitable:
+                return suitable[index % len(suitable)]
+        return views[index % len(views)]
+
+    def _due(self, days: int) -> date:
+        return self.now.date() + timedelta(days=days)
+
+    def _change(self, spec: ChangeSpec) -> services.ChangeInput:
+        if spec[0] == "add":
+            _, title, amount, days, description = spec
+            return NewMilestone(title, amount, self._due(days), description)
+        if spec[0] == "edit":
+            _, number, title, amount, days, description = spec
+            return MilestoneEdit(
+                number,
+                title=title,
+                amount=amount,
+                due_date=None if days is None else self._due(days),
+                description=description,
+            )
+        return MilestoneDeletion(spec[1])
+
+    def _shown(self, view: ContractView, shown: int | None, statuses: Sequence[str]) -> int | None:
+        """The id of the milestone a button showed (see `SHOWN`)."""
+        if shown is None:
+            return None
+        if shown == 0:
+            about = [m for m in view.milestones.values() if m["status"] in statuses]
+            return about[0]["id"] if about else None
+        return view.milestone_ids.get(shown, NO_SUCH_ID)
+
+    def _request(self, view: ContractView, number: int, by_id: bool) -> dict[str, Any]:
+        """Name a request by number, or by an id (possibly another contract's)."""
+        if not by_id:
+            return {"contract_id": view.id, "number": number}
+        ids = [
+            v.request_ids[number] for v in self.world.contracts.values() if number in v.request_ids
+        ]
+        return {"contract_id": view.id, "request_id": ids[-1] if ids else NO_SUCH_ID}
+
+    def _attempt(
+        self,
+        label: str,
+        view: ContractView,
+        actor: str | None,
+        act: Act | None,
+        effects: Effects,
+        call: Callable[[Session], Outcome],
+    ) -> Result:
+        """Call a service in its own session, as a click would; check what it did."""
+        self.steps += 1
+        before = self.world
+        outcome: Outcome | None = None
+        refusal: DomainError | None = None
+        try:
+            with self.database.session() as session:
+                outcome = call(session)
+        except DomainError as error:
+            refusal = error
+        after = self._observe()
+        result = Result(outcome, refusal, before.contracts[view.id], after.contracts[view.id])
+        hypothesis.event(
+            f"{label}: {'refused' if refusal else 'done' if result.done else 'already done'}"
+        )
+        if not result.done:
+            why = refusal.message if refusal else outcome.summary if outcome else ""
+            assert after == before, f"{label} changed the database though it did nothing: {why}"
+        else:
+            assert result.after.row["version"] == result.before.row["version"] + 1
+            assert len(result.after.events) > len(result.before.events), f"{label}: no history"
+        if actor is not None and act is not None and outcome is not None:
+            role = ROLES[view.agency].get(actor)
+            assert role in PERMISSIONS[act], f"{actor} ({role}) was let {act.value}"
+        if actor is not None and ROLES[view.agency].get(actor) is None:
+            assert refusal is not None, f"{actor}, not a party, was let {label}"
+        check_step(before, after, view.id, effects)
+        self.world = after
+        return result
+
+    # --- rules --------------------------------------------------------------------
+
+    @rule(hours=HOURS)
+    def time_passes(self, hours: int) -> None:
+        self.steps += 1
+        self.now += timedelta(hours=hours)
+
+    @precondition(_any_contract(_is_open))
+    @rule(
+        index=CONTRACT,
+        slot=likely("client", "provider", "colleague"),
+        specs=CHANGES,
+        message=MESSAGES,
+    )
+    def change_milestones(
+        self, index: int, slot: str, specs: list[ChangeSpec], message: str
+    ) -> None:
+        view = self._contract(index, _is_open)
+        actor = CAST[view.agency][slot]
+        changes = [self._change(spec) for spec in specs]
+        result = self._attempt(
+            "change_milestones",
+            view,
+            actor,
+            Act.EDIT_NEGOTIATING,
+            CHANGE_EFFECTS,
+            lambda s: services.change_milestones(
+                s,
+                contract_id=view.id,
+                actor_id=actor,
+                changes=changes,
+                message=message,
+                now=self.now,
+            ),
+        )
+        if not result.done:
+            return
+        old, new = result.before, result.after
+        provider_side = ROLES[view.agency][actor] in (Role.FREELANCER, Role.MANAGER)
+        proposing = old.status == ContractStatus.ACTIVE and provider_side
+        assert result.outcome is not None and result.outcome.became_request == proposing
+        if proposing:
+            # A proposal changes no milestone; it waits for the client.
+            assert new.milestones == old.milestones
+            assert len(new.requests) == len(old.requests) + 1
+        else:
+            assert new.requests == old.requests
+        if old.status == ContractStatus.NEGOTIATING:
+            assert new.row["client_agreed_at"] is None, "a change must clear the agreement"
+            assert new.row["provider_agreed_by"] is None, "a change must clear the agreement"
+
+    @precondition(_any_contract(_is_active))
+    @rule(
+        index=CONTRACT,
+        slot=likely("provider", "colleague"),
+        specs=CHANGES,
+        message=MESSAGES,
+        revises=REVISES,
+    )
+    def propose_changes(
+        self, index: int, slot: str, specs: list[ChangeSpec], message: str, revises: int | None
+    ) -> None:
+        view = self._contract(index, _is_active)
+        actor = CAST[view.agency][slot]
+        changes = [self._change(spec) for spec in specs]
+        revised_id = None if revises is None else view.request_ids.get(revises, NO_SUCH_ID)
+        result = self._attempt(
+            "propose_changes",
+            view,
+            actor,
+            Act.PROPOSE,
+            PROPOSE_EFFECTS,
+            lambda s: services.propose_changes(
+                s,
+                contract_id=view.id,
+                actor_id=actor,
+                changes=changes,
+                message=message,
+                now=self.now,
+                revises_request_id=revised_id,
+            ),
+        )
+        if result.done:
+            assert result.after.milestones == result.before.milestones
+            if revises is not None:
+                assert result.after.requests[revises]["status"] == RequestStatus.WITHDRAWN
+
+    @precondition(_any_contract(_is_negotiating))
+    @rule(index=CONTRACT, slot=likely("client", "provider", "colleague"))
+    def agree_to_terms(self, index: int, slot: str) -> None:
+        view = self._contract(index, _is_negotiating)
+        actor = CAST[view.agency][slot]
+        result = self._attempt(
+            "agree_to_terms",
+            view,
+            actor,
+            Act.AGREE,
+            AGREE_EFFECTS,
+            lambda s: services.agree_to_terms(s, contract_id=view.id, actor_id=actor, now=self.now),
+        )
+        if result.done:
+            assert result.outcome is not None
+            activated = result.after.status == ContractStatus.ACTIVE
+            assert result.outcome.contract_activated == activated
+
+    @precondition(_any_contract(_has_requests))
+    @rule(index=CONTRACT, slot=likely("client"), number=NUMBER, by_id=st.booleans())
+    def accept_request(self, index: int, slot: str, number: int, by_id: bool) -> None:
+        view = self._contract(index, _has_pending)
+        actor = CAST[view.agency][slot]
+        named = self._request(view, number, by_id)
+        result = self._attempt(
+            "accept_request",
+            view,
+            actor,
+            Act.ACCEPT,
+            ACCEPT_EFFECTS,
+            lambda s: services.accept_request(s, actor_id=actor, now=self.now, **named),
+        )
+        if result.done:
+            assert result.outcome is not None and result.outcome.request_number is not None
+            check_accepted_request(result.before, result.after, result.outcome.request_number)
+
+    @precondition(_any_contract(_has_requests))
+    @rule(
+        index=CONTRACT, slot=likely("client"), number=NUMBER, reason=MESSAGES, by_id=st.booleans()
+    )
+    def decline_request(self, index: int, slot: str, number: int, reason: str, by_id: bool) -> None:
+        view = self._contract(index, _has_pending)
+        actor = CAST[view.agency][slot]
+        named = self._request(view, number, by_id)
+        result = self._attempt(
+            "decline_request",
+            view,
+            actor,
+            Act.DECLINE,
+            DECLINE_EFFECTS,
+            lambda s: services.decline_request(
+                s, actor_id=actor, now=self.now, reason=reason, **named
+            ),
+        )
+        if result.done:
+            assert result.after.milestones == result.before.milestones
+
+    @precondition(_any_contract(_has_requests))
+    @rule(index=CONTRACT, slot=likely("provider", "colleague"), number=NUMBER, by_id=st.booleans())
+    def withdraw_request(self, index: int, slot: str, number: int, by_id: bool) -> None:
+        view = self._contract(index, _has_pending)
+        actor = CAST[view.agency][slot]
+        named = self._request(view, number, by_id)
+        result = self._attempt(
+            "withdraw_request",
+            view,
+            actor,
+            Act.WITHDRAW,
+            WITHDRAW_EFFECTS,
+            lambda s: services.withdraw_request(s, actor_id=actor, now=self.now, **named),
+        )
+        if result.done:
+            assert result.after.milestones == result.before.milestones
+
+    @precondition(_any_contract(_is_active))
+    @rule(index=CONTRACT, slot=likely("client"), shown=SHOWN)
+    def fund_milestone(self, index: int, slot: str, shown: int | None) -> None:
+        view = self._contract(index, _can_fund)
+        actor = CAST[view.agency][slot]
+        milestone_id = self._shown(view, shown, ("pending",))
+        result = self._attempt(
+            "fund_milestone",
+            view,
+            actor,
+            Act.FUND,
+            FUND_EFFECTS,
+            lambda s: services.fund_milestone(
+                s, contract_id=view.id, actor_id=actor, now=self.now, milestone_id=milestone_id
+            ),
+        )
+        if result.done:
+            assert result.outcome is not None
+            waiting = [n for n, m in result.before.milestones.items() if m["status"] == "pending"]
+            assert result.outcome.milestone_number == min(waiting), "funded out of order"
+
+    @precondition(_any_contract(_is_active))
+    @rule(index=CONTRACT, slot=likely("provider", "colleague", "member"), note=NOTES)
+    def submit_work(self, index: int, slot: str, note: str) -> None:
+        view = self._contract(index, _has_funded)
+        actor = CAST[view.agency][slot]
+        result = self._attempt(
+            "submit_work",
+            view,
+            actor,
+            Act.SUBMIT,
+            SUBMIT_EFFECTS,
+            lambda s: services.submit_work(
+                s, contract_id=view.id, actor_id=actor, note=note, now=self.now
+            ),
+        )
+        if result.done:
+            assert result.outcome is not None and result.outcome.milestone_number is not None
+            submitted = result.after.milestones[result.outcome.milestone_number]
+            assert submitted["auto_release_at"] == self.now + DEFAULT_POLICY.auto_release_period
+
+    @precondition(_any_contract(_is_active))
+    @rule(index=CONTRACT, slot=likely("client"), note=NOTES, shown=SHOWN)
+    def request_changes(self, index: int, slot: str, note: str, shown: int | None) -> None:
+        view = self._contract(index, _has_submitted)
+        actor = CAST[view.agency][slot]
+        milestone_id = self._shown(view, shown, ("submitted",))
+        self._attempt(
+            "request_changes",
+            view,
+            actor,
+            Act.REQUEST_CHANGES,
+            SEND_BACK_EFFECTS,
+            lambda s: services.request_changes(
+                s,
+                contract_id=view.id,
+                actor_id=actor,
+                note=note,
+                now=self.now,
+                milestone_id=milestone_id,
+            ),
+        )
+
+    @precondition(_any_contract(_is_active))
+    @rule(index=CONTRACT, slot=likely("client"), shown=SHOWN)
+    def approve_work(self, index: int, slot: str, shown: int | None) -> None:
+        view = self._contract(index, _has_submitted)
+        actor = CAST[view.agency][slot]
+        milestone_id = self._shown(view, shown, ("submitted",))
+        self._attempt(
+            "approve_work",
+            view,
+            actor,
+            Act.APPROVE,
+            APPROVE_EFFECTS,
+            lambda s: services.approve_work(
+                s, contract_id=view.id, actor_id=actor, now=self.now, milestone_id=milestone_id
+            ),
+        )
+
+    def _due_for_release(self, view: ContractView, number: int) -> bool:
+        milestone = view.milestones[number]
+        return (
+            view.status == ContractStatus.ACTIVE
+            and milestone["status"] == MilestoneStatus.SUBMITTED
+            and milestone["auto_release_at"] <= self.now
+        )
+
+    @precondition(
+        lambda self: any(
+            self._due_for_release(view, n)
+            for view in self.world.contracts.values()
+            for n in view.milestones
+        )
+    )
+    @rule()
+    def release_what_is_due(self) -> None:
+        """The scheduler's sweep: every due milestone is released, once."""
+        with self.database.session() as session, session.begin():
+            due = services.due_auto_releases(session, now=self.now)
+        owner = {
+            mid: cid
+            for cid, view in self.world.contracts.items()
+            for mid in view.milestone_ids.values()
+        }
+        assert due, "a milestone due for release was not found by the sweep"
+        for milestone_id in due:
+            result = self._attempt(
+                "auto_release (sweep)",
+                self.world.contracts[owner[milestone_id]],
+                None,
+                None,
+                AUTO_RELEASE_EFFECTS,
+                lambda s, mid=milestone_id: services.auto_release(
+                    s, milestone_id=mid, now=self.now
+                ),
+            )
+            assert result.done, "a due milestone was not released"
+        with self.database.session() as session, session.begin():
+            assert services.due_auto_releases(session, now=self.now) == []
+
+    @precondition(_any_contract(_is_active))
+    @rule(index=CONTRACT, shown=mostly([0], [1, 2, 3]))
+    def auto_release_any(self, index: int, shown: int) -> None:
+        """A timer firing for a milestone, due or not, perhaps a stale one."""
+        view = self._contract(index, _has_submitted)
+        milestone_id = self._shown(view, shown, ("submitted",))
+        if milestone_id not in view.milestone_ids.values():
+            return
+        number = next(n for n, mid in view.milestone_ids.items() if mid == milestone_id)
+        due = self._due_for_release(view, number)
+        result = self._attempt(
+            "auto_release (timer)",
+            view,
+            None,
+            None,
+            AUTO_RELEASE_EFFECTS,
+            lambda s: services.auto_release(s, milestone_id=milestone_id, now=self.now),
+        )
+        assert result.refusal is None and result.done == due
+
+    @precondition(lambda self: self.steps >= END_AFTER_STEPS and _any_contract(_is_open)(self))
+    @rule(index=CONTRACT, slot=likely("client", "provider", "colleague"))
+    def end_contract(self, index: int, slot: str) -> None:
+        view = self._contract(index, _is_open)
+        actor = CAST[view.agency][slot]
+        result = self._attempt(
+            "end_contract",
+            view,
+            actor,
+            Act.END,
+            END_EFFECTS,
+            lambda s: services.end_contract(s, contract_id=view.id, actor_id=actor, now=self.now),
+        )
+        old = result.before
+        review_waiting = any(m["status"] == "submitted" for m in old.milestones.values())
+        if actor == CLIENT and review_waiting:
+            assert result.refusal is not None, "the client ended over submitted work"
+        if result.done:
+            refunds = result.after.entries_of(LedgerKind.REFUND)
+            assert result.after.status == ContractStatus.CLOSED
+            assert sum(e["amount_minor"] for e in refunds) == old.balance
+
+    # --- invariants ---------------------------------------------------------------
+
+    @invariant()
+    def every_contract_is_consistent(self) -> None:
+        for view in self.world.contracts.values():
+            check_contract(view)
+
+
+# --------------------------------------------------------------------------------------
+# The checks
+
+
+def check_step(before: World, after: World, scope: int, effects: Effects) -> None:
+    """Every change between two observations is one the action may cause."""
+    assert set(after.contracts) == set(before.contracts)
+    for cid, new in after.contracts.items():
+        old = before.contracts[cid]
+        if cid != scope:
+            assert new == old, f"an action on contract {scope} changed contract {cid}"
+            continue
+        if old.status == ContractStatus.CLOSED:
+            assert new == old, f"closed contract {cid} changed"
+        if new.status != old.status:
+            assert effects.allows_contract(old.status, new.status), (old.status, new.status)
+        # History and ledger are append-only.
+        assert new.events[: len(old.events)] == old.events
+        assert new.ledger[: len(old.ledger)] == old.ledger
+        # Numbers only grow; a new milestone or request takes a number never used.
+        for key in ("next_milestone_number", "next_request_number"):
+            assert new.row[key] >= old.row[key]
+        assert old.milestones.keys() <= new.milestones.keys(), "a milestone disappeared"
+        for number, m in new.milestones.items():
+            if number not in old.milestones:
+                assert effects.adds_milestones, f"milestone {number} appeared"
+                assert number >= old.row["next_milestone_number"], f"number {number} reused"
+                assert m["status"] == MilestoneStatus.PENDING
+                continue
+            was = old.milestones[number]
+            assert m["id"] == was["id"]
+            if m["status"] != was["status"]:
+                assert effects.allows_milestone(was["status"], m["status"]), (
+                    f"milestone {number}: {was['status']} → {m['status']}"
+                )
+                if m["status"] == MilestoneStatus.RELEASED:
+                    automatic = M.AUTO_RELEASE in effects.milestone
+                    assert m["released_automatically"] == automatic
+        assert old.requests.keys() <= new.requests.keys(), "a request disappeared"
+        for number, r in new.requests.items():
+            if number not in old.requests:
+                assert effects.adds_requests, f"request {number} appeared"
+                assert number >= old.row["next_request_number"], f"request {number} reused"
+                assert r["status"] == RequestStatus.PENDING
+                continue
+            was_status = old.requests[number]["status"]
+            if r["status"] != was_status:
+                assert effects.allows_request(was_status, r["status"]), (
+                    f"request {number}: {was_status} → {r['status']}"
+                )
+
+
+def check_accepted_request(old: ContractView, new: ContractView, number: int) -> None:
+    """The accepted request was pending, and every one of its changes is in place."""
+    assert old.requests[number]["status"] == RequestStatus.PENDING
+    assert new.requests[number]["status"] == RequestStatus.ACCEPTED
+    top_up = 0
+    for change in new.requests[number]["changes"]:
+        milestone = new.milestones[change["milestone_number"]]
+        if change["kind"] == ChangeKind.DELETE:
+            assert milestone["status"] == MilestoneStatus.DELETED
+            continue
+        if change["kind"] == ChangeKind.ADD:
+            assert change["milestone_number"] not in old.milestones
+        for key, value in change["fields"].items():
+            assert _fields(milestone)[key] == value, f"{key} of milestone {milestone['number']}"
+        if milestone["status"] in ACTIVE:
+            top_up += (
+                milestone["amount_minor"] - old.milestones[milestone["number"]]["amount_minor"]
+            )
+    assert new.balance - old.balance == top_up, "escrow was not topped up by the increase"
+
+
+def check_contract(view: ContractView) -> None:
+    milestones, requests, status = view.milestones, view.requests, view.status
+
+    # Numbers are unique, below the next number to give.
+    assert all(0 < n < view.row["next_milestone_number"] for n in milestones)
+    assert all(0 < n < view.row["next_request_number"] for n in requests)
+    assert len(milestones) == len({m["id"] for m in milestones.values()})
+
+    # One milestone in progress at a time; milestones are funded in order.
+    in_progress = [m for m in milestones.values() if m["status"] in ACTIVE]
+    assert len(in_progress) <= 1, "more than one milestone funded or submitted"
+    for m in milestones.values():
+        if m["status"] in (*ACTIVE, MilestoneStatus.RELEASED):
+            for earlier in milestones.values():
+                if earlier["number"] < m["number"]:
+                    assert earlier["status"] in ("released", "deleted"), "funded out of order"
+        if m["status"] == MilestoneStatus.SUBMITTED:
+            assert m["auto_release_at"] is not None
+        elif m["status"] != MilestoneStatus.RELEASED:
+            assert m["auto_release_at"] is None, f"{m['status']} milestone has a review clock"
+
+    # Escrow, recomputed from the ledger: never negative, and held exactly for the
+    # milestone in progress (its amount, top-ups included).
+    balance = 0
+    held: Counter[int] = Counter()
+    kinds: dict[int, Counter[LedgerKind]] = {n: Counter() for n in milestones}
+    for entry in view.ledger:
+        assert entry["amount_minor"] > 0
+        balance += _signed(entry)
+        assert balance >= 0, "escrow went negative"
+        held[entry["milestone_number"]] += _signed(entry)
+        kinds[entry["milestone_number"]][entry["kind"]] += 1
+    assert balance == sum(m["amount_minor"] for m in in_progress)
+    for number, m in milestones.items():
+        assert held[number] == (m["amount_minor"] if m["status"] in ACTIVE else 0)
+        counted = kinds[number]
+        assert counted[LedgerKind.RELEASE] == (1 if m["status"] == "released" else 0)
+        assert counted[LedgerKind.FUND] == (1 if m["funded_at"] is not None else 0)
+        assert counted[LedgerKind.REFUND] == (1 if m["refunded_at"] is not None else 0)
+        assert counted[LedgerKind.TOP_UP] == 0 or counted[LedgerKind.FUND] == 1
+
+    # History and ledger tell the same story.
+    def ledger_of(kind: LedgerKind) -> Counter[tuple[int, int]]:
+        return Counter((e["milestone_number"], e["amount_minor"]) for e in view.entries_of(kind))
+
+    def history_of(kind: str) -> Counter[tuple[int, int]]:
+        return Counter(
+            (e["milestone_number"], e["data"]["amount_minor"]) for e in view.events_of(kind)
+        )
+
+    assert ledger_of(LedgerKind.FUND) == history_of("milestone_funded")
+    assert ledger_of(LedgerKind.TOP_UP) == history_of("escrow_topped_up")
+    assert ledger_of(LedgerKind.RELEASE) == history_of("milestone_released")
+    for event in view.events_of("milestone_released"):
+        m = milestones[event["milestone_number"]]
+        assert event["data"]["automatic"] == m["released_automatically"]
+        assert event["actor"] == (SYSTEM_ACTOR if m["released_automatically"] else m["released_by"])
+    for entry in view.entries_of(LedgerKind.RELEASE):
+        automatic = milestones[entry["milestone_number"]]["released_automatically"]
+        assert (entry["actor"] == SYSTEM_ACTOR) == automatic
+    ended = view.events_of("contract_ended")
+    refunds = view.entries_of(LedgerKind.REFUND)
+    assert len(ended) == (1 if status == ContractStatus.CLOSED else 0)
+    assert sum(e["amount_minor"] for e in refunds) == sum(
+        e["data"]["refunded_minor"] for e in ended
+    )
+    accepted = [r for r in requests.values() if r["status"] == RequestStatus.ACCEPTED]
+    assert len(view.events_of("request_accepted")) == len(accepted)
+    assert {e["request_id"] for e in view.entries_of(LedgerKind.TOP_UP)} <= {
+        r["id"] for r in accepted
+    }
+
+    # Phases.
+    if status == ContractStatus.NEGOTIATING:
+        assert not view.ledger and not requests
+        assert all(m["status"] in ("pending", "deleted") for m in milestones.values())
+    if status == ContractStatus.ACTIVE:
+        assert view.row["client_agreed_at"] is not None
+        assert view.row["provider_agreed_by"] is not None
+    if status == ContractStatus.CLOSED:
+        assert not in_progress and balance == 0
+        assert all(r["status"] != RequestStatus.PENDING for r in requests.values())
+
+    # A pending request can still apply as it stands (otherwise it was cancelled).
+    for r in requests.values():
+        if r["status"] != RequestStatus.PENDING:
+            continue
+        for change in r["changes"]:
+            if change["kind"] == ChangeKind.ADD:
+                assert change["milestone_number"] is None
+                continue
+            m = milestones[change["milestone_number"]]
+            assert m["status"] not in ("released", "deleted"), f"request {r['number']} is stale"
+            if change["kind"] == ChangeKind.DELETE:
+                assert m["status"] not in ACTIVE, f"request {r['number']} deletes a funded one"
+                continue
+            assert _fields(m) != {**_fields(m), **change["fields"]}, "a request changes nothing"
+            if m["status"] in ACTIVE and "amount_minor" in change["fields"]:
+                assert change["fields"]["amount_minor"] >= m["amount_minor"], "funded decrease"
+
+
+# --------------------------------------------------------------------------------------
+# The tests: one per backend, each example on an empty database
+
+
+def _machine_on(open_database: OpenDatabase) -> type[ContractMachine]:
+    return type(
+        "ContractMachineOnDatabase",
+        (ContractMachine,),
+        {"open_database": staticmethod(open_database)},
+    )
+
+
+def _fresh_sqlite_files(template: Path, folder: Path) -> OpenDatabase:
+    counter = itertools.count()
+
+    def open_database() -> tuple[Database, Callable[[], None]]:
+        path = folder / f"example-{next(counter)}.sqlite3"
+        shutil.copy(template, path)
+        url = f"sqlite:///{path}"
+        engine = make_engine(url)
+
+        def close() -> None:
+            engine.dispose()
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+
+        return Database("sqlite", url, engine, make_session_factory(engine)), close
+
+    return open_database
+
+
+def _emptied(database: Database) -> OpenDatabase:
+    def open_database() -> tuple[Database, Callable[[], None]]:
+        database.reset()
+        return database, lambda: None
+
+    return open_database
+
+
+def test_random_operations_by_anyone_keep_every_invariant(
+    db: Database, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if db.kind == "sqlite":
+        open_database = _fresh_sqlite_files(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        open_database = _emptied(db)
+    run_state_machine_as_test(
+        _machine_on(open_database),
+        settings=settings(stateful_step_count=STEPS, deadline=None),
+    )
