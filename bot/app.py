@@ -7,7 +7,6 @@ their dependencies from `context["deps"]` (handlers.deps.Deps).
 from __future__ import annotations
 
 import logging
-import uuid
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +14,6 @@ from typing import Any
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from sqlalchemy import Engine, delete, text
 from sqlalchemy.exc import IntegrityError
@@ -24,12 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.delivery import Delivery, publish_home
 from bot.settings import Settings
 from domain.db import make_engine, make_session_factory, upgrade_schema, write_transaction
-from domain.errors import DomainError
 from domain.model import RequestReceipt
 from domain.policy import Clock, Policy, system_clock
 from handlers import actions, commands, home, views
-from handlers.blocks import cards
 from handlers.deps import Deps
+from handlers.errors import report
 
 log = logging.getLogger(__name__)
 
@@ -174,41 +171,6 @@ def forget_old_receipts(runtime: Runtime) -> None:
         )
 
 
-def handle_error(
-    error: Exception, body: dict[str, Any], client: WebClient, respond: Any, logger: logging.Logger
-) -> None:
-    """The one error policy: a refusal is explained to the person; anything else is
-    logged with a correlation id and the person gets a short apology with that id."""
-    if isinstance(error, DomainError):
-        text_ = error.message
-    else:
-        correlation = uuid.uuid4().hex[:8]
-        logger.exception("unexpected error %s", correlation, exc_info=error)
-        text_ = (
-            f"Sorry, something went wrong on my side (error id `{correlation}`). Nothing changed."
-        )
-    tell(client, respond, body, text_)
-
-
-def tell(client: WebClient, respond: Any, body: dict[str, Any], message: str) -> None:
-    """Show `message` to the person behind `body` only."""
-    user_id = (body.get("user") or {}).get("id") or body.get("user_id")
-    has_response_url = bool(body.get("response_url") or body.get("response_urls"))
-    try:
-        if has_response_url:
-            respond(
-                **cards.build_notice(message).as_kwargs(),
-                response_type="ephemeral",
-                replace_original=False,
-            )
-        elif body.get("trigger_id") and body.get("type") == "block_actions":
-            # A click in App Home or a modal: no channel to answer in, so show a notice.
-            client.views_open(
-                trigger_id=body["trigger_id"], view=cards.build_notice_modal(message).to_dict()
-            )
-        elif user_id and body.get("channel_id"):
-            client.chat_postEphemeral(channel=body["channel_id"], user=user_id, text=message)
-        else:
-            log.warning("could not tell %s: %s", user_id, message)
-    except SlackApiError:
-        log.exception("could not tell %s: %s", user_id, message)
+def handle_error(error: Exception, body: dict[str, Any], client: WebClient, respond: Any) -> None:
+    """Errors outside listeners (middleware, payload shape) follow the same policy."""
+    report(error, body, client, respond)

@@ -21,20 +21,21 @@ from domain.rules import Act
 from domain.services import Outcome
 from handlers.blocks import modals
 from handlers.deps import Deps, deps_of
+from handlers.errors import guarded
 from handlers.ids import Action
 from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
 
 
 def register(app: App) -> None:
-    app.action(Action.AGREE.value)(agree)
-    app.action(Action.FUND.value)(fund)
-    app.action(Action.APPROVE.value)(approve)
-    app.action(Action.ACCEPT.value)(accept)
-    app.action(Action.WITHDRAW.value)(withdraw)
-    app.action(Action.DECLINE.value)(open_decline)
-    app.action(Action.REQUEST_CHANGES.value)(open_request_changes)
-    app.action(Action.PROPOSE.value)(open_propose)
-    app.action(Action.ADD_MILESTONE.value)(open_add)
+    app.action(Action.AGREE.value)(guarded(agree))
+    app.action(Action.FUND.value)(guarded(fund))
+    app.action(Action.APPROVE.value)(guarded(approve))
+    app.action(Action.ACCEPT.value)(guarded(accept))
+    app.action(Action.WITHDRAW.value)(guarded(withdraw))
+    app.action(Action.DECLINE.value)(guarded(open_decline))
+    app.action(Action.REQUEST_CHANGES.value)(guarded(open_request_changes))
+    app.action(Action.PROPOSE.value)(guarded(open_propose))
+    app.action(Action.ADD_MILESTONE.value)(guarded(open_add))
 
 
 def _value(body: dict[str, Any]) -> str:

@@ -23,13 +23,14 @@ from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilesto
 from handlers import grammar
 from handlers.blocks import cards, modals
 from handlers.deps import Deps, deps_of
+from handlers.errors import guarded
 from handlers.payloads import ModalContext
 
 COMMAND = "/milestone"
 
 
 def register(app: App) -> None:
-    app.command(COMMAND)(handle_milestone_command)
+    app.command(COMMAND)(guarded(handle_milestone_command))
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,18 @@ from domain.services import Agency, MilestoneEdit, NewMilestone, Outcome
 from handlers.blocks import fields, modals
 from handlers.commands import team_ids_of
 from handlers.deps import Deps, deps_of
+from handlers.errors import guarded
 from handlers.ids import View
 from handlers.payloads import ModalContext
 
 
 def register(app: App) -> None:
-    app.view(View.NEW_CONTRACT.value)(submit_new_contract)
-    app.view(View.ADD_MILESTONE.value)(submit_add_milestone)
-    app.view(View.EDIT_MILESTONE.value)(submit_edit_milestone)
-    app.view(View.PROPOSE.value)(submit_propose_changes)
-    app.view(View.DECLINE.value)(submit_decline)
-    app.view(View.REQUEST_CHANGES.value)(submit_request_changes)
+    app.view(View.NEW_CONTRACT.value)(guarded(submit_new_contract))
+    app.view(View.ADD_MILESTONE.value)(guarded(submit_add_milestone))
+    app.view(View.EDIT_MILESTONE.value)(guarded(submit_edit_milestone))
+    app.view(View.PROPOSE.value)(guarded(submit_propose_changes))
+    app.view(View.DECLINE.value)(guarded(submit_decline))
+    app.view(View.REQUEST_CHANGES.value)(guarded(submit_request_changes))
 
 
 def _values(view: dict[str, Any]) -> Any:

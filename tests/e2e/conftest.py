@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -52,6 +52,8 @@ class Bot:
     runtime: Runtime
     delivery: Delivery
     url: str
+    # Web API errors a test provokes on purpose; any other failed call fails the test.
+    expected_errors: set[str] = field(default_factory=set)
 
     def say(self, user: str, text: str, *, channel: str = CHANNEL) -> str:
         """Type `/milestone <text>` and return the ephemeral answer's text."""
@@ -183,8 +185,18 @@ def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
         )
         url, server = serve_wsgi(wsgi_app(app, runtime.database_ok))
         driver = SlackDriver(slack, url, SECRET)
+        bot = Bot(slack, driver, runtime, delivery, url)
         try:
-            yield Bot(slack, driver, runtime, delivery, url)
+            yield bot
+            listeners.shutdown(wait=True)
+            failed = [
+                (c.method, c.error)
+                for c in slack.calls
+                if not c.ok and (c.error or "") not in bot.expected_errors
+            ]
+            # Every payload the bot sent passed the emulator's Block Kit validation
+            # (slack_sdk.models plus the 50-blocks-per-message / 100-per-view limits).
+            assert not failed, f"Slack refused calls: {failed}"
         finally:
             server.shutdown()
             server.server_close()

@@ -86,7 +86,7 @@ STEPS = 30
 # Ending a contract freezes it: allowed only once this many steps have run, so most
 # examples get somewhere first.
 END_AFTER_STEPS = 12
-NO_SUCH_ID = 1_000_000
+NO_SUCH_ID = 2**31 - 1  # the largest id an INTEGER column holds
 
 ACTIVE = (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED)
 M = MilestoneAction
@@ -1088,8 +1088,14 @@ def _fresh_sqlite_files(template: Path, folder: Path) -> OpenDatabase:
 
 
 def _emptied(database: Database) -> OpenDatabase:
+    """The same PostgreSQL database, emptied. Deleting the few rows an example leaves
+    takes about 3 ms; `Database.reset()` (TRUNCATE) about 110 ms, a third of an
+    example."""
+
     def open_database() -> tuple[Database, Callable[[], None]]:
-        database.reset()
+        with database.engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
         return database, lambda: None
 
     return open_database
