@@ -155,7 +155,9 @@ class Delivery:
                 error,
             )
         with self.sessions() as session:
-            outbox.retry_later(session, claimed.id, at=at, error=error, dead=dead)
+            outbox.retry_later(
+                session, claimed.id, at=at, error=error, dead=dead, count_attempt=count_attempt
+            )
 
     def _backoff(self, claimed: Claimed) -> datetime:
         delay = min(300.0, self.base_backoff * 2 ** (claimed.attempts - 1))
@@ -181,6 +183,7 @@ class Delivery:
         now = self.clock()
         with self.sessions() as session:
             placed = outbox.placement(session, subject)
+        reserved = False
         if placed is not None and placed.ts:
             try:
                 self.client.chat_update(
@@ -198,7 +201,14 @@ class Delivery:
                 )
             if not won:
                 raise _Deferred(now + timedelta(seconds=2), "another sender is posting it")
-        response = self.client.chat_postMessage(channel=channel, **message.as_kwargs())
+            reserved = True
+        try:
+            response = self.client.chat_postMessage(channel=channel, **message.as_kwargs())
+        except Exception:
+            if reserved:  # not posted (or unknown): the retry must not wait out the lease
+                with self.sessions() as session:
+                    outbox.release(session, subject, reserved_at=now)
+            raise
         with self.sessions() as session:
             outbox.store(
                 session, subject, channel_id=channel, ts=str(response["ts"]), now=self.clock()

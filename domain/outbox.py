@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,13 +73,27 @@ def mark_sent(session: Session, outbox_id: int, *, now: datetime) -> None:
 
 
 def retry_later(
-    session: Session, outbox_id: int, *, at: datetime, error: str, dead: bool = False
+    session: Session,
+    outbox_id: int,
+    *,
+    at: datetime,
+    error: str,
+    dead: bool = False,
+    count_attempt: bool = True,
 ) -> None:
+    """`count_attempt=False`: the send was only deferred (rate limit, card not posted
+    yet), so the attempt `claim` counted is given back and never leads to a dead letter."""
+    attempts = OutboxMessage.attempts if count_attempt else OutboxMessage.attempts - 1
     with write_transaction(session):
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == outbox_id)
-            .values(state=DEAD if dead else PENDING, next_attempt_at=at, last_error=error[:2000])
+            .values(
+                state=DEAD if dead else PENDING,
+                next_attempt_at=at,
+                last_error=error[:2000],
+                attempts=attempts,
+            )
         )
 
 
@@ -131,6 +145,19 @@ def reserve(
             return False
     except IntegrityError:
         return False
+
+
+def release(session: Session, subject: str, *, reserved_at: datetime) -> None:
+    """Give back a reservation whose first post failed, so that the next attempt posts
+    at once instead of waiting for the reservation to go stale."""
+    with write_transaction(session):
+        session.execute(
+            delete(MessageRef).where(
+                MessageRef.subject == subject,
+                MessageRef.ts == "",
+                MessageRef.reserved_at == reserved_at,
+            )
+        )
 
 
 def store(session: Session, subject: str, *, channel_id: str, ts: str, now: datetime) -> None:

@@ -8,6 +8,7 @@ message, which the one error handler shows to the clicker alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -20,18 +21,15 @@ from domain.model import RequestStatus, Role
 from domain.rules import Act
 from domain.services import Outcome
 from handlers.blocks import modals
-from handlers.deps import Deps, deps_of
-from handlers.errors import guarded
+from handlers.deps import deps_of
+from handlers.errors import guarded, tell
 from handlers.ids import Action
 from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
 
 
 def register(app: App) -> None:
-    app.action(Action.AGREE.value)(guarded(agree))
-    app.action(Action.FUND.value)(guarded(fund))
-    app.action(Action.APPROVE.value)(guarded(approve))
-    app.action(Action.ACCEPT.value)(guarded(accept))
-    app.action(Action.WITHDRAW.value)(guarded(withdraw))
+    for action in BUTTON_SERVICES:
+        app.action(action.value)(guarded(press_button))
     app.action(Action.DECLINE.value)(guarded(open_decline))
     app.action(Action.REQUEST_CHANGES.value)(guarded(open_request_changes))
     app.action(Action.PROPOSE.value)(guarded(open_propose))
@@ -51,95 +49,62 @@ def _channel(body: dict[str, Any]) -> str:
     return str(channel.get("id") or body.get("container", {}).get("channel_id") or "")
 
 
-def _run(
-    deps: Deps, respond: Respond, body: dict[str, Any], service: Callable[[Session], Outcome]
+# Buttons that call one service: (session, button value, clicker, now) -> outcome.
+ButtonService = Callable[[Session, str, str, datetime], Outcome]
+
+
+def _agree(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    ref = ContractRef.load(value)
+    return services.agree_to_terms(s, contract_id=ref.contract_id, actor_id=user, now=now)
+
+
+def _fund(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    ref = MilestoneRef.load(value)
+    return services.fund_milestone(
+        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
+    )
+
+
+def _approve(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    ref = MilestoneRef.load(value)
+    return services.approve_work(
+        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
+    )
+
+
+def _accept(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    ref = RequestRef.load(value)
+    return services.accept_request(
+        s, contract_id=ref.contract_id, request_id=ref.request_id, actor_id=user, now=now
+    )
+
+
+def _withdraw(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    ref = RequestRef.load(value)
+    return services.withdraw_request(
+        s, contract_id=ref.contract_id, request_id=ref.request_id, actor_id=user, now=now
+    )
+
+
+BUTTON_SERVICES: dict[Action, ButtonService] = {
+    Action.AGREE: _agree,
+    Action.FUND: _fund,
+    Action.APPROVE: _approve,
+    Action.ACCEPT: _accept,
+    Action.WITHDRAW: _withdraw,
+}
+
+
+def press_button(
+    ack: Ack, body: dict[str, Any], context: Any, respond: Respond, client: WebClient
 ) -> None:
+    ack()
+    deps = deps_of(context)
+    service = BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
     with deps.sessions() as session:
-        outcome = service(session)
+        outcome = service(session, _value(body), _user(body), deps.now())
     deps.delivery.deliver(outcome.outbox_ids)
-    if body.get("response_url"):
-        respond(text=outcome.summary, response_type="ephemeral", replace_original=False)
-
-
-def agree(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
-    ack()
-    deps, ref = deps_of(context), ContractRef.load(_value(body))
-    _run(
-        deps,
-        respond,
-        body,
-        lambda s: services.agree_to_terms(
-            s, contract_id=ref.contract_id, actor_id=_user(body), now=deps.now()
-        ),
-    )
-
-
-def fund(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
-    ack()
-    deps, ref = deps_of(context), MilestoneRef.load(_value(body))
-    _run(
-        deps,
-        respond,
-        body,
-        lambda s: services.fund_milestone(
-            s,
-            contract_id=ref.contract_id,
-            milestone_id=ref.milestone_id,
-            actor_id=_user(body),
-            now=deps.now(),
-        ),
-    )
-
-
-def approve(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
-    ack()
-    deps, ref = deps_of(context), MilestoneRef.load(_value(body))
-    _run(
-        deps,
-        respond,
-        body,
-        lambda s: services.approve_work(
-            s,
-            contract_id=ref.contract_id,
-            milestone_id=ref.milestone_id,
-            actor_id=_user(body),
-            now=deps.now(),
-        ),
-    )
-
-
-def accept(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
-    ack()
-    deps, ref = deps_of(context), RequestRef.load(_value(body))
-    _run(
-        deps,
-        respond,
-        body,
-        lambda s: services.accept_request(
-            s,
-            contract_id=ref.contract_id,
-            request_id=ref.request_id,
-            actor_id=_user(body),
-            now=deps.now(),
-        ),
-    )
-
-
-def withdraw(ack: Ack, body: dict[str, Any], context: Any, respond: Respond) -> None:
-    ack()
-    deps, ref = deps_of(context), RequestRef.load(_value(body))
-    _run(
-        deps,
-        respond,
-        body,
-        lambda s: services.withdraw_request(
-            s,
-            contract_id=ref.contract_id,
-            request_id=ref.request_id,
-            actor_id=_user(body),
-            now=deps.now(),
-        ),
-    )
+    tell(client, respond, body, outcome.summary)
 
 
 # --- buttons that open a modal: check who may act first, so nobody fills in a form

@@ -197,112 +197,63 @@ def delete_milestone(call: Invocation, cmd: grammar.DeleteMilestone) -> None:
     _change(call, cmd, MilestoneDeletion(cmd.number), cmd.message)
 
 
-def start_contract(call: Invocation, cmd: grammar.StartContract) -> None:
+# Subcommands that call one service on the channel's contract with the invoker as actor:
+# (session, invocation, contract id, command) -> outcome.
+ContractService = Callable[[Session, Invocation, int, Any], Outcome]
+
+CONTRACT_SERVICES: dict[type[Any], ContractService] = {
+    grammar.StartContract: lambda s, call, cid, cmd: services.agree_to_terms(
+        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now()
+    ),
+    grammar.FundMilestone: lambda s, call, cid, cmd: services.fund_milestone(
+        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now()
+    ),
+    grammar.SubmitWork: lambda s, call, cid, cmd: services.submit_work(
+        s,
+        contract_id=cid,
+        actor_id=call.user_id,
+        note=cmd.note or "",
+        now=call.deps.now(),
+        policy=call.deps.policy,
+    ),
+    grammar.ApproveWork: lambda s, call, cid, cmd: services.approve_work(
+        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now(), policy=call.deps.policy
+    ),
+    grammar.RequestChanges: lambda s, call, cid, cmd: services.request_changes(
+        s, contract_id=cid, actor_id=call.user_id, note=cmd.note, now=call.deps.now()
+    ),
+    grammar.AcceptRequest: lambda s, call, cid, cmd: services.accept_request(
+        s,
+        contract_id=cid,
+        number=cmd.request_number,
+        actor_id=call.user_id,
+        now=call.deps.now(),
+    ),
+    grammar.DeclineRequest: lambda s, call, cid, cmd: services.decline_request(
+        s,
+        contract_id=cid,
+        number=cmd.request_number,
+        actor_id=call.user_id,
+        reason=cmd.reason or "",
+        now=call.deps.now(),
+    ),
+    grammar.WithdrawRequest: lambda s, call, cid, cmd: services.withdraw_request(
+        s,
+        contract_id=cid,
+        number=cmd.request_number,
+        actor_id=call.user_id,
+        now=call.deps.now(),
+    ),
+    grammar.EndContract: lambda s, call, cid, cmd: services.end_contract(
+        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now()
+    ),
+}
+
+
+def run_contract_service(call: Invocation, cmd: grammar.Command) -> None:
     contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.agree_to_terms(
-            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
-        ),
-    )
-
-
-def fund_milestone(call: Invocation, cmd: grammar.FundMilestone) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.fund_milestone(
-            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
-        ),
-    )
-
-
-def submit_work(call: Invocation, cmd: grammar.SubmitWork) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.submit_work(
-            s,
-            contract_id=contract_id,
-            actor_id=call.user_id,
-            note=cmd.note or "",
-            now=call.deps.now(),
-            policy=call.deps.policy,
-        ),
-    )
-
-
-def approve_work(call: Invocation, cmd: grammar.ApproveWork) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.approve_work(
-            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
-        ),
-    )
-
-
-def request_changes(call: Invocation, cmd: grammar.RequestChanges) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.request_changes(
-            s, contract_id=contract_id, actor_id=call.user_id, note=cmd.note, now=call.deps.now()
-        ),
-    )
-
-
-def accept_request(call: Invocation, cmd: grammar.AcceptRequest) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.accept_request(
-            s,
-            contract_id=contract_id,
-            number=cmd.request_number,
-            actor_id=call.user_id,
-            now=call.deps.now(),
-        ),
-    )
-
-
-def decline_request(call: Invocation, cmd: grammar.DeclineRequest) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.decline_request(
-            s,
-            contract_id=contract_id,
-            number=cmd.request_number,
-            actor_id=call.user_id,
-            reason=cmd.reason or "",
-            now=call.deps.now(),
-        ),
-    )
-
-
-def withdraw_request(call: Invocation, cmd: grammar.WithdrawRequest) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.withdraw_request(
-            s,
-            contract_id=contract_id,
-            number=cmd.request_number,
-            actor_id=call.user_id,
-            now=call.deps.now(),
-        ),
-    )
-
-
-def end_contract(call: Invocation, cmd: grammar.EndContract) -> None:
-    contract_id = _contract_id(call, cmd)
-    _run(
-        call,
-        lambda s: services.end_contract(
-            s, contract_id=contract_id, actor_id=call.user_id, now=call.deps.now()
-        ),
-    )
+    service = CONTRACT_SERVICES[type(cmd)]
+    _run(call, lambda session: service(session, call, contract_id, cmd))
 
 
 def show_status(call: Invocation, cmd: grammar.ShowStatus) -> None:
@@ -331,17 +282,9 @@ HANDLERS: dict[type[Any], Callable[[Invocation, Any], None]] = {
     grammar.EditModal: open_edit,
     grammar.EditMilestone: edit_milestone,
     grammar.DeleteMilestone: delete_milestone,
-    grammar.StartContract: start_contract,
-    grammar.FundMilestone: fund_milestone,
-    grammar.SubmitWork: submit_work,
-    grammar.ApproveWork: approve_work,
-    grammar.RequestChanges: request_changes,
-    grammar.AcceptRequest: accept_request,
-    grammar.DeclineRequest: decline_request,
-    grammar.WithdrawRequest: withdraw_request,
     grammar.ShowStatus: show_status,
     grammar.ShowHistory: show_history,
-    grammar.EndContract: end_contract,
+    **dict.fromkeys(CONTRACT_SERVICES, run_contract_service),
 }
 
 

@@ -315,3 +315,13 @@ def test_export_json_matches_the_interface_after_a_whole_contract(bot: Bot) -> N
         "ledger",
     } <= set(entry)
     assert [e["kind"] for e in entry["ledger"]] == ["fund", "release"]
+
+
+def test_app_home_is_refreshed_for_every_party_when_something_changes(bot: Bot) -> None:
+    negotiated(bot)
+    bot.slack.wait_for(lambda: bot.slack.home_view(FREELANCER))
+    published = len(bot.slack.calls_to("views.publish"))
+    bot.say(CLIENT, "start")
+    bot.slack.wait_for(lambda: len(bot.slack.calls_to("views.publish")) >= published + 2)
+    home = blocks_text(bot.slack.home_view(FREELANCER)["blocks"])
+    assert "Agree" in home, "the freelancer's Home now shows the agreement it owes"

@@ -26,7 +26,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -151,6 +151,11 @@ NUMBER = st.integers(min_value=1, max_value=3)
 # or a number (perhaps of a stale card, perhaps of no milestone at all).
 SHOWN = mostly([None, 0], [1, 2, 9])
 REVISES = mostly([None, None, None], [1, 2, 9])
+# The request a button showed: 0 for a pending one, or a number (perhaps of a decided
+# request, perhaps of none at all).
+REQUEST = mostly([0, 0, 0, 1], [2, 3, 9])
+# When a timer fires, in hours from its deadline (None: whenever it is now).
+FIRES_AT = st.sampled_from([None, 0, -1, 1, 48])
 TITLES = mostly(["Design", "Build", "Launch"], ["   ", "x" * 201])
 DESCRIPTIONS = mostly(["", "Pixel-perfect mock-ups"], ["d" * 2001])
 AMOUNTS = mostly(["1500", "2500", "400", "9000", "1,250", "99.99"], ["0", "-5", "1.234", "ten"])
@@ -390,6 +395,17 @@ def _can_fund(view: ContractView) -> bool:
     return _is_active(view) and MilestoneStatus.PENDING in statuses and not statuses & set(ACTIVE)
 
 
+def _has_in_progress(view: ContractView) -> bool:
+    return _has_funded(view) or _has_submitted(view)
+
+
+def _as_typed(view: ContractView, amount_minor: int) -> str:
+    """An amount as a person types it: USD with cents, JPY in whole yen."""
+    if view.agency:
+        return str(amount_minor)
+    return f"{amount_minor // 100}.{amount_minor % 100:02d}"
+
+
 class ContractMachine(RuleBasedStateMachine):
     """Subclassed per backend with `open_database`, which gives an empty database."""
 
@@ -504,6 +520,9 @@ class ContractMachine(RuleBasedStateMachine):
 
     def _request(self, view: ContractView, number: int, by_id: bool) -> dict[str, Any]:
         """Name a request by number, or by an id (possibly another contract's)."""
+        if number == 0:
+            pending = [n for n, r in view.requests.items() if r["status"] == RequestStatus.PENDING]
+            number = pending[0] if pending else 1
         if not by_id:
             return {"contract_id": view.id, "number": number}
         ids = [
@@ -637,6 +656,35 @@ class ContractMachine(RuleBasedStateMachine):
             if revises is not None:
                 assert result.after.requests[revises]["status"] == RequestStatus.WITHDRAWN
 
+    @precondition(_any_contract(_has_in_progress))
+    @rule(
+        index=CONTRACT,
+        slot=likely("provider", "colleague"),
+        difference=mostly([25_000, 1, 300_000], [-100, 0]),
+    )
+    def propose_new_amount(self, index: int, slot: str, difference: int) -> None:
+        """The provider asks for more (or, refused, less) for the milestone in progress."""
+        view = self._contract(index, _has_in_progress)
+        actor = CAST[view.agency][slot]
+        in_progress = [m for m in view.milestones.values() if m["status"] in ACTIVE]
+        target = in_progress[0] if in_progress else view.milestones.get(1)
+        if target is None:
+            return
+        amount = _as_typed(view, target["amount_minor"] + difference)
+        edit = MilestoneEdit(target["number"], amount=amount)
+        result = self._attempt(
+            "propose_changes (amount)",
+            view,
+            actor,
+            Act.PROPOSE,
+            PROPOSE_EFFECTS,
+            lambda s: services.propose_changes(
+                s, contract_id=view.id, actor_id=actor, changes=[edit], now=self.now
+            ),
+        )
+        if result.done and target["status"] in ACTIVE:
+            assert difference > 0, "a funded milestone's amount may only increase"
+
     @precondition(_any_contract(_is_negotiating))
     @rule(index=CONTRACT, slot=likely("client", "provider", "colleague"))
     def agree_to_terms(self, index: int, slot: str) -> None:
@@ -655,8 +703,8 @@ class ContractMachine(RuleBasedStateMachine):
             activated = result.after.status == ContractStatus.ACTIVE
             assert result.outcome.contract_activated == activated
 
-    @precondition(_any_contract(_has_requests))
-    @rule(index=CONTRACT, slot=likely("client"), number=NUMBER, by_id=st.booleans())
+    @precondition(_any_contract(_has_pending))
+    @rule(index=CONTRACT, slot=likely("client"), number=REQUEST, by_id=st.booleans())
     def accept_request(self, index: int, slot: str, number: int, by_id: bool) -> None:
         view = self._contract(index, _has_pending)
         actor = CAST[view.agency][slot]
@@ -675,7 +723,7 @@ class ContractMachine(RuleBasedStateMachine):
 
     @precondition(_any_contract(_has_requests))
     @rule(
-        index=CONTRACT, slot=likely("client"), number=NUMBER, reason=MESSAGES, by_id=st.booleans()
+        index=CONTRACT, slot=likely("client"), number=REQUEST, reason=MESSAGES, by_id=st.booleans()
     )
     def decline_request(self, index: int, slot: str, number: int, reason: str, by_id: bool) -> None:
         view = self._contract(index, _has_pending)
@@ -695,7 +743,7 @@ class ContractMachine(RuleBasedStateMachine):
             assert result.after.milestones == result.before.milestones
 
     @precondition(_any_contract(_has_requests))
-    @rule(index=CONTRACT, slot=likely("provider", "colleague"), number=NUMBER, by_id=st.booleans())
+    @rule(index=CONTRACT, slot=likely("provider", "colleague"), number=REQUEST, by_id=st.booleans())
     def withdraw_request(self, index: int, slot: str, number: int, by_id: bool) -> None:
         view = self._contract(index, _has_pending)
         actor = CAST[view.agency][slot]
@@ -799,16 +847,24 @@ class ContractMachine(RuleBasedStateMachine):
             and milestone["auto_release_at"] <= self.now
         )
 
-    @precondition(
-        lambda self: any(
-            self._due_for_release(view, n)
-            for view in self.world.contracts.values()
-            for n in view.milestones
-        )
-    )
-    @rule()
-    def release_what_is_due(self) -> None:
+    def _fire_at(self, deadline: datetime, hours: int | None) -> None:
+        """Move the clock to when a timer fires (time never runs backwards)."""
+        if hours is not None:
+            self.now = max(self.now, deadline + timedelta(hours=hours))
+
+    @precondition(_any_contract(_has_submitted))
+    @rule(fires_at=FIRES_AT)
+    def release_what_is_due(self, fires_at: int | None) -> None:
         """The scheduler's sweep: every due milestone is released, once."""
+        self._fire_at(
+            min(
+                m["auto_release_at"]
+                for view in self.world.contracts.values()
+                for m in view.milestones.values()
+                if m["status"] == MilestoneStatus.SUBMITTED
+            ),
+            fires_at,
+        )
         with self.database.session() as session, session.begin():
             due = services.due_auto_releases(session, now=self.now)
         owner = {
@@ -816,7 +872,13 @@ class ContractMachine(RuleBasedStateMachine):
             for cid, view in self.world.contracts.items()
             for mid in view.milestone_ids.values()
         }
-        assert due, "a milestone due for release was not found by the sweep"
+        expected = {
+            view.milestone_ids[n]
+            for view in self.world.contracts.values()
+            for n in view.milestones
+            if self._due_for_release(view, n)
+        }
+        assert set(due) == expected, "the sweep did not find exactly what is due"
         for milestone_id in due:
             result = self._attempt(
                 "auto_release (sweep)",
@@ -833,14 +895,17 @@ class ContractMachine(RuleBasedStateMachine):
             assert services.due_auto_releases(session, now=self.now) == []
 
     @precondition(_any_contract(_is_active))
-    @rule(index=CONTRACT, shown=mostly([0], [1, 2, 3]))
-    def auto_release_any(self, index: int, shown: int) -> None:
+    @rule(index=CONTRACT, shown=mostly([0], [1, 2, 3]), fires_at=FIRES_AT)
+    def auto_release_any(self, index: int, shown: int, fires_at: int | None) -> None:
         """A timer firing for a milestone, due or not, perhaps a stale one."""
         view = self._contract(index, _has_submitted)
         milestone_id = self._shown(view, shown, ("submitted",))
         if milestone_id not in view.milestone_ids.values():
             return
         number = next(n for n, mid in view.milestone_ids.items() if mid == milestone_id)
+        deadline = view.milestones[number]["auto_release_at"]
+        if deadline is not None:
+            self._fire_at(deadline, fires_at)
         due = self._due_for_release(view, number)
         result = self._attempt(
             "auto_release (timer)",

@@ -1,0 +1,442 @@
+"""`milestone-bot` as an operator types it, in-process: `bot.cli.main([...])`.
+
+Each test runs in an empty working directory with a clean environment, so the
+default SQLite file and any `.env` are the test's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from bot.cli import main
+from domain import services
+from domain.db import alembic_config, make_engine, make_session_factory, upgrade_schema
+from domain.model import Base
+from domain.services import MilestoneEdit
+from tests import factories as f
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SETTINGS_VARS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "DATABASE_URL",
+    "AUTO_RELEASE_DAYS",
+    "REQUEST_REMINDER_FIRST_HOURS",
+    "REQUEST_REMINDER_EVERY_HOURS",
+    "REVIEW_REMINDER_DAYS_BEFORE",
+    "FUND_REMINDER_HOURS",
+    "WORKING_HOURS",
+    "SWEEP_SECONDS",
+    "MAX_AMOUNT",
+    "LOG_LEVEL",
+)
+
+
+@pytest.fixture(autouse=True)
+def operator_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty working directory and an environment with none of the bot's settings."""
+    for name in SETTINGS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    # `main` calls logging.basicConfig; with a handler on the root logger that is a
+    # no-op, so no handler is left pointing at a captured (later closed) stderr.
+    guard = logging.NullHandler()
+    logging.getLogger().addHandler(guard)
+    yield tmp_path
+    logging.getLogger().removeHandler(guard)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected exactly one line on stderr, got {lines!r}"
+    return lines[0]
+
+
+def head_revision() -> str:
+    engine = make_engine("sqlite://")
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    engine.dispose()
+    assert head is not None
+    return head
+
+
+# --- serve refuses to start without what it needs ------------------------------------------
+
+
+def test_serve_without_bot_token_names_it_and_where_to_get_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
+
+    code, out, err = run(capsys, "serve")
+
+    assert code == 2
+    line = one_line(err)
+    assert "SLACK_BOT_TOKEN" in line
+    assert "api.slack.com/apps" in line and "OAuth & Permissions" in line
+    assert "SLACK_SIGNING_SECRET" not in line  # it is set
+    assert out == ""
+
+
+def test_serve_in_http_mode_without_signing_secret_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+
+    code, _, err = run(capsys, "serve")
+
+    assert code == 2
+    line = one_line(err)
+    assert "SLACK_SIGNING_SECRET" in line and "Signing Secret" in line
+    assert "api.slack.com/apps" in line
+    assert "SLACK_BOT_TOKEN" not in line
+
+
+def test_serve_in_socket_mode_without_app_token_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+
+    code, _, err = run(capsys, "serve", "--socket-mode")
+
+    assert code == 2
+    line = one_line(err)
+    assert "SLACK_APP_TOKEN" in line and "xapp-" in line and "connections:write" in line
+    assert "SLACK_SIGNING_SECRET" not in line  # not needed over Socket Mode
+
+
+def test_worker_without_bot_token_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "worker")
+
+    assert code == 2
+    assert "SLACK_BOT_TOKEN" in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTO_RELEASE_DAYS", "abc"),
+        ("SWEEP_SECONDS", "-1"),
+        ("WORKING_HOURS", "18:00-09:00"),
+        ("DATABASE_URL", "mysql://db/bot"),
+    ],
+)
+def test_a_malformed_setting_stops_start_up_with_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
+    monkeypatch.setenv(name, value)
+
+    code, _, err = run(capsys, "serve")
+
+    assert code == 2
+    assert name in one_line(err)
+
+
+def test_a_malformed_setting_in_the_env_file_is_named_too(
+    capsys: pytest.CaptureFixture[str], operator_shell: Path
+) -> None:
+    (operator_shell / ".env").write_text(
+        "SLACK_BOT_TOKEN=xoxb-test\nSLACK_SIGNING_SECRET=s3cret\nAUTO_RELEASE_DAYS=abc\n",
+        encoding="utf-8",
+    )
+
+    code, _, err = run(capsys, "serve")
+
+    assert code == 2
+    line = one_line(err)
+    assert "AUTO_RELEASE_DAYS" in line and "abc" in line
+
+
+def test_a_bot_token_of_the_wrong_kind_is_refused_without_echoing_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxp-user-token-secret")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
+
+    code, _, err = run(capsys, "serve")
+
+    assert code == 2
+    line = one_line(err)
+    assert "SLACK_BOT_TOKEN" in line and "xoxb-" in line
+    assert "user-token-secret" not in line
+
+
+def test_no_command_prints_usage_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys)
+
+    assert code == 2
+    assert "serve" in out and "export" in out
+
+
+# --- db upgrade ---------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_schema_in_a_fresh_sqlite_file_in_the_working_directory(
+    capsys: pytest.CaptureFixture[str], operator_shell: Path
+) -> None:
+    database = operator_shell / "milestone-bot.sqlite3"  # the default DATABASE_URL
+    assert not database.exists()
+
+    code, out, err = run(capsys, "db", "upgrade")
+
+    assert code == 0
+    assert head_revision() in out + err
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {t.name for t in Base.metadata.sorted_tables} <= tables
+    assert "alembic_version" in tables
+
+
+def test_db_upgrade_twice_is_harmless(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'twice.sqlite3'}")
+
+    first = run(capsys, "db", "upgrade")
+    second = run(capsys, "db", "upgrade")
+
+    assert first[0] == second[0] == 0
+    assert head_revision() in second[1] + second[2]
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'export.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+def seed_contract(url: str) -> int:
+    """An active contract: milestone 1 funded, a pending request to lower milestone 2."""
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions() as session:
+            contract_id = f.active_contract(session)
+            services.fund_milestone(
+                session, contract_id=contract_id, actor_id=f.CLIENT, now=f.later(hours=1)
+            )
+            services.change_milestones(
+                session,
+                contract_id=contract_id,
+                actor_id=f.FREELANCER,
+                changes=[MilestoneEdit(2, amount="2,000")],
+                message="A smaller second phase",
+                now=f.later(hours=2),
+            )
+    finally:
+        engine.dispose()
+    return contract_id
+
+
+def assert_contains(actual: Any, expected: Any, where: str = "$") -> None:
+    """`actual` has every key of `expected` with the same value (extra keys are welcome)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{where}: expected an object, got {actual!r}"
+        for key, value in expected.items():
+            assert key in actual, f"{where}: missing {key!r}"
+            assert_contains(actual[key], value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), (
+            f"{where}: expected {len(expected)} items, got {actual!r}"
+        )
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_contains(a, e, f"{where}[{i}]")
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+def parse_utc(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    assert parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    return parsed
+
+
+def test_export_of_an_empty_database_is_an_empty_list(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    code, out, _ = run(capsys, "export")
+
+    assert code == 0
+    assert json.loads(out) == {"contracts": []}
+
+
+def test_export_prints_a_contract_in_the_interface_schema(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    contract_id = seed_contract(database_url)
+
+    code, out, _ = run(capsys, "export")
+
+    assert code == 0
+    data = json.loads(out)
+    milestone_keys = {
+        "number", "title", "description", "amount_minor", "due_date", "status",
+        "submitted_at", "auto_release_at", "released_at", "released_automatically",
+    }  # fmt: skip
+    unset = {"submitted_at": None, "auto_release_at": None, "released_at": None}
+    assert_contains(
+        data,
+        {
+            "contracts": [
+                {
+                    "id": contract_id,
+                    "title": "Website redesign",
+                    "team_id": f.TEAM,
+                    "channel_id": f.CHANNEL,
+                    "currency": "USD",
+                    "status": "active",
+                    "client_id": f.CLIENT,
+                    "freelancer_id": f.FREELANCER,
+                    "agency": None,
+                    "milestones": [
+                        {
+                            "number": 1,
+                            "title": "Milestone 1",
+                            "description": "",
+                            "amount_minor": 150000,
+                            "due_date": f.DUE.isoformat(),
+                            "status": "funded",
+                            **unset,
+                            "released_automatically": False,
+                        },
+                        {
+                            "number": 2,
+                            "title": "Milestone 2",
+                            "amount_minor": 250000,  # unchanged while the request is pending
+                            "status": "pending",
+                            **unset,
+                            "released_automatically": False,
+                        },
+                    ],
+                    "change_requests": [
+                        {
+                            "number": 1,
+                            "status": "pending",
+                            "proposed_by": f.FREELANCER,
+                            "decided_by": None,
+                            "message": "A smaller second phase",
+                            "changes": [
+                                {
+                                    "kind": "edit",
+                                    "milestone_number": 2,
+                                    "fields": {"amount_minor": 200000},
+                                }
+                            ],
+                        }
+                    ],
+                    "escrow": {
+                        "funded_minor": 150000,
+                        "released_minor": 0,
+                        "refunded_minor": 0,
+                        "balance_minor": 150000,
+                    },
+                    "ledger": [
+                        {
+                            "kind": "fund",
+                            "milestone_number": 1,
+                            "amount_minor": 150000,
+                            "actor": f.CLIENT,
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+    contract = data["contracts"][0]
+    assert all(milestone_keys <= set(m) for m in contract["milestones"])
+    assert parse_utc(contract["ledger"][0]["at"]) == f.later(hours=1).astimezone(UTC)
+
+
+def test_export_of_one_contract_prints_only_that_one(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    first = seed_contract(database_url)
+    second = seed_contract(database_url)
+
+    code, out, _ = run(capsys, "export", "--contract", str(second))
+
+    assert code == 0
+    assert [c["id"] for c in json.loads(out)["contracts"]] == [second]
+    assert first != second
+
+
+def test_export_of_an_unknown_contract_says_so_and_fails(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    code, out, err = run(capsys, "export", "--contract", "999")
+
+    assert code != 0
+    assert out == ""
+    assert "999" in one_line(err)
+
+
+# --- manifest -----------------------------------------------------------------------------
+
+
+def test_manifest_prints_the_committed_socket_mode_manifest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "manifest")
+
+    assert code == 0
+    committed = (REPO_ROOT / "manifest.yaml").read_text(encoding="utf-8")
+    assert out == committed
+    assert yaml.safe_load(out)["settings"]["socket_mode_enabled"] is True
+
+
+def test_manifest_with_a_request_url_prints_the_http_variant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "https://example.com/slack/events"
+
+    code, out, _ = run(capsys, "manifest", "--request-url", url)
+
+    assert code == 0
+    manifest = yaml.safe_load(out)
+    settings = manifest["settings"]
+    assert settings["socket_mode_enabled"] is False
+    assert settings["interactivity"]["request_url"] == url
+    assert settings["event_subscriptions"]["request_url"] == url
+    assert [c["url"] for c in manifest["features"]["slash_commands"]] == [url]
+    socket_mode = yaml.safe_load((REPO_ROOT / "manifest.yaml").read_text(encoding="utf-8"))
+    assert manifest["display_information"] == socket_mode["display_information"]
+    assert manifest["oauth_config"] == socket_mode["oauth_config"]
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://example.com/slack/events", "slack/events"])
+def test_manifest_with_a_bad_request_url_fails_with_one_line(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    code, out, err = run(capsys, "manifest", "--request-url", url)
+
+    assert code == 2
+    assert out == ""
+    assert "--request-url" in one_line(err)
