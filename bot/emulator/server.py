@@ -268,6 +268,9 @@ class SlackEmulator:
         self.response_url_max_uses = response_url_max_uses
         self.response_url_ttl = response_url_ttl
         self.validate_blocks = validate_blocks
+        # Where `apps.connections.open` sends a Socket Mode client (a ws:// URL of a
+        # WebSocket server the caller runs); None answers as Slack does without one.
+        self.socket_mode_url: str | None = None
         self._clock = clock
         self._requested_port = port
         self._lock = threading.RLock()
@@ -281,6 +284,7 @@ class SlackEmulator:
         self._methods: dict[str, Callable[[JsonDict], JsonDict]] = {
             "api.test": self._api_test,
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -866,7 +870,7 @@ class SlackEmulator:
         with self._lock:
             try:
                 params = self._parse_params(request)
-                self._check_auth(request, params)
+                self._check_auth(request, params, method)
                 fault = self._take_fault(method, params)
                 if fault is not None:
                     status = fault.status
@@ -922,14 +926,16 @@ class SlackEmulator:
                     pass  # reported by the method as *_format errors
         return params
 
-    def _check_auth(self, request: HttpRequest, params: JsonDict) -> None:
+    def _check_auth(self, request: HttpRequest, params: JsonDict, method: str = "") -> None:
         auth = request.headers.get("authorization", "")
         token = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
         if not token:
             token = str(params.get("token") or "")
         if not token:
             raise _ApiError("not_authed")
-        if not token.startswith(self.token_prefix):
+        # Socket Mode connects with the app-level token; everything else with the bot's.
+        prefix = "xapp-" if method == "apps.connections.open" else self.token_prefix
+        if not token.startswith(prefix):
             raise _ApiError("invalid_auth")
 
     def _take_fault(self, method: str, params: JsonDict) -> _Fault | None:
@@ -1206,6 +1212,11 @@ class SlackEmulator:
 
     def _api_test(self, params: JsonDict) -> JsonDict:
         return {"ok": True, "args": {k: v for k, v in params.items() if k != "token"}}
+
+    def _apps_connections_open(self, params: JsonDict) -> JsonDict:
+        if self.socket_mode_url is None:
+            raise _ApiError("not_allowed_token_type")
+        return {"ok": True, "url": self.socket_mode_url}
 
     def _auth_test(self, params: JsonDict) -> JsonDict:
         return {
