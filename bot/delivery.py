@@ -259,6 +259,9 @@ class Delivery:
         assert claimed.subject_id is not None
         with self.sessions() as session, session.begin():
             item = reminders.load(session, claimed.subject_id)
+            if not reminders.still_open(session, item, now=self.clock()):
+                log.info("outbox %s: reminder %s was answered meanwhile", claimed.id, item.id)
+                return
             contract = queries.load_contract(session, item.contract_id)
             request = milestone = None
             if item.kind == ReminderKind.REQUEST:

@@ -137,6 +137,22 @@ def on_milestone_funded(
 ) -> None:
     for other in contract.milestones:
         _cancel(session, kind=ReminderKind.FUND, subject_id=other.id)
+    _schedule_overdue(session, contract, milestone, now=now)
+
+
+def on_due_date_changed(
+    session: Session, contract: Contract, milestone: Milestone, *, now: datetime
+) -> None:
+    """An accepted change moved a funded milestone's due date: the nudge moves with it."""
+    if milestone.status != MilestoneStatus.FUNDED:
+        return
+    _cancel(session, kind=ReminderKind.OVERDUE, subject_id=milestone.id)
+    _schedule_overdue(session, contract, milestone, now=now)
+
+
+def _schedule_overdue(
+    session: Session, contract: Contract, milestone: Milestone, *, now: datetime
+) -> None:
     overdue_at = _overdue_at(milestone.due_date)
     for slot, recipient in enumerate([contract.client_id, *contract.provider_ids], start=1):
         _schedule(
@@ -148,7 +164,7 @@ def on_milestone_funded(
             recipient_id=recipient,
             due_at=max(overdue_at, now),
             now=now,
-            key_extra=f"{milestone.due_date.isoformat()}-",
+            key_extra=f"{milestone.due_date.isoformat()}@{int(now.timestamp())}-",
         )
 
 
@@ -385,6 +401,12 @@ def _overtaken(session: Session, reminder: Reminder, now: datetime) -> bool:
         )
     )
     return later is not None
+
+
+def still_open(session: Session, reminder: Reminder, *, now: datetime) -> bool:
+    """Whether what a queued reminder is about still waits for an answer (checked again
+    at send time: a nudge delayed by Slack must not arrive after the answer)."""
+    return _still_relevant(session, reminder, now)
 
 
 def load(session: Session, reminder_id: int) -> Reminder:

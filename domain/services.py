@@ -505,6 +505,8 @@ def _apply_change(
     for key, value in change.fields.items():
         setattr(milestone, key, date.fromisoformat(value) if key == "due_date" else value)
     after = milestone.fields()
+    if "due_date" in change.fields:
+        reminders.on_due_date_changed(tx.session, contract, milestone, now=tx.now)
     tx.event(
         "milestone_edited",
         actor,
@@ -712,12 +714,18 @@ def change_milestones(
         clean_message = _clean_text(message, what="message", limit=MAX_TEXT, required=False)
         if contract.status == ContractStatus.ACTIVE:
             pending = _pending_requests(session, contract)
-            if pending:
-                numbers = ", ".join(str(r.number) for r in pending)
+            if len(pending) == 1:
                 raise RequestPending(
-                    f"Change request {numbers} from {mention(pending[0].proposed_by)} is "
-                    "waiting for your answer: accept or decline it before changing "
-                    "milestones directly."
+                    f"Change request {pending[0].number} from "
+                    f"{mention(pending[0].proposed_by)} is waiting for your answer: accept "
+                    "or decline it before changing milestones directly."
+                )
+            if pending:
+                numbers = [str(r.number) for r in pending]
+                listed = f"{', '.join(numbers[:-1])} and {numbers[-1]}"
+                raise RequestPending(
+                    f"Change requests {listed} are waiting for your answer: accept or "
+                    "decline them before changing milestones directly."
                 )
         tx = _Tx(session, contract, now)
         validated = [_validate_change(contract, c, now=now, policy=policy) for c in changes]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -153,27 +154,28 @@ def clone_contract(session: Session, template_id: int, copies: int) -> list[int]
     in well under a second. Returns the new contracts' ids.
     """
     with write_transaction(session):
-        contract = _row(session, Contract, Contract.id == template_id)[0]
-        parties = _row(session, Party, Party.contract_id == template_id)
-        milestones = _row(session, Milestone, Milestone.contract_id == template_id)
-        ledger = _row(session, LedgerEntry, LedgerEntry.contract_id == template_id)
-        history = _row(session, Event, Event.contract_id == template_id)
-        nudges = _row(session, Reminder, Reminder.contract_id == template_id)
+        contract = _rows(session, Contract.__table__, Contract.id == template_id)[0]
+        parties = _rows(session, Party.__table__, Party.contract_id == template_id)
+        milestones = _rows(session, Milestone.__table__, Milestone.contract_id == template_id)
+        ledger = _rows(session, LedgerEntry.__table__, LedgerEntry.contract_id == template_id)
+        history = _rows(session, Event.__table__, Event.contract_id == template_id)
+        nudges = _rows(session, Reminder.__table__, Reminder.contract_id == template_id)
         made: list[int] = []
         for _ in range(copies):
-            new_id = _insert(session, Contract, contract, {})
+            new_id = _insert(session, Contract.__table__, contract, {})
             made.append(new_id)
             for party in parties:
-                _insert(session, Party, party, {"contract_id": new_id})
+                _insert(session, Party.__table__, party, {"contract_id": new_id})
             milestone_ids = {
-                m["id"]: _insert(session, Milestone, m, {"contract_id": new_id}) for m in milestones
+                m["id"]: _insert(session, Milestone.__table__, m, {"contract_id": new_id})
+                for m in milestones
             }
             for entry in ledger:
                 new_milestone = milestone_ids[entry["milestone_id"]]
                 kind = LedgerKind(entry["kind"]).value
                 _insert(
                     session,
-                    LedgerEntry,
+                    LedgerEntry.__table__,
                     entry,
                     {
                         "contract_id": new_id,
@@ -182,12 +184,12 @@ def clone_contract(session: Session, template_id: int, copies: int) -> list[int]
                     },
                 )
             for event in history:
-                _insert(session, Event, event, {"contract_id": new_id})
+                _insert(session, Event.__table__, event, {"contract_id": new_id})
             for nudge in nudges:
                 subject = milestone_ids.get(nudge["subject_id"], nudge["subject_id"])
                 _insert(
                     session,
-                    Reminder,
+                    Reminder.__table__,
                     nudge,
                     {
                         "contract_id": new_id,
@@ -198,18 +200,14 @@ def clone_contract(session: Session, template_id: int, copies: int) -> list[int]
         return made
 
 
-def _row(session: Session, model: type, where: object) -> list[dict[str, object]]:
-    table = model.__table__  # type: ignore[attr-defined]
-    return [
-        dict(row._mapping)
-        for row in session.execute(select(table).where(where).order_by(table.c.id))  # type: ignore[arg-type]
-    ]
+def _rows(session: Session, table: Any, where: Any) -> list[dict[str, Any]]:
+    query = select(table).where(where).order_by(table.c.id)
+    return [dict(row._mapping) for row in session.execute(query)]
 
 
 def _insert(
-    session: Session, model: type, row: Mapping[str, object], changes: Mapping[str, object]
+    session: Session, table: Any, row: Mapping[str, Any], changes: Mapping[str, Any]
 ) -> int:
-    table = model.__table__  # type: ignore[attr-defined]
     values = {k: v for k, v in row.items() if k != "id"} | dict(changes)
     return int(session.execute(insert(table).values(values).returning(table.c.id)).scalar_one())
 

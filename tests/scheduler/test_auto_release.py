@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -51,13 +51,10 @@ class Delivered:
         self.batches.append(list(ids))
 
 
-def sweep(db: Database, now: object, deliver: Callable[[Sequence[int]], None] | None = None) -> int:
-    return sweep_auto_releases(
-        db.sessions,
-        now,
-        deliver or Delivered(),
-        policy=DEFAULT_POLICY,  # type: ignore[arg-type]
-    )
+def sweep(
+    db: Database, now: datetime, deliver: Callable[[Sequence[int]], None] | None = None
+) -> int:
+    return sweep_auto_releases(db.sessions, now, deliver or Delivered(), policy=DEFAULT_POLICY)
 
 
 def milestone_row(session: Session, contract_id: int, number: int = 1) -> Milestone:

@@ -35,7 +35,7 @@ from tests.scheduler.support import (
 from tests.scheduler.workers import sweep_in_process
 
 AFTER_REVIEW = NOW + timedelta(days=15)
-MILESTONES = 250
+MILESTONES = 200
 PROCESSES = 2
 THREADS = 2
 

@@ -17,9 +17,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def at(zone: ZoneInfo, *args: int) -> datetime:
+def at(zone: ZoneInfo, year: int, month: int, day: int, hour: int, minute: int) -> datetime:
     """A wall-clock time in `zone`, as the UTC instant the function takes."""
-    return datetime(*args, tzinfo=zone).astimezone(UTC)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=zone).astimezone(UTC)
 
 
 def shift(instant: datetime, zone: str | None, deadline: datetime | None = None) -> datetime:
