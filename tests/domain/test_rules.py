@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -237,9 +238,9 @@ PEOPLE = [
 @pytest.mark.parametrize("act", list(Act))
 @pytest.mark.parametrize(("make", "user", "role"), PEOPLE)
 def test_require_allows_exactly_the_permitted_roles(
-    make: object, user: str, role: Role, act: Act
+    make: Callable[[], Contract], user: str, role: Role, act: Act
 ) -> None:
-    contract = make()  # type: ignore[operator]
+    contract = make()
     if role in EXPECTED_PERMISSIONS[act]:
         assert require(contract, user, act) == role
         return
@@ -250,8 +251,8 @@ def test_require_allows_exactly_the_permitted_roles(
 
 @pytest.mark.parametrize("act", list(Act))
 @pytest.mark.parametrize("make", [individual, agency])
-def test_outsider_is_never_allowed_and_told_who_can(make: object, act: Act) -> None:
-    contract = make()  # type: ignore[operator]
+def test_outsider_is_never_allowed_and_told_who_can(make: Callable[[], Contract], act: Act) -> None:
+    contract = make()
 
     with pytest.raises(NotAParty) as caught:
         require(contract, OUTSIDER, act)
@@ -301,8 +302,10 @@ def test_refusal_names_both_speakers_when_either_can_act() -> None:
         ),
     ],
 )
-def test_who_can_names_the_people_who_can_act(make: object, act: Act, expected: str) -> None:
-    assert who_can(make(), act) == expected  # type: ignore[operator]
+def test_who_can_names_the_people_who_can_act(
+    make: Callable[[], Contract], act: Act, expected: str
+) -> None:
+    assert who_can(make(), act) == expected
 
 
 def test_who_can_leaves_out_members_when_the_agency_has_none() -> None:

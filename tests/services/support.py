@@ -99,7 +99,8 @@ def exported(session: Session, contract_id: int) -> dict[str, Any]:
 
 
 def milestone(session: Session, contract_id: int, number: int) -> dict[str, Any]:
-    found = [m for m in exported(session, contract_id)["milestones"] if m["number"] == number]
+    milestones: list[dict[str, Any]] = exported(session, contract_id)["milestones"]
+    found = [m for m in milestones if m["number"] == number]
     assert found, f"no milestone {number}"
     return found[0]
 
@@ -110,7 +111,8 @@ def statuses(session: Session, contract_id: int) -> dict[int, str]:
 
 
 def request(session: Session, contract_id: int, number: int) -> dict[str, Any]:
-    found = [r for r in exported(session, contract_id)["change_requests"] if r["number"] == number]
+    requests: list[dict[str, Any]] = exported(session, contract_id)["change_requests"]
+    found = [r for r in requests if r["number"] == number]
     assert found, f"no request {number}"
     return found[0]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from domain import services
@@ -21,7 +22,7 @@ from domain.errors import (
     RequestNotPending,
     RequestPending,
 )
-from domain.model import LedgerKind
+from domain.model import LedgerKind, Milestone, MilestoneStatus
 from domain.services import ChangeInput, MilestoneDeletion, MilestoneEdit, NewMilestone
 from tests.factories import (
     CLIENT,
@@ -72,7 +73,7 @@ def change(
     actor: str,
     *changes: ChangeInput,
     message: str = "",
-    now: object = NOW,
+    now: datetime = NOW,
 ) -> services.Outcome:
     return services.change_milestones(
         session,
@@ -80,7 +81,7 @@ def change(
         actor_id=actor,
         changes=list(changes),
         message=message,
-        now=now,  # type: ignore[arg-type]
+        now=now,
     )
 
 
@@ -202,6 +203,26 @@ def test_client_cannot_change_milestones_while_request_pending(
     assert message == (
         f"Change request 1 from <@{FREELANCER}> is waiting for your answer: accept or "
         "decline it before changing milestones directly."
+    )
+
+
+def test_client_is_told_every_pending_request_to_answer_first(session: Session) -> None:
+    contract_id = active_contract(session, agency=True, amounts=("100", "200", "300"))
+    propose(session, contract_id, MilestoneEdit(2, title="Two+"), actor=MANAGER)
+    propose(session, contract_id, MilestoneEdit(3, title="Three+"), actor=MANAGER_2)
+
+    message = refuse(
+        session,
+        RequestPending,
+        services.change_milestones,
+        contract_id=contract_id,
+        actor_id=CLIENT,
+        changes=[MilestoneEdit(1, title="One+")],
+        now=NOW,
+    )
+    assert message == (
+        "Change requests 1 and 2 are waiting for your answer: accept or decline them before "
+        "changing milestones directly."
     )
 
 
@@ -561,9 +582,7 @@ def test_multi_change_request_applies_every_change_on_accept(session: Session) -
     ]
 
 
-def test_accept_applies_nothing_when_one_change_no_longer_applies(
-    session: Session, db: object
-) -> None:
+def test_accept_applies_nothing_when_one_change_no_longer_applies(session: Session) -> None:
     contract_id = active_contract(session, amounts=("100", "200", "300"))
     outcome = propose(
         session,
@@ -573,10 +592,6 @@ def test_accept_applies_nothing_when_one_change_no_longer_applies(
     )
     # The services cancel requests that stop applying as soon as that happens, so
     # make milestone 3 inapplicable behind their back to test accept's own re-check.
-    from sqlalchemy import update
-
-    from domain.model import Milestone, MilestoneStatus
-
     with session.begin():
         session.execute(
             update(Milestone)
@@ -1008,13 +1023,22 @@ def test_request_to_lower_a_milestone_that_gets_funded_is_cancelled(session: Ses
     assert request(session, contract_id, 1)["status"] == "cancelled"
 
 
-def test_request_still_applicable_after_funding_stays_pending(session: Session) -> None:
+def test_increase_proposed_before_funding_tops_up_when_accepted_after_funding(
+    session: Session,
+) -> None:
     contract_id = active_contract(session)
-    propose(session, contract_id, MilestoneEdit(1, title="Design+", amount="2000"))
+    proposal = propose(session, contract_id, MilestoneEdit(1, title="Design+", amount="2000"))
 
     fund(session, contract_id)
-
     assert request(session, contract_id, 1)["status"] == "pending"
+    accept(session, proposal.request_id)
+
+    entries = ledger_entries(session, contract_id)
+    assert [(e.kind, e.amount_minor) for e in entries] == [
+        (LedgerKind.FUND, 150000),
+        (LedgerKind.TOP_UP, 50000),
+    ]
+    assert escrow(session, contract_id).balance_minor == 200000
 
 
 def test_add_request_beyond_the_milestone_limit_is_cancelled_when_another_fills_it(
@@ -1050,24 +1074,6 @@ def test_pending_requests_are_cancelled_when_the_contract_ends(session: Session)
     for number in (1, 2):
         shown = request(session, contract_id, number)
         assert (shown["status"], shown["cancel_reason"]) == ("cancelled", "the contract ended")
-
-
-@pytest.mark.parametrize(
-    "decide",
-    [
-        pytest.param(lambda s, r: accept(s, r), id="accept"),
-        pytest.param(lambda s, r: decline(s, r), id="decline"),
-        pytest.param(lambda s, r: withdraw(s, r), id="withdraw"),
-    ],
-)
-def test_deciding_a_request_on_a_closed_contract_is_refused(
-    session: Session, decide: object
-) -> None:
-    contract_id, outcome = pending_request(session)
-    services.end_contract(session, contract_id=contract_id, actor_id=CLIENT, now=NOW)
-
-    with pytest.raises(ContractClosed):
-        decide(session, outcome.request_id)  # type: ignore[operator]
 
 
 def test_changes_on_a_closed_contract_are_refused(session: Session) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy.orm import Session
 
@@ -26,8 +28,8 @@ from tests.factories import (
 from tests.services.support import event_kinds, exported, load, milestone, refuse, snapshot
 
 
-def create(session: Session, **overrides: object) -> services.Outcome:
-    arguments: dict[str, object] = {
+def create(session: Session, **overrides: Any) -> services.Outcome:
+    arguments: dict[str, Any] = {
         "title": "Website redesign",
         "team_id": TEAM,
         "channel_id": CHANNEL,
@@ -37,7 +39,7 @@ def create(session: Session, **overrides: object) -> services.Outcome:
         "now": NOW,
     }
     arguments.update(overrides)
-    return services.create_contract(session, **arguments)  # type: ignore[arg-type]
+    return services.create_contract(session, **arguments)
 
 
 def test_client_creates_an_individual_contract_in_negotiation(session: Session) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -63,46 +65,46 @@ NOT_CLIENT = [
 ]
 
 
-def fund(session: Session, contract_id: int, **kwargs: object) -> services.Outcome:
+def fund(session: Session, contract_id: int, **kwargs: Any) -> services.Outcome:
     kwargs.setdefault("now", NOW)
     return services.fund_milestone(
         session,
         contract_id=contract_id,
         actor_id=CLIENT,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
 def submit(
-    session: Session, contract_id: int, actor: str = FREELANCER, **kwargs: object
+    session: Session, contract_id: int, actor: str = FREELANCER, **kwargs: Any
 ) -> services.Outcome:
     kwargs.setdefault("now", NOW)
     return services.submit_work(
         session,
         contract_id=contract_id,
         actor_id=actor,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
-def approve(session: Session, contract_id: int, **kwargs: object) -> services.Outcome:
+def approve(session: Session, contract_id: int, **kwargs: Any) -> services.Outcome:
     kwargs.setdefault("now", NOW)
     return services.approve_work(
         session,
         contract_id=contract_id,
         actor_id=CLIENT,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
-def send_back(session: Session, contract_id: int, **kwargs: object) -> services.Outcome:
+def send_back(session: Session, contract_id: int, **kwargs: Any) -> services.Outcome:
     kwargs.setdefault("now", NOW)
     kwargs.setdefault("note", "Fix the header")
     return services.request_changes(
         session,
         contract_id=contract_id,
         actor_id=CLIENT,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
@@ -414,8 +416,10 @@ def test_only_the_client_approves(
 
 
 @pytest.mark.parametrize("contract", [active_contract, funded_contract])
-def test_approval_applies_to_submitted_work_only(session: Session, contract: object) -> None:
-    contract_id = contract(session)  # type: ignore[operator]
+def test_approval_applies_to_submitted_work_only(
+    session: Session, contract: Callable[[Session], int]
+) -> None:
+    contract_id = contract(session)
 
     message = refuse(
         session,

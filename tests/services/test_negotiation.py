@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from sqlalchemy.orm import Session
 
 from domain import services
 from domain.errors import (
     ContractClosed,
+    DomainError,
     InvalidInput,
     InvalidTransition,
     NotAllowed,
@@ -55,13 +59,13 @@ SILENT = [
 ]
 
 
-def edit(session: Session, contract_id: int, actor: str, **fields: object) -> services.Outcome:
+def edit(session: Session, contract_id: int, actor: str, **fields: Any) -> services.Outcome:
     number = fields.pop("number", 1)
     return services.change_milestones(
         session,
         contract_id=contract_id,
         actor_id=actor,
-        changes=[MilestoneEdit(number, **fields)],  # type: ignore[arg-type]
+        changes=[MilestoneEdit(number, **fields)],
         now=NOW,
     )
 
@@ -165,13 +169,13 @@ def test_party_deletes_milestone_directly_while_negotiating(
 
 @pytest.mark.parametrize(("actor", "agency", "error"), SILENT)
 def test_member_and_outsider_cannot_add_while_negotiating(
-    session: Session, actor: str, agency: bool, error: type[Exception]
+    session: Session, actor: str, agency: bool, error: type[DomainError]
 ) -> None:
     contract_id = new_contract(session, agency=agency)
 
     message = refuse(
         session,
-        error,  # type: ignore[arg-type]
+        error,
         services.change_milestones,
         contract_id=contract_id,
         actor_id=actor,
@@ -190,7 +194,7 @@ def test_member_and_outsider_cannot_add_while_negotiating(
 
 @pytest.mark.parametrize(("actor", "agency", "error"), SILENT)
 def test_member_and_outsider_cannot_edit_or_delete_while_negotiating(
-    session: Session, actor: str, agency: bool, error: type[Exception]
+    session: Session, actor: str, agency: bool, error: type[DomainError]
 ) -> None:
     contract_id = new_contract(session, agency=agency)
     add(session, contract_id)
@@ -198,7 +202,7 @@ def test_member_and_outsider_cannot_edit_or_delete_while_negotiating(
     for change in (MilestoneEdit(1, title="Mine"), MilestoneDeletion(1)):
         refuse(
             session,
-            error,  # type: ignore[arg-type]
+            error,
             services.change_milestones,
             contract_id=contract_id,
             actor_id=actor,
@@ -515,14 +519,14 @@ def test_agreeing_when_every_milestone_was_deleted_is_refused(session: Session) 
 
 @pytest.mark.parametrize(("actor", "agency", "error"), SILENT)
 def test_member_and_outsider_cannot_agree(
-    session: Session, actor: str, agency: bool, error: type[Exception]
+    session: Session, actor: str, agency: bool, error: type[DomainError]
 ) -> None:
     contract_id = new_contract(session, agency=agency)
     add(session, contract_id)
 
     message = refuse(
         session,
-        error,  # type: ignore[arg-type]
+        error,
         services.agree_to_terms,
         contract_id=contract_id,
         actor_id=actor,
@@ -599,17 +603,18 @@ def test_agreeing_on_a_closed_contract_is_refused(session: Session) -> None:
 def test_escrow_actions_wait_for_the_contract_to_start(session: Session, action: str) -> None:
     contract_id = new_contract(session)
     add(session, contract_id)
-    call, actor, extra = {
+    actions: dict[str, tuple[Callable[..., Any], str, dict[str, str]]] = {
         "fund": (services.fund_milestone, CLIENT, {}),
         "submit": (services.submit_work, FREELANCER, {}),
         "approve": (services.approve_work, CLIENT, {}),
         "request_changes": (services.request_changes, CLIENT, {"note": "fix"}),
-    }[action]
+    }
+    call, actor, extra = actions[action]
 
     message = refuse(
         session,
         WrongPhase,
-        call,  # type: ignore[arg-type]
+        call,
         contract_id=contract_id,
         actor_id=actor,
         now=NOW,
