@@ -88,5 +88,8 @@ def serve(
             "errorlog": "-",
             "loglevel": log_level,
             "preload_app": False,
+            # gunicorn ≥ 25.1 opens a control socket at one per-user path ($HOME/.gunicorn/
+            # or $XDG_RUNTIME_DIR); a second `serve` on the host would take it over.
+            "control_socket_disable": True,
         },
     ).run()

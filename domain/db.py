@@ -130,7 +130,9 @@ def upgrade_schema(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
                 conn.commit()
     else:
-        with engine.begin() as conn:
+        # BEGIN IMMEDIATE: processes starting at once queue for the write lock instead
+        # of failing with "database is locked" half-way through a deferred transaction.
+        with engine.connect().execution_options(**{_WRITE_OPTION: True}) as conn, conn.begin():
             config = alembic_config(engine)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")

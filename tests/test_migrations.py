@@ -172,3 +172,25 @@ def test_two_processes_upgrading_one_fresh_postgres_database_both_succeed(fresh_
         assert [v for (v,) in versions] == [head_revision()]
     finally:
         engine.dispose()
+
+
+def test_three_processes_upgrading_one_fresh_sqlite_file_all_succeed(tmp_path: Path) -> None:
+    # SQLite is the default database: `serve` and `worker` started together must not
+    # fail with "database is locked" while both create the schema.
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    spawn = multiprocessing.get_context("spawn")
+    processes = [
+        spawn.Process(target=_upgrade_in_another_process, args=(url,)) for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
