@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=_worker)
 
     db = commands.add_parser("db", help="database maintenance")
+    db.set_defaults(run=lambda settings, args: _usage(db))
     db_commands = db.add_subparsers(title="db commands")
     upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date")
     upgrade.set_defaults(run=_db_upgrade)
@@ -70,10 +71,28 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--contract", type=int, help="only this contract id")
     export.set_defaults(run=_export)
 
+    ledger = commands.add_parser("ledger", help="escrow ledger checks")
+    verify = ledger.add_subparsers(title="ledger commands").add_parser(
+        "verify", help="recompute every contract's escrow from the ledger; exit 1 on a difference"
+    )
+    verify.set_defaults(run=_ledger_verify)
+
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--request-url", help="HTTP mode: https://HOST/slack/events")
     manifest.set_defaults(run=_manifest)
+
+    sandbox = commands.add_parser("sandbox", help="try the bot in a browser: no Slack, no tokens")
+    sandbox.add_argument("--port", type=int, default=3001, help="the page's port (0: any)")
+    sandbox.add_argument("--db", metavar="PATH", help="keep data in this SQLite file")
+    sandbox.add_argument("--demo", action="store_true", help="start with a contract in progress")
+    sandbox.add_argument("--no-browser", action="store_true", help="only print the address")
+    sandbox.set_defaults(run=_sandbox)
     return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
 
 
 def _runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -210,6 +229,21 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.verify import check
+
+    runtime = _runtime(settings)
+    with runtime.sessions() as session, session.begin():
+        result = check(session)
+    for discrepancy in result.discrepancies:
+        print(discrepancy)
+    if not result.ok:
+        print(f"ledger differs: {len(result.discrepancies)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"ledger OK: {result.contracts} contracts, {result.entries} entries")
+    return 0
+
+
 def _manifest(settings: Settings, args: argparse.Namespace) -> int:
     from bot.manifest import ManifestError, build_manifest, render_manifest_yaml
 
@@ -220,6 +254,14 @@ def _manifest(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     sys.stdout.write(render_manifest_yaml(manifest))
     return 0
+
+
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.sandbox import run_sandbox
+
+    return run_sandbox(
+        settings, port=args.port, database=args.db, demo=args.demo, browser=not args.no_browser
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
