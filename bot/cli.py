@@ -77,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=_ledger_verify)
 
+    outbox = commands.add_parser("outbox", help="messages waiting for Slack (pending, dead)")
+    outbox.set_defaults(run=_outbox_list)
+    outbox_commands = outbox.add_subparsers(title="outbox commands")
+    outbox_commands.add_parser("list", help="list them (the default)").set_defaults(
+        run=_outbox_list
+    )
+    outbox_commands.add_parser(
+        "retry", help="re-queue dead letters and make everything waiting due now"
+    ).set_defaults(run=_outbox_retry)
+
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--request-url", help="HTTP mode: https://HOST/slack/events")
     manifest.set_defaults(run=_manifest)
@@ -241,6 +251,34 @@ def _ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ledger differs: {len(result.discrepancies)} problem(s)", file=sys.stderr)
         return 1
     print(f"ledger OK: {result.contracts} contracts, {result.entries} entries")
+    return 0
+
+
+def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
+    from domain import outbox
+
+    runtime = _runtime(settings)
+    with runtime.sessions() as session:
+        items = outbox.waiting(session)
+    for item in items:
+        subject = item.user_id or item.subject_id
+        print(
+            f"{item.id}\t{item.state}\t{item.kind}\tcontract {item.contract_id}\t{subject}\t"
+            f"attempts {item.attempts}\tnext {item.next_attempt_at.isoformat()}\t"
+            f"{item.last_error or ''}"
+        )
+    dead = sum(item.state == outbox.DEAD for item in items)
+    print(f"{len(items) - dead} pending, {dead} dead-lettered", file=sys.stderr)
+    return 0
+
+
+def _outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from domain import outbox
+
+    runtime = _runtime(settings)
+    with runtime.sessions() as session:
+        count = outbox.retry_now(session, now=runtime.clock())
+    print(f"{count} message(s) queued for delivery; a running serve or worker sends them")
     return 0
 
 

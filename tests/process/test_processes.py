@@ -6,6 +6,9 @@ a SQLite file in the test's directory (one test uses a fresh PostgreSQL database
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -377,3 +380,33 @@ def test_sigterm_stops_serve_and_worker_cleanly(
 # their start-up migrations (domain.db.upgrade_schema begins a deferred transaction on
 # SQLite, so one of them can fail with "database is locked"); the PostgreSQL test above
 # starts them together because there an advisory lock serialises the upgrades.
+
+
+def test_serve_releases_submitted_work_automatically_seen_in_slack_and_in_export(
+    launcher: Launcher, slack: SlackEmulator, sqlite_url: str, database: Database
+) -> None:
+    # interface.md: AUTO_RELEASE_DAYS=0.0001 is a review period of about nine seconds.
+    contract_id = database.seed_funded_contract(now=datetime.now(UTC))
+    env = launcher.env(slack, sqlite_url, AUTO_RELEASE_DAYS="0.0001", SWEEP_SECONDS="1")
+    bot = launcher.serve(env=env)
+    bot.wait_healthy()
+    answer = reply_to(
+        slack, driver_for(slack, bot).command(FREELANCER, 'submit "Shipped"', channel_id=CHANNEL)
+    )
+    assert "submitted" in answer.lower(), answer
+
+    slack.wait_for(
+        lambda: channel_messages_with(slack, AUTO_RELEASED),
+        timeout=30,
+        message="the announcement of the automatic release",
+    )
+    exported = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "export", "--contract", str(contract_id)],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )
+    [contract] = json.loads(exported.stdout)["contracts"]
+    [milestone] = [m for m in contract["milestones"] if m["number"] == 1]
+    assert milestone["status"] == "released" and milestone["released_automatically"] is True
+    assert [e["kind"] for e in contract["ledger"]] == ["fund", "release"]
+    assert contract["ledger"][-1]["actor"] == "system"
+    assert_stop_cleanly(bot)
