@@ -77,16 +77,23 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def write_transaction(session: Session) -> Iterator[Session]:
+def write_transaction(session: Session, *, durable: bool = True) -> Iterator[Session]:
     """One transaction that will write: commits on success, rolls back on any error.
 
     On SQLite it starts with `BEGIN IMMEDIATE` (the write lock is taken up front, so
     a read-then-write never fails half-way); on PostgreSQL the service locks rows.
+
+    `durable=False` (PostgreSQL): the commit returns before its WAL is flushed to disk
+    (`synchronous_commit = off` for this transaction only). A crash of the *server*
+    may lose the last fraction of a second of such commits — never half of one — so
+    it is only for bookkeeping that is safe to redo, like the outbox's claims.
     """
     if session.in_transaction():
         raise RuntimeError("a service owns its transaction; call it outside one")
     with session.begin():
-        session.connection(execution_options={_WRITE_OPTION: True})
+        connection = session.connection(execution_options={_WRITE_OPTION: True})
+        if not durable and connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
         yield session
 
 

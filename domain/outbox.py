@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from domain.db import write_transaction
+from domain.db import read_transaction, write_transaction
 from domain.model import MessageRef, OutboxMessage
 
 PENDING = "pending"
@@ -46,8 +46,10 @@ def due_ids(session: Session, *, now: datetime, limit: int = 50) -> list[int]:
 
 
 def claim(session: Session, outbox_id: int, *, now: datetime, lease: timedelta) -> Claimed | None:
-    with write_transaction(session):
-        result = session.execute(
+    # Claims, completions and retries need no flush to disk before going on: delivery is
+    # at-least-once, and one lost in a database crash only means a message sent again.
+    with write_transaction(session, durable=False):
+        row = session.execute(
             update(OutboxMessage)
             .where(
                 OutboxMessage.id == outbox_id,
@@ -55,16 +57,23 @@ def claim(session: Session, outbox_id: int, *, now: datetime, lease: timedelta) 
                 OutboxMessage.next_attempt_at <= now,
             )
             .values(next_attempt_at=now + lease, attempts=OutboxMessage.attempts + 1)
+            .returning(
+                OutboxMessage.id,
+                OutboxMessage.kind,
+                OutboxMessage.contract_id,
+                OutboxMessage.subject_id,
+                OutboxMessage.user_id,
+                OutboxMessage.attempts,
+            )
             .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        ).one_or_none()
+        if row is None:
             return None
-        row = session.get_one(OutboxMessage, outbox_id, populate_existing=True)
         return Claimed(row.id, row.kind, row.contract_id, row.subject_id, row.user_id, row.attempts)
 
 
 def mark_sent(session: Session, outbox_id: int, *, now: datetime) -> None:
-    with write_transaction(session):
+    with write_transaction(session, durable=False):
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == outbox_id)
@@ -84,7 +93,7 @@ def retry_later(
     """`count_attempt=False`: the send was only deferred (rate limit, card not posted
     yet), so the attempt `claim` counted is given back and never leads to a dead letter."""
     attempts = OutboxMessage.attempts if count_attempt else OutboxMessage.attempts - 1
-    with write_transaction(session):
+    with write_transaction(session, durable=False):
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == outbox_id)
@@ -108,6 +117,57 @@ def requeue_dead(session: Session, *, now: datetime) -> int:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """An undelivered intent, for an operator."""
+
+    id: int
+    kind: str
+    state: str
+    contract_id: int | None
+    subject_id: int | None
+    user_id: str | None
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+def waiting(session: Session, *, limit: int = 200) -> list[Waiting]:
+    """Pending and dead-lettered intents, dead ones first, oldest first."""
+    with session.begin():
+        rows = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.state.in_([PENDING, DEAD]))
+            .order_by((OutboxMessage.state == PENDING), OutboxMessage.id)
+            .limit(limit)
+        )
+        return [
+            Waiting(
+                r.id,
+                r.kind,
+                r.state,
+                r.contract_id,
+                r.subject_id,
+                r.user_id,
+                r.attempts,
+                r.next_attempt_at,
+                r.last_error,
+            )
+            for r in rows
+        ]
+
+
+def retry_now(session: Session, *, now: datetime) -> int:
+    """An operator's retry: dead letters come back, and everything waiting is due now."""
+    with write_transaction(session):
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.state.in_([PENDING, DEAD]))
+            .values(state=PENDING, next_attempt_at=now, attempts=0)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 # --- where a card lives -------------------------------------------------------------
 
 
@@ -118,7 +178,8 @@ class Placement:
 
 
 def placement(session: Session, subject: str) -> Placement | None:
-    with session.begin():
+    """Where the card `subject` lives (inside the caller's transaction, if any)."""
+    with read_transaction(session):
         ref = session.scalar(select(MessageRef).where(MessageRef.subject == subject))
         return Placement(ref.channel_id, ref.ts) if ref else None
 
