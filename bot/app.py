@@ -171,6 +171,18 @@ def forget_old_receipts(runtime: Runtime) -> None:
         )
 
 
-def handle_error(error: Exception, body: dict[str, Any], client: WebClient, respond: Any) -> None:
-    """Errors outside listeners (middleware, payload shape) follow the same policy."""
+def handle_error(
+    error: Exception, body: dict[str, Any], client: WebClient, respond: Any, context: Any
+) -> BoltResponse | None:
+    """Errors outside listeners (middleware, payload shape) follow the same policy.
+
+    Except when bolt's own checks failed on the request before `inject_deps` ran (a
+    timestamp that is not a number, a signature with non-ASCII characters): it is not
+    known to come from Slack, and its body names whom to answer, so nobody is told
+    anything and it gets a 401, like any request with a bad signature.
+    """
+    if "deps" not in context:
+        log.warning("refused a request that could not be verified: %r", error)
+        return BoltResponse(status=401, body="")
     report(error, body, client, respond)
+    return None

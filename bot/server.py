@@ -28,7 +28,18 @@ def wsgi_app(app: App, healthy: Callable[[], bool]) -> WsgiApp:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/slack/events" and method == "POST":
-            return slack(environ, start_response)
+            try:
+                return slack(environ, start_response)
+            except ValueError as error:
+                # Bolt parses the body before it checks the signature: a body that is not
+                # UTF-8, or JSON that does not parse, is not from Slack. A 400, no traceback.
+                log.warning("refused a malformed request: %s", error)
+                body = b'{"error": "malformed request"}'
+                start_response(
+                    "400 Bad Request",
+                    [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                )
+                return [body]
         if path == "/healthz" and method in ("GET", "HEAD"):
             ok = healthy()
             body = json.dumps({"ok": ok, "database": "up" if ok else "down"}).encode()

@@ -321,7 +321,8 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _clean_text(value: str, *, what: str, limit: int, required: bool) -> str:
-    text = value.strip()
+    # NUL can't be stored in PostgreSQL text (and shows nothing): drop it.
+    text = value.replace("\x00", "").strip()
     field = what.replace(" ", "_")
     if required and not text:
         raise InvalidInput(f"The {what} can't be empty.", field=field)

@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 
 from domain.errors import DomainError
 from handlers.blocks import cards
+from handlers.blocks.fields import form_errors
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
             listener(**{name: getattr(args, name) for name in wanted})
         except Exception as error:  # noqa: BLE001 - this *is* the one error policy
             if args.ack.response is None:
+                if isinstance(error, DomainError) and args.body.get("type") == "view_submission":
+                    # A form has no channel to answer in: the refusal goes into the form.
+                    view = args.body.get("view") or {}
+                    present = set((view.get("state") or {}).get("values") or {})
+                    errors = form_errors(str(view.get("callback_id", "")), error, present=present)
+                    args.ack(response_action="errors", errors=errors)
+                    return
                 args.ack()  # an answer in time, so Slack shows ours instead of a timeout
             report(error, args.body, args.client, args.respond)
 

@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain.errors import InvalidInput
 
+# Ids are 32-bit integer columns: a larger number in a forged value can name nothing
+# (and would overflow SQLite's driver), so it is refused like any stale payload.
+MAX_ID = 2**31 - 1
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -26,7 +30,7 @@ class _Payload(BaseModel):
 
 
 class ContractRef(_Payload):
-    contract_id: int = Field(alias="c", ge=1)
+    contract_id: int = Field(alias="c", ge=1, le=MAX_ID)
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def dump(self) -> str:
@@ -34,21 +38,21 @@ class ContractRef(_Payload):
 
 
 class MilestoneRef(ContractRef):
-    milestone_id: int = Field(alias="m", ge=1)
+    milestone_id: int = Field(alias="m", ge=1, le=MAX_ID)
 
 
 class RequestRef(ContractRef):
-    request_id: int = Field(alias="r", ge=1)
+    request_id: int = Field(alias="r", ge=1, le=MAX_ID)
 
 
 class ModalContext(_Payload):
     """A modal's private_metadata: where it was opened and for which object."""
 
     channel_id: str = Field(alias="ch")
-    contract_id: int | None = Field(default=None, alias="c")
-    milestone_number: int | None = Field(default=None, alias="n")
-    milestone_id: int | None = Field(default=None, alias="m")
-    request_id: int | None = Field(default=None, alias="r")
+    contract_id: int | None = Field(default=None, alias="c", ge=1, le=MAX_ID)
+    milestone_number: int | None = Field(default=None, alias="n", ge=1, le=MAX_ID)
+    milestone_id: int | None = Field(default=None, alias="m", ge=1, le=MAX_ID)
+    request_id: int | None = Field(default=None, alias="r", ge=1, le=MAX_ID)
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def dump(self) -> str:

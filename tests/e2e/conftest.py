@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -160,6 +161,13 @@ def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SKIP_SLACK_SDK_WARNING", "1")
+    with running_bot(f"sqlite:///{tmp_path / 'bot.sqlite3'}") as bot:
+        yield bot
+
+
+@contextmanager
+def running_bot(database_url: str) -> Iterator[Bot]:
+    """The app on `database_url`, served over HTTP, with its Slack; stopped afterwards."""
     with SlackEmulator(validate_blocks=True) as slack:
         for user, name, team, tz, offset in [
             (CLIENT, "carol", TEAM, "America/New_York", -18000),
@@ -175,7 +183,7 @@ def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
         )
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
-            DATABASE_URL=f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+            DATABASE_URL=database_url,
             SLACK_API_URL=slack.api_url,
         )
         runtime = Runtime.from_settings(settings)
