@@ -179,9 +179,7 @@ def test_three_processes_upgrading_one_fresh_sqlite_file_all_succeed(tmp_path: P
     # fail with "database is locked" while both create the schema.
     url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     spawn = multiprocessing.get_context("spawn")
-    processes = [
-        spawn.Process(target=_upgrade_in_another_process, args=(url,)) for _ in range(3)
-    ]
+    processes = [spawn.Process(target=_upgrade_in_another_process, args=(url,)) for _ in range(3)]
     for process in processes:
         process.start()
     for process in processes:

@@ -402,7 +402,11 @@ def test_serve_releases_submitted_work_automatically_seen_in_slack_and_in_export
     )
     exported = subprocess.run(
         [sys.executable, "-m", "bot.cli", "export", "--contract", str(contract_id)],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     [contract] = json.loads(exported.stdout)["contracts"]
     [milestone] = [m for m in contract["milestones"] if m["number"] == 1]
