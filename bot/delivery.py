@@ -177,12 +177,13 @@ class Delivery:
 
     # --- renderers ---------------------------------------------------------------------
 
-    def _upsert(self, subject: str, channel: str, message: Message) -> None:
-        """Post the message the first time; update it in place afterwards."""
+    def _upsert(
+        self, subject: str, channel: str, message: Message, placed: outbox.Placement | None
+    ) -> None:
+        """Post the message the first time; update it in place afterwards. `placed`: where
+        it lives, read in the transaction that rendered it."""
         self._check_channel(channel)
         now = self.clock()
-        with self.sessions() as session:
-            placed = outbox.placement(session, subject)
         reserved = False
         if placed is not None and placed.ts:
             try:
@@ -220,7 +221,9 @@ class Delivery:
             snap = snapshot.snapshot(session, claimed.subject_id)
             message = cards.build_contract_card(snap, now=self.clock())
             channel = snap.contract.channel_id
-        self._upsert(f"contract:{claimed.subject_id}", channel, message)
+            subject = f"contract:{claimed.subject_id}"
+            placed = outbox.placement(session, subject)
+        self._upsert(subject, channel, message, placed)
 
     def _request_card(self, claimed: Claimed) -> None:
         assert claimed.subject_id is not None
@@ -229,7 +232,9 @@ class Delivery:
             contract = queries.load_contract(session, request.contract_id)
             message = cards.build_request_card(contract, request)
             channel = contract.channel_id
-        self._upsert(f"request:{claimed.subject_id}", channel, message)
+            subject = f"request:{claimed.subject_id}"
+            placed = outbox.placement(session, subject)
+        self._upsert(subject, channel, message, placed)
 
     def _work_card(self, claimed: Claimed) -> None:
         assert claimed.subject_id is not None
@@ -240,7 +245,8 @@ class Delivery:
             message = cards.build_work_card(contract, milestone)
             subject = f"work:{milestone.id}:{milestone.submission_count}"
             channel = contract.channel_id
-        self._upsert(subject, channel, message)
+            placed = outbox.placement(session, subject)
+        self._upsert(subject, channel, message, placed)
 
     def _announce(self, claimed: Claimed) -> None:
         assert claimed.subject_id is not None
@@ -296,7 +302,7 @@ def publish_home(
     """Render and publish one person's App Home from current state."""
     with sessions() as session, session.begin():
         contracts = queries.contracts_of_user(session, user_id)
-        snaps = [snapshot.snapshot(session, c.id) for c in contracts]
+        snaps = snapshot.snapshots(session, contracts)
         by_id = {c.id: c for c in contracts}
         recent = [
             (by_id[e.contract_id], e)

@@ -346,7 +346,11 @@ class LedgerEntry(Base):
     key: Mapped[str] = mapped_column(String(100), unique=True)
     request_id: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_ledger_entry_contract_id", "contract_id"),)
+    __table_args__ = (
+        Index("ix_ledger_entry_contract_id", "contract_id"),
+        # What is held for one milestone (every release, refund and top-up asks).
+        Index("ix_ledger_entry_milestone_id", "milestone_id"),
+    )
 
 
 class Event(Base):
@@ -417,6 +421,9 @@ class RequestReceipt(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    # The sweep's housekeeping forgets receipts older than the replay window.
+    __table_args__ = (Index("ix_request_receipt_at", "at"),)
 
 
 class ReminderKind(StrEnum):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from domain import ledger, queries
 from domain.ledger import Escrow
@@ -14,8 +17,10 @@ from domain.model import (
     ChangeRequest,
     Contract,
     ContractStatus,
+    LedgerEntry,
     Milestone,
     MilestoneStatus,
+    RequestStatus,
     Role,
 )
 
@@ -82,6 +87,36 @@ def next_action(contract: Contract, pending: list[ChangeRequest]) -> NextAction:
     if upcoming is not None:
         return NextAction(Next.FUND, client, milestone=upcoming)
     return NextAction(Next.COMPLETE, ())
+
+
+def snapshots(session: Session, contracts: Sequence[Contract]) -> list[ContractSnapshot]:
+    """Snapshots of contracts loaded with their parties and milestones (App Home's list),
+    in two queries for all of them instead of four per contract."""
+    ids = [c.id for c in contracts]
+    if not ids:
+        return []
+    pending: dict[int, list[ChangeRequest]] = defaultdict(list)
+    for request in session.scalars(
+        select(ChangeRequest)
+        .where(ChangeRequest.contract_id.in_(ids), ChangeRequest.status == RequestStatus.PENDING)
+        .options(selectinload(ChangeRequest.changes))
+        .order_by(ChangeRequest.contract_id, ChangeRequest.number)
+    ):
+        pending[request.contract_id].append(request)
+    entries: dict[int, list[LedgerEntry]] = defaultdict(list)
+    for entry in session.scalars(
+        select(LedgerEntry).where(LedgerEntry.contract_id.in_(ids)).order_by(LedgerEntry.id)
+    ):
+        entries[entry.contract_id].append(entry)
+    return [
+        ContractSnapshot(
+            contract=contract,
+            pending_requests=pending[contract.id],
+            escrow=ledger.summarize(entries[contract.id]),
+            next_action=next_action(contract, pending[contract.id]),
+        )
+        for contract in contracts
+    ]
 
 
 def snapshot(session: Session, contract_id: int) -> ContractSnapshot:

@@ -39,6 +39,9 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+# tests/benchmarks/ holds `scripts/bench`'s timing runs: never collected by pytest.
+collect_ignore = ["benchmarks"]
+
 PG_ADMIN_URL = os.environ.get(
     "MILESTONE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
