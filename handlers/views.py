@@ -40,9 +40,15 @@ def _submit(
     ack: Ack,
     view: dict[str, Any],
     deps: Deps,
+    client: WebClient,
+    user_id: str,
     service: Callable[[Session], Outcome],
 ) -> Outcome | None:
-    """Run the service; a refusal is acked as field errors and nothing is saved."""
+    """Run the service; a refusal is acked as field errors and nothing is saved.
+
+    On success the modal closes, the outbox is delivered and the person is told what
+    happened in the channel the form was opened from.
+    """
     try:
         with deps.sessions() as session:
             outcome = service(session)
@@ -55,6 +61,7 @@ def _submit(
         return None
     ack()
     deps.delivery.deliver(outcome.outbox_ids)
+    _confirm(client, ModalContext.load(view.get("private_metadata")), user_id, outcome.summary)
     return outcome
 
 
@@ -84,6 +91,8 @@ def submit_new_contract(
         ack,
         view,
         deps,
+        client,
+        body["user"]["id"],
         lambda s: services.create_contract(
             s,
             title=form["title"],
@@ -112,7 +121,6 @@ def submit_new_contract(
                 )
     except (InvalidInput, SlackApiError):
         pass  # the contract stands; the workspace is recorded when known
-    _confirm(client, ctx, user["id"], outcome.summary)
 
 
 def submit_add_milestone(
@@ -124,10 +132,12 @@ def submit_add_milestone(
         ack(response_action="errors", errors={fields.DUE_DATE: "Pick a due date."})
         return
     change = NewMilestone(form["title"], form["amount"], form["due_date"], form["description"])
-    outcome = _submit(
+    _submit(
         ack,
         view,
         deps,
+        client,
+        body["user"]["id"],
         lambda s: services.change_milestones(
             s,
             contract_id=_contract(ctx),
@@ -138,8 +148,6 @@ def submit_add_milestone(
             policy=deps.policy,
         ),
     )
-    if outcome is not None:
-        _confirm(client, ctx, body["user"]["id"], outcome.summary)
 
 
 def submit_edit_milestone(
@@ -161,10 +169,12 @@ def submit_edit_milestone(
         amount=form["amount"],
         due_date=form["due_date"],
     )
-    outcome = _submit(
+    _submit(
         ack,
         view,
         deps,
+        client,
+        body["user"]["id"],
         lambda s: services.change_milestones(
             s,
             contract_id=contract_id,
@@ -175,8 +185,6 @@ def submit_edit_milestone(
             policy=deps.policy,
         ),
     )
-    if outcome is not None:
-        _confirm(client, ctx, body["user"]["id"], outcome.summary)
 
 
 def submit_propose_changes(
@@ -191,10 +199,12 @@ def submit_propose_changes(
     if form["errors"]:
         ack(response_action="errors", errors=form["errors"])
         return
-    outcome = _submit(
+    _submit(
         ack,
         view,
         deps,
+        client,
+        body["user"]["id"],
         lambda s: services.change_milestones(
             s,
             contract_id=contract_id,
@@ -205,8 +215,6 @@ def submit_propose_changes(
             policy=deps.policy,
         ),
     )
-    if outcome is not None:
-        _confirm(client, ctx, body["user"]["id"], outcome.summary)
 
 
 def submit_decline(
@@ -214,10 +222,12 @@ def submit_decline(
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     form = modals.read_decline(_values(view))
-    outcome = _submit(
+    _submit(
         ack,
         view,
         deps,
+        client,
+        body["user"]["id"],
         lambda s: services.decline_request(
             s,
             contract_id=_contract(ctx),
@@ -227,8 +237,6 @@ def submit_decline(
             now=deps.now(),
         ),
     )
-    if outcome is not None:
-        _confirm(client, ctx, body["user"]["id"], outcome.summary)
 
 
 def submit_request_changes(
@@ -236,10 +244,12 @@ def submit_request_changes(
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     form = modals.read_request_changes(_values(view))
-    outcome = _submit(
+    _submit(
         ack,
         view,
         deps,
+        client,
+        body["user"]["id"],
         lambda s: services.request_changes(
             s,
             contract_id=_contract(ctx),
@@ -249,8 +259,6 @@ def submit_request_changes(
             now=deps.now(),
         ),
     )
-    if outcome is not None:
-        _confirm(client, ctx, body["user"]["id"], outcome.summary)
 
 
 def _contract(ctx: ModalContext) -> int:
