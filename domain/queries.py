@@ -10,13 +10,15 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from domain.errors import InvalidInput, NotFound
+from domain import rules
+from domain.errors import InvalidInput, NotFound, RequestNotPending
 from domain.model import (
     ChangeRequest,
     Contract,
     ContractStatus,
     Event,
     Milestone,
+    MilestoneStatus,
     Party,
     RequestStatus,
 )
@@ -138,3 +140,30 @@ def recent_events_for_user(session: Session, user_id: str, *, limit: int = 10) -
             select(Event).where(Event.contract_id.in_(ids)).order_by(Event.id.desc()).limit(limit)
         )
     )
+
+
+def decidable_request(
+    session: Session, *, contract_id: int, request_id: int, actor_id: str
+) -> tuple[Contract, ChangeRequest]:
+    """The request a person is about to decline in a form: refused up front (so nobody
+    fills in a form only to be refused) unless it is pending and the person may decide."""
+    contract = load_contract(session, contract_id)
+    request = load_request(session, request_id)
+    if request.contract_id != contract.id:
+        raise NotFound("That request is not part of this contract.")
+    rules.require(contract, actor_id, rules.Act.DECLINE, f"decline request {request.number}")
+    if request.status != RequestStatus.PENDING:
+        raise RequestNotPending(f"Request {request.number} is already {request.status.value}.")
+    return contract, request
+
+
+def reviewable_milestone(
+    session: Session, *, contract_id: int, milestone_id: int, actor_id: str
+) -> tuple[Contract, Milestone]:
+    """The submitted work a person is about to send back with a note, checked up front."""
+    contract = load_contract(session, contract_id)
+    rules.require(contract, actor_id, rules.Act.REQUEST_CHANGES)
+    milestone = next((m for m in contract.milestones if m.id == milestone_id), None)
+    if milestone is None or milestone.status != MilestoneStatus.SUBMITTED:
+        raise RequestNotPending("That submission is no longer waiting for review.")
+    return contract, milestone

@@ -192,3 +192,9 @@ def require(contract: Contract, actor_id: str, act: Act, what: str | None = None
     if role not in PERMISSIONS[act]:
         raise NotAllowed(f"Only {mid_sentence(who_can(contract, act))} can {doing}.")
     return role
+
+
+def changes_apply_directly(contract: Contract, user_id: str) -> bool:
+    """Whether this person's milestone changes apply at once (the client, or anyone while
+    negotiating) rather than becoming a change request (the provider on an active contract)."""
+    return contract.status != ContractStatus.ACTIVE or contract.role_of(user_id) == Role.CLIENT

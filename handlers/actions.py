@@ -16,8 +16,6 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
 from domain import queries, rules, services
-from domain.errors import RequestNotPending
-from domain.model import RequestStatus, Role
 from domain.rules import Act
 from domain.services import Outcome
 from handlers.blocks import modals
@@ -115,13 +113,9 @@ def open_decline(ack: Ack, body: dict[str, Any], context: Any, client: WebClient
     ack()
     deps, ref = deps_of(context), RequestRef.load(_value(body))
     with deps.sessions() as session, session.begin():
-        contract = queries.load_contract(session, ref.contract_id)
-        request = queries.load_request(session, ref.request_id)
-        if request.contract_id != contract.id:
-            raise RequestNotPending("That request is not part of this contract.")
-        rules.require(contract, _user(body), Act.DECLINE, f"decline request {request.number}")
-        if request.status != RequestStatus.PENDING:
-            raise RequestNotPending(f"Request {request.number} is already {request.status}.")
+        contract, request = queries.decidable_request(
+            session, contract_id=ref.contract_id, request_id=ref.request_id, actor_id=_user(body)
+        )
         view = modals.build_decline_modal(
             ModalContext(channel_id=_channel(body), contract_id=contract.id, request_id=request.id),
             request,
@@ -133,11 +127,12 @@ def open_request_changes(ack: Ack, body: dict[str, Any], context: Any, client: W
     ack()
     deps, ref = deps_of(context), MilestoneRef.load(_value(body))
     with deps.sessions() as session, session.begin():
-        contract = queries.load_contract(session, ref.contract_id)
-        rules.require(contract, _user(body), Act.REQUEST_CHANGES)
-        milestone = next((m for m in contract.milestones if m.id == ref.milestone_id), None)
-        if milestone is None or milestone.status != "submitted":
-            raise RequestNotPending("That submission is no longer waiting for review.")
+        contract, milestone = queries.reviewable_milestone(
+            session,
+            contract_id=ref.contract_id,
+            milestone_id=ref.milestone_id,
+            actor_id=_user(body),
+        )
         view = modals.build_request_changes_modal(
             ModalContext(
                 channel_id=_channel(body), contract_id=contract.id, milestone_id=milestone.id
@@ -152,8 +147,7 @@ def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)
-        # The provider side proposes; the client changes future milestones directly.
-        direct = contract.role_of(_user(body)) == Role.CLIENT
+        direct = rules.changes_apply_directly(contract, _user(body))
         rules.require(contract, _user(body), Act.EDIT_DIRECTLY if direct else Act.PROPOSE)
         view = modals.build_propose_changes_modal(
             ModalContext(channel_id=_channel(body) or contract.channel_id, contract_id=contract.id),

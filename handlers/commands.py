@@ -16,9 +16,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from domain import queries, services, snapshot
+from domain import queries, rules, services, snapshot
 from domain.errors import InvalidInput, NotAllowed
-from domain.model import Role
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
 from handlers import grammar
 from handlers.blocks import cards, modals
@@ -164,7 +163,7 @@ def open_edit(call: Invocation, cmd: grammar.EditModal) -> None:
     with call.deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, contract_id)
         if cmd.number is None:
-            direct = contract.role_of(call.user_id) == Role.CLIENT
+            direct = rules.changes_apply_directly(contract, call.user_id)
             view = modals.build_propose_changes_modal(ctx, contract, direct=direct)
         else:
             milestone = contract.milestone(cmd.number)
