@@ -62,11 +62,14 @@ def record(
     at: datetime,
     key: str,
     request_id: int | None = None,
+    held_minor: int | None = None,
 ) -> LedgerEntry:
+    """Append one entry. `held_minor`: what the caller read with `held_for_milestone`
+    in this transaction, under the contract's lock (read again when not given)."""
     if amount_minor <= 0:
         raise LedgerInvariantError(f"ledger amounts are positive ({key}: {amount_minor})")
     if kind in OUTFLOWS:
-        held = held_for_milestone(session, milestone_id)
+        held = held_for_milestone(session, milestone_id) if held_minor is None else held_minor
         if amount_minor > held:
             raise LedgerInvariantError(
                 f"{key} would take {amount_minor} but only {held} is held for the milestone"

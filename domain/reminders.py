@@ -1,7 +1,8 @@
 """Reminders as data: when each nudge is due, who gets it, and whether it still matters.
 
-The services call the `on_*` hooks inside their own transaction, so a clock starts
-(or stops) with the change that caused it. The sweep calls `send_due`, which re-checks
+The services call the `on_*` hooks inside their own transaction, which collect the
+changes (`Changes`) and write them with the rest of it, so a clock starts (or stops)
+with the change that caused it. The sweep calls `send_due`, which re-checks
 every reminder under the contract's lock, shifts it into the recipient's working hours
 (never past the deadline it warns about), collapses slots overtaken during downtime,
 and queues an outbox intent to post it.
@@ -12,9 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.db import is_postgres, write_transaction
@@ -39,6 +42,8 @@ SENT = "sent"
 CANCELLED = "cancelled"
 SKIPPED = "skipped"
 
+_REMINDER = cast(Table, Reminder.__table__)
+
 TimeZoneOf = Callable[[str], str | None]
 """The IANA time zone of a person (from their chat profile), or None if unknown."""
 
@@ -46,52 +51,106 @@ TimeZoneOf = Callable[[str], str | None]
 # --- scheduling (inside the caller's transaction) ------------------------------------
 
 
-def _schedule(
-    session: Session,
-    *,
-    contract_id: int,
-    kind: ReminderKind,
-    subject_id: int,
-    slot: int,
-    recipient_id: str,
-    due_at: datetime,
-    now: datetime,
-    deadline_at: datetime | None = None,
-    key_extra: str = "",
-) -> None:
-    key = f"{kind.value}:{subject_id}:{key_extra}{slot}:{recipient_id}"
-    if session.scalar(select(Reminder.id).where(Reminder.key == key)) is not None:
-        return
-    session.add(
-        Reminder(
-            contract_id=contract_id,
-            kind=kind,
-            subject_id=subject_id,
-            slot=slot,
-            recipient_id=recipient_id,
-            due_at=due_at,
-            deadline_at=deadline_at,
-            state=PENDING,
-            key=key,
-            created_at=now,
+class Changes:
+    """What one transaction does to reminders, written together by `write`: one UPDATE
+    for every cancellation and one INSERT for every new reminder, instead of a
+    statement or two per hook.
+
+    The rows end as if each hook had written at once: a reminder whose key exists
+    already is not scheduled again (the unique key: `ON CONFLICT DO NOTHING`), and a
+    cancellation also cancels what this transaction scheduled before it (but not what
+    it schedules after it).
+    """
+
+    def __init__(self) -> None:
+        self._cancelled: dict[ReminderKind, set[int]] = {}
+        self._ended: set[int] = set()  # contracts whose every pending reminder ends
+        self._new: dict[str, dict[str, Any]] = {}  # by key, in the order scheduled
+
+    def schedule(
+        self,
+        *,
+        contract_id: int,
+        kind: ReminderKind,
+        subject_id: int,
+        slot: int,
+        recipient_id: str,
+        due_at: datetime,
+        now: datetime,
+        deadline_at: datetime | None = None,
+        key_extra: str = "",
+    ) -> None:
+        key = f"{kind.value}:{subject_id}:{key_extra}{slot}:{recipient_id}"
+        self._new.setdefault(
+            key,
+            {
+                "contract_id": contract_id,
+                "kind": kind,
+                "subject_id": subject_id,
+                "slot": slot,
+                "recipient_id": recipient_id,
+                "due_at": due_at,
+                "deadline_at": deadline_at,
+                "not_before": None,
+                "state": PENDING,
+                "key": key,
+                "created_at": now,
+                "sent_at": None,
+            },
         )
-    )
 
+    def cancel(self, kind: ReminderKind, *subject_ids: int) -> None:
+        if not subject_ids:
+            return
+        self._cancelled.setdefault(kind, set()).update(subject_ids)
+        for row in self._new.values():
+            if row["kind"] == kind and row["subject_id"] in subject_ids:
+                row["state"] = CANCELLED
 
-def _cancel(session: Session, *, kind: ReminderKind, subject_id: int) -> None:
-    session.execute(
-        update(Reminder)
-        .where(Reminder.kind == kind, Reminder.subject_id == subject_id, Reminder.state == PENDING)
-        .values(state=CANCELLED)
-        .execution_options(synchronize_session=False)
-    )
+    def end_contract(self, contract_id: int) -> None:
+        self._ended.add(contract_id)
+        for row in self._new.values():
+            if row["contract_id"] == contract_id:
+                row["state"] = CANCELLED
+
+    def write(self, session: Session) -> None:
+        """Cancel first (rows that existed before the transaction), then insert."""
+        pending = Reminder.state == PENDING
+        if self._ended:
+            session.execute(
+                update(Reminder)
+                .where(Reminder.contract_id.in_(sorted(self._ended)), pending)
+                .values(state=CANCELLED)
+                .execution_options(synchronize_session=False)
+            )
+        if self._cancelled:
+            session.execute(
+                update(Reminder)
+                .where(
+                    or_(
+                        *(
+                            and_(Reminder.kind == kind, Reminder.subject_id.in_(sorted(ids)))
+                            for kind, ids in self._cancelled.items()
+                        )
+                    ),
+                    pending,
+                )
+                .values(state=CANCELLED)
+                .execution_options(synchronize_session=False)
+            )
+        if self._new:
+            insert = postgresql.insert if is_postgres(session) else sqlite.insert
+            session.execute(
+                insert(_REMINDER).on_conflict_do_nothing(index_elements=["key"]),
+                list(self._new.values()),
+            )
+        self._cancelled, self._ended, self._new = {}, set(), {}
 
 
 def on_request_proposed(
-    session: Session, contract: Contract, request: ChangeRequest, *, now: datetime, policy: Policy
+    changes: Changes, contract: Contract, request: ChangeRequest, *, now: datetime, policy: Policy
 ) -> None:
-    _schedule(
-        session,
+    changes.schedule(
         contract_id=contract.id,
         kind=ReminderKind.REQUEST,
         subject_id=request.id,
@@ -102,20 +161,19 @@ def on_request_proposed(
     )
 
 
-def on_request_closed(session: Session, request: ChangeRequest) -> None:
-    _cancel(session, kind=ReminderKind.REQUEST, subject_id=request.id)
+def on_request_closed(changes: Changes, request: ChangeRequest) -> None:
+    changes.cancel(ReminderKind.REQUEST, request.id)
 
 
 def on_work_submitted(
-    session: Session, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
+    changes: Changes, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
 ) -> None:
     release_at = milestone.auto_release_at
     assert release_at is not None
     for slot, before in enumerate(sorted(policy.review_reminders_before, reverse=True), start=1):
         if before >= policy.auto_release_period:
             continue  # a "7 days before" reminder makes no sense in a shorter review period
-        _schedule(
-            session,
+        changes.schedule(
             contract_id=contract.id,
             kind=ReminderKind.REVIEW,
             subject_id=milestone.id,
@@ -128,35 +186,33 @@ def on_work_submitted(
         )
 
 
-def on_review_closed(session: Session, milestone: Milestone) -> None:
-    _cancel(session, kind=ReminderKind.REVIEW, subject_id=milestone.id)
+def on_review_closed(changes: Changes, milestone: Milestone) -> None:
+    changes.cancel(ReminderKind.REVIEW, milestone.id)
 
 
 def on_milestone_funded(
-    session: Session, contract: Contract, milestone: Milestone, *, now: datetime
+    changes: Changes, contract: Contract, milestone: Milestone, *, now: datetime
 ) -> None:
-    for other in contract.milestones:
-        _cancel(session, kind=ReminderKind.FUND, subject_id=other.id)
-    _schedule_overdue(session, contract, milestone, now=now)
+    changes.cancel(ReminderKind.FUND, *(other.id for other in contract.milestones))
+    _schedule_overdue(changes, contract, milestone, now=now)
 
 
 def on_due_date_changed(
-    session: Session, contract: Contract, milestone: Milestone, *, now: datetime
+    changes: Changes, contract: Contract, milestone: Milestone, *, now: datetime
 ) -> None:
     """An accepted change moved a funded milestone's due date: the nudge moves with it."""
     if milestone.status != MilestoneStatus.FUNDED:
         return
-    _cancel(session, kind=ReminderKind.OVERDUE, subject_id=milestone.id)
-    _schedule_overdue(session, contract, milestone, now=now)
+    changes.cancel(ReminderKind.OVERDUE, milestone.id)
+    _schedule_overdue(changes, contract, milestone, now=now)
 
 
 def _schedule_overdue(
-    session: Session, contract: Contract, milestone: Milestone, *, now: datetime
+    changes: Changes, contract: Contract, milestone: Milestone, *, now: datetime
 ) -> None:
     overdue_at = _overdue_at(milestone.due_date)
     for slot, recipient in enumerate([contract.client_id, *contract.provider_ids], start=1):
-        _schedule(
-            session,
+        changes.schedule(
             contract_id=contract.id,
             kind=ReminderKind.OVERDUE,
             subject_id=milestone.id,
@@ -173,14 +229,13 @@ def _overdue_at(due_date: date) -> datetime:
 
 
 def on_milestone_released(
-    session: Session, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
+    changes: Changes, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
 ) -> None:
-    on_review_closed(session, milestone)
-    _cancel(session, kind=ReminderKind.OVERDUE, subject_id=milestone.id)
+    on_review_closed(changes, milestone)
+    changes.cancel(ReminderKind.OVERDUE, milestone.id)
     upcoming = contract.next_to_fund
     if upcoming is not None and contract.status == ContractStatus.ACTIVE:
-        _schedule(
-            session,
+        changes.schedule(
             contract_id=contract.id,
             kind=ReminderKind.FUND,
             subject_id=upcoming.id,
@@ -192,13 +247,8 @@ def on_milestone_released(
         )
 
 
-def on_contract_ended(session: Session, contract: Contract) -> None:
-    session.execute(
-        update(Reminder)
-        .where(Reminder.contract_id == contract.id, Reminder.state == PENDING)
-        .values(state=CANCELLED)
-        .execution_options(synchronize_session=False)
-    )
+def on_contract_ended(changes: Changes, contract: Contract) -> None:
+    changes.end_contract(contract.id)
 
 
 # --- working hours -------------------------------------------------------------------
@@ -349,8 +399,8 @@ def _schedule_next_request_nudge(
     while next_due <= now:
         next_due += every
         slot += 1
-    _schedule(
-        session,
+    changes = Changes()
+    changes.schedule(
         contract_id=reminder.contract_id,
         kind=ReminderKind.REQUEST,
         subject_id=reminder.subject_id,
@@ -359,6 +409,7 @@ def _schedule_next_request_nudge(
         due_at=next_due,
         now=now,
     )
+    changes.write(session)
 
 
 def _still_relevant(session: Session, reminder: Reminder, now: datetime) -> bool:

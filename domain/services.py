@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, Table, insert, or_, select
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from domain import ledger, reminders
+from domain import ledger, queries, reminders
 from domain.db import write_transaction
 from domain.errors import (
     ContractClosed,
@@ -120,75 +120,76 @@ class Outcome:
 
 # --------------------------------------------------------------------------------------
 # Loading and locking
+#
+# A service reads its facts in three statements: the contract row, locked, with its
+# parties; then (a statement of its own, so PostgreSQL reads it after the lock is
+# granted) its milestones; then, where it needs them, the change requests with their
+# changes. Parties come with the locking statement: that statement reads joined rows
+# as of its start, so if it had to wait for the lock they could be older than the
+# contract row; but a contract's parties are written once, with the contract, and
+# never change after (only `team_id` is filled in later, and no service reads it).
+# Milestones and requests do change, so they are never joined to the locking select.
 
 
 def _lock_contract(session: Session, contract_id: int) -> Contract:
     """Lock the contract row (the aggregate root) and load parties and milestones."""
-    contract = _select_contract_for_update(session, contract_id, skip_locked=False)
+    contract = _select_contract_for_update(session, Contract.id == contract_id)
     if contract is None:
         raise NotFound(f"There is no contract {contract_id}.")
     return contract
 
 
 def _select_contract_for_update(
-    session: Session, contract_id: int, *, skip_locked: bool
+    session: Session,
+    where: ColumnElement[bool],
+    *,
+    via: type[ChangeRequest] | type[Milestone] | None = None,
+    skip_locked: bool = False,
 ) -> Contract | None:
-    """`skip_locked`: None when another transaction holds the row (PostgreSQL; on
-    SQLite `BEGIN IMMEDIATE` already serialises writers)."""
-    return session.scalars(
-        select(Contract)
-        .where(Contract.id == contract_id)
-        .options(selectinload(Contract.parties), selectinload(Contract.milestones))
-        .with_for_update(of=Contract, skip_locked=skip_locked)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    """The contract `where` names (through the request or milestone `via`, whose
+    `contract_id` never changes), locked: `FOR UPDATE OF contract` on PostgreSQL (the
+    outer join to its parties can't be locked); SQLite's `BEGIN IMMEDIATE` already
+    serialises writers. `skip_locked`: None when another transaction holds the row."""
+    query = select(Contract)
+    if via is not None:
+        query = query.join(via, via.contract_id == Contract.id)
+    return (
+        session.scalars(
+            query.where(where)
+            .options(joinedload(Contract.parties), selectinload(Contract.milestones))
+            .with_for_update(of=Contract, skip_locked=skip_locked)
+            .execution_options(populate_existing=True)
+        )
+        .unique()
+        .one_or_none()
+    )
 
 
-def _pending_requests(session: Session, contract: Contract) -> list[ChangeRequest]:
+def _requests(
+    session: Session,
+    contract: Contract,
+    *,
+    pending: bool = True,
+    also: ColumnElement[bool] | None = None,
+) -> list[ChangeRequest]:
+    """The contract's pending change requests and/or the one `also` names (whatever its
+    status), with their changes, in one statement."""
+    wanted = [ChangeRequest.status == RequestStatus.PENDING] if pending else []
+    if also is not None:
+        wanted.append(also)
     return list(
         session.scalars(
             select(ChangeRequest)
-            .where(
-                ChangeRequest.contract_id == contract.id,
-                ChangeRequest.status == RequestStatus.PENDING,
-            )
-            .options(selectinload(ChangeRequest.changes))
+            .where(ChangeRequest.contract_id == contract.id, or_(*wanted))
+            .options(joinedload(ChangeRequest.changes))
             .order_by(ChangeRequest.number)
-        )
+            .execution_options(populate_existing=True)
+        ).unique()
     )
 
 
-def _request_by_id(session: Session, request_id: int) -> ChangeRequest:
-    request = session.scalars(
-        select(ChangeRequest)
-        .where(ChangeRequest.id == request_id)
-        .options(selectinload(ChangeRequest.changes))
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if request is None:
-        raise NotFound(f"There is no change request with id {request_id}.")
-    return request
-
-
-def _request_by_number(session: Session, contract: Contract, number: int) -> ChangeRequest:
-    request = session.scalars(
-        select(ChangeRequest)
-        .where(ChangeRequest.contract_id == contract.id, ChangeRequest.number == number)
-        .options(selectinload(ChangeRequest.changes))
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if request is None:
-        raise NotFound(f"Contract {contract.id} has no change request {number}.")
-    return request
-
-
-def _contract_id_of_request(session: Session, request_id: int) -> int:
-    contract_id = session.scalar(
-        select(ChangeRequest.contract_id).where(ChangeRequest.id == request_id)
-    )
-    if contract_id is None:
-        raise NotFound(f"There is no change request with id {request_id}.")
-    return contract_id
+def _pending_requests(session: Session, contract: Contract) -> list[ChangeRequest]:
+    return _requests(session, contract)
 
 
 def _contract_id_of_milestone(session: Session, milestone_id: int) -> int:
@@ -232,14 +233,27 @@ def _require_active(contract: Contract, doing: str) -> None:
 # Writing history, outbox intents and the version
 
 
+_EVENT = cast(Table, Event.__table__)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+
+
 class _Tx:
-    """Collects what one transaction writes besides the state itself."""
+    """Collects what one transaction writes besides the state itself.
+
+    History events, reminder changes and outbox intents are kept here and written
+    together by `outcome`, a statement per table, after the state changes (a refusal
+    raised before then writes none of them). An announcement names its event, so the
+    intents are written last, in the order they were made.
+    """
 
     def __init__(self, session: Session, contract: Contract, now: datetime) -> None:
         self.session = session
         self.contract = contract
         self.now = now
-        self.outbox: list[OutboxMessage] = []
+        self.reminders = reminders.Changes()
+        self._events: list[dict[str, Any]] = []
+        # (kind, subject id, user id, or for an announcement the index of its event)
+        self._intents: list[tuple[str, int | None, str | None, int | None]] = []
         self._keys: set[tuple[str, int | None, str | None]] = set()
 
     def event(
@@ -251,21 +265,20 @@ class _Tx:
         request_number: int | None = None,
         announce: bool = True,
         **data: Any,
-    ) -> Event:
-        event = Event(
-            contract_id=self.contract.id,
-            at=self.now,
-            actor=actor,
-            kind=kind,
-            milestone_number=milestone_number,
-            request_number=request_number,
-            data=_jsonable(data),
-        )
-        self.session.add(event)
-        self.session.flush()
+    ) -> None:
         if announce:
-            self.intent("announce", subject_id=event.id)
-        return event
+            self._intents.append(("announce", None, None, len(self._events)))
+        self._events.append(
+            {
+                "contract_id": self.contract.id,
+                "at": self.now,
+                "actor": actor,
+                "kind": kind,
+                "milestone_number": milestone_number,
+                "request_number": request_number,
+                "data": _jsonable(data),
+            }
+        )
 
     def intent(
         self, kind: str, *, subject_id: int | None = None, user_id: str | None = None
@@ -274,18 +287,7 @@ class _Tx:
         if key in self._keys:
             return
         self._keys.add(key)
-        message = OutboxMessage(
-            kind=kind,
-            contract_id=self.contract.id,
-            subject_id=subject_id,
-            user_id=user_id,
-            created_at=self.now,
-            next_attempt_at=self.now,
-            attempts=0,
-            state="pending",
-        )
-        self.session.add(message)
-        self.outbox.append(message)
+        self._intents.append((kind, subject_id, user_id, None))
 
     def changed(self) -> None:
         """The contract changed: bump its version, refresh its card and every party's Home."""
@@ -296,12 +298,39 @@ class _Tx:
 
     def outcome(self, summary: str, **kwargs: Any) -> Outcome:
         self.session.flush()
+        event_ids = self._insert(_EVENT, self._events)
+        self.reminders.write(self.session)
+        outbox_ids = self._insert(
+            _OUTBOX,
+            [
+                {
+                    "kind": kind,
+                    "contract_id": self.contract.id,
+                    "subject_id": subject_id if event is None else event_ids[event],
+                    "user_id": user_id,
+                    "created_at": self.now,
+                    "next_attempt_at": self.now,
+                    "attempts": 0,
+                    "state": "pending",
+                }
+                for kind, subject_id, user_id, event in self._intents
+            ],
+        )
         return Outcome(
             contract_id=self.contract.id,
             summary=summary,
-            outbox_ids=tuple(m.id for m in self.outbox),
+            outbox_ids=tuple(outbox_ids),
             **kwargs,
         )
+
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert the rows in one statement; their new ids, in the rows' order."""
+        if not rows:
+            return []
+        inserted = self.session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(inserted.scalars())
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -475,7 +504,6 @@ def _apply_change(
         )
         tx.session.add(milestone)
         contract.milestones.append(milestone)
-        tx.session.flush()
         tx.event(
             "milestone_added",
             actor,
@@ -507,7 +535,7 @@ def _apply_change(
         setattr(milestone, key, date.fromisoformat(value) if key == "due_date" else value)
     after = milestone.fields()
     if "due_date" in change.fields:
-        reminders.on_due_date_changed(tx.session, contract, milestone, now=tx.now)
+        reminders.on_due_date_changed(tx.reminders, contract, milestone, now=tx.now)
     tx.event(
         "milestone_edited",
         actor,
@@ -571,7 +599,7 @@ def _cancel(tx: _Tx, request: ChangeRequest, *, reason: str) -> None:
     request.status = request_next(request.status, RequestAction.CANCEL, request.number)
     request.cancel_reason = reason
     request.decided_at = tx.now
-    reminders.on_request_closed(tx.session, request)
+    reminders.on_request_closed(tx.reminders, request)
     tx.event("request_cancelled", SYSTEM_ACTOR, request_number=request.number, reason=reason)
     tx.intent("request_card", subject_id=request.id)
 
@@ -802,7 +830,7 @@ def _propose(
     if revises_request_id is not None:
         revised = next((r for r in pending if r.id == revises_request_id), None)
         if revised is None:
-            old = _request_by_id(session, revises_request_id)
+            old = queries.load_request(session, revises_request_id)
             if old.contract_id != contract.id:
                 raise NotFound("That request is not part of this contract.")
             request_next(old.status, RequestAction.WITHDRAW, old.number)  # raises
@@ -833,24 +861,24 @@ def _propose(
         proposed_at=now,
         message=clean_message,
         revision_of=revised.number if revised else None,
-        changes=[],
-    )
-    contract.next_request_number += 1
-    session.add(request)
-    session.flush()
-    for position, change in enumerate(validated):
-        before = None
-        if change.number is not None:
-            before = _milestone(contract, change.number).fields()
-        request.changes.append(
+        changes=[
             Change(
                 position=position,
                 kind=change.kind,
                 milestone_number=change.number,
                 fields=change.fields,
-                before=before,
+                before=(
+                    _milestone(contract, change.number).fields()
+                    if change.number is not None
+                    else None
+                ),
             )
-        )
+            for position, change in enumerate(validated)
+        ],
+    )
+    session.add(request)
+    session.flush()  # the request's id names its reminder and its card
+    contract.next_request_number += 1
     tx.event(
         "request_proposed",
         actor_id,
@@ -863,7 +891,7 @@ def _propose(
         message=clean_message,
         revises=revised.number if revised else None,
     )
-    reminders.on_request_proposed(session, contract, request, now=now, policy=policy)
+    reminders.on_request_proposed(tx.reminders, contract, request, now=now, policy=policy)
     tx.intent("request_card", subject_id=request.id)
     tx.changed()
     revised_note = f" It replaces request {revised.number}." if revised else ""
@@ -880,24 +908,44 @@ def _withdraw(tx: _Tx, request: ChangeRequest, actor_id: str) -> None:
     request.status = request_next(request.status, RequestAction.WITHDRAW, request.number)
     request.decided_by = actor_id
     request.decided_at = tx.now
-    reminders.on_request_closed(tx.session, request)
+    reminders.on_request_closed(tx.reminders, request)
     tx.event("request_withdrawn", actor_id, request_number=request.number)
     tx.intent("request_card", subject_id=request.id)
 
 
 def _locked_request(
-    session: Session, *, contract_id: int | None, request_id: int | None, number: int | None
-) -> tuple[Contract, ChangeRequest]:
+    session: Session,
+    *,
+    contract_id: int | None,
+    request_id: int | None,
+    number: int | None,
+    others: bool = False,
+) -> tuple[Contract, ChangeRequest, list[ChangeRequest]]:
+    """The contract, locked, and the request named; with `others`, also the contract's
+    other pending requests (read in the same statement)."""
     if request_id is not None:
-        owner = _contract_id_of_request(session, request_id)
-        if contract_id is not None and owner != contract_id:
+        contract = _select_contract_for_update(
+            session, ChangeRequest.id == request_id, via=ChangeRequest
+        )
+        if contract is None:
+            raise NotFound(f"There is no change request with id {request_id}.")
+        if contract_id is not None and contract.id != contract_id:
             raise NotFound(f"That request is not part of contract {contract_id}.")
-        contract = _lock_contract(session, owner)
-        return contract, _request_by_id(session, request_id)
-    if contract_id is None or number is None:
-        raise InvalidInput("Say which request: its number.")
-    contract = _lock_contract(session, contract_id)
-    return contract, _request_by_number(session, contract, number)
+        named = ChangeRequest.id == request_id
+    else:
+        if contract_id is None or number is None:
+            raise InvalidInput("Say which request: its number.")
+        contract = _lock_contract(session, contract_id)
+        named = ChangeRequest.number == number
+    requests = _requests(session, contract, pending=others, also=named)
+    request: ChangeRequest | None
+    if request_id is not None:
+        request = next((r for r in requests if r.id == request_id), None)
+    else:
+        request = next((r for r in requests if r.number == number), None)
+    if request is None:
+        raise NotFound(f"Contract {contract.id} has no change request {number}.")
+    return contract, request, [r for r in requests if r is not request]
 
 
 def _already(
@@ -925,8 +973,8 @@ def accept_request(
 ) -> Outcome:
     """The client accepts: every change applies at once, or none of them."""
     with write_transaction(session):
-        contract, request = _locked_request(
-            session, contract_id=contract_id, request_id=request_id, number=number
+        contract, request, others = _locked_request(
+            session, contract_id=contract_id, request_id=request_id, number=number, others=True
         )
         tx = _Tx(session, contract, now)
         require(contract, actor_id, Act.ACCEPT, f"accept request {request.number}")
@@ -943,7 +991,7 @@ def accept_request(
         request.status = RequestStatus.ACCEPTED
         request.decided_by = actor_id
         request.decided_at = now
-        reminders.on_request_closed(session, request)
+        reminders.on_request_closed(tx.reminders, request)
         top_up = 0
         for stored, change in zip(request.changes, changes, strict=True):
             old = (
@@ -958,11 +1006,7 @@ def accept_request(
                 stored.milestone_number = milestone.number
         tx.event("request_accepted", actor_id, request_number=request.number, top_up=top_up)
         tx.intent("request_card", subject_id=request.id)
-        _cancel_inapplicable(
-            tx,
-            [r for r in _pending_requests(session, contract) if r.id != request.id],
-            because=f"request {request.number} was accepted",
-        )
+        _cancel_inapplicable(tx, others, because=f"request {request.number} was accepted")
         tx.changed()
         note = f" Escrow topped up by {_money(contract, top_up)}." if top_up else ""
         return tx.outcome(
@@ -983,7 +1027,7 @@ def decline_request(
     number: int | None = None,
 ) -> Outcome:
     with write_transaction(session):
-        contract, request = _locked_request(
+        contract, request, _ = _locked_request(
             session, contract_id=contract_id, request_id=request_id, number=number
         )
         tx = _Tx(session, contract, now)
@@ -996,7 +1040,7 @@ def decline_request(
         request.decided_by = actor_id
         request.decided_at = now
         request.decline_reason = clean_reason or None
-        reminders.on_request_closed(session, request)
+        reminders.on_request_closed(tx.reminders, request)
         tx.event("request_declined", actor_id, request_number=request.number, reason=clean_reason)
         tx.intent("request_card", subject_id=request.id)
         tx.changed()
@@ -1018,7 +1062,7 @@ def withdraw_request(
 ) -> Outcome:
     """The proposer (or, in an agency, another manager) takes a pending request back."""
     with write_transaction(session):
-        contract, request = _locked_request(
+        contract, request, _ = _locked_request(
             session, contract_id=contract_id, request_id=request_id, number=number
         )
         tx = _Tx(session, contract, now)
@@ -1139,10 +1183,11 @@ def fund_milestone(
             raise OutOfOrder(
                 f"Milestones are funded in order: milestone {milestone.number} comes next."
             )
+        pending = _pending_requests(session, contract)
         milestone.status = milestone_next(milestone.status, MilestoneAction.FUND)
         milestone.funded_at = now
         milestone.funded_by = actor_id
-        reminders.on_milestone_funded(session, contract, milestone, now=now)
+        reminders.on_milestone_funded(tx.reminders, contract, milestone, now=now)
         ledger.record(
             session,
             contract_id=contract.id,
@@ -1159,11 +1204,7 @@ def fund_milestone(
             milestone_number=milestone.number,
             amount_minor=milestone.amount_minor,
         )
-        _cancel_inapplicable(
-            tx,
-            _pending_requests(session, contract),
-            because=f"milestone {milestone.number} was funded",
-        )
+        _cancel_inapplicable(tx, pending, because=f"milestone {milestone.number} was funded")
         tx.changed()
         return tx.outcome(
             f"Funded milestone {milestone.number} ({milestone.title}) with "
@@ -1209,7 +1250,7 @@ def submit_work(
         milestone.submission_note = clean_note or None
         milestone.submission_count += 1
         milestone.auto_release_at = now + policy.auto_release_period
-        reminders.on_work_submitted(session, contract, milestone, now=now, policy=policy)
+        reminders.on_work_submitted(tx.reminders, contract, milestone, now=now, policy=policy)
         tx.event(
             "work_submitted",
             actor_id,
@@ -1228,6 +1269,8 @@ def submit_work(
 
 def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool, policy: Policy) -> int:
     contract = tx.contract
+    # Read before anything changes, so no read has to flush half-made changes first.
+    pending = _pending_requests(tx.session, contract)
     held = ledger.held_for_milestone(tx.session, milestone.id)
     action = MilestoneAction.AUTO_RELEASE if automatic else MilestoneAction.APPROVE
     milestone.status = milestone_next(milestone.status, action)
@@ -1243,6 +1286,7 @@ def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool, poli
         actor=actor,
         at=tx.now,
         key=f"release:{milestone.id}",
+        held_minor=held,
     )
     tx.event(
         "milestone_released",
@@ -1252,12 +1296,8 @@ def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool, poli
         automatic=automatic,
     )
     tx.intent("work_card", subject_id=milestone.id)
-    reminders.on_milestone_released(tx.session, contract, milestone, now=tx.now, policy=policy)
-    _cancel_inapplicable(
-        tx,
-        _pending_requests(tx.session, contract),
-        because=f"milestone {milestone.number} was released",
-    )
+    reminders.on_milestone_released(tx.reminders, contract, milestone, now=tx.now, policy=policy)
+    _cancel_inapplicable(tx, pending, because=f"milestone {milestone.number} was released")
     tx.changed()
     return held
 
@@ -1346,7 +1386,7 @@ def request_changes(
         milestone.changes_requested_at = now
         milestone.changes_requested_note = clean_note
         milestone.auto_release_at = None
-        reminders.on_review_closed(session, milestone)
+        reminders.on_review_closed(tx.reminders, milestone)
         tx.event("changes_requested", actor_id, milestone_number=milestone.number, note=clean_note)
         tx.intent("work_card", subject_id=milestone.id)
         tx.changed()
@@ -1362,11 +1402,13 @@ def auto_release(
     """Release submitted work whose review period ran out. Safe to call any number of
     times from any number of processes: eligibility is re-checked under the lock."""
     with write_transaction(session):
-        contract_id = _contract_id_of_milestone(session, milestone_id)
         # A sweeper skips a contract another transaction is changing (a click, or
         # another sweeper): whoever holds the lock decides, and a later sweep re-checks.
-        locked = _select_contract_for_update(session, contract_id, skip_locked=True)
-        if locked is None:
+        locked = _select_contract_for_update(
+            session, Milestone.id == milestone_id, via=Milestone, skip_locked=True
+        )
+        if locked is None:  # busy, or no such milestone (then NotFound)
+            contract_id = _contract_id_of_milestone(session, milestone_id)
             return Outcome(contract_id, "The contract is busy; will retry.", already_done=True)
         contract = locked
         tx = _Tx(session, contract, now)
@@ -1420,14 +1462,15 @@ def end_contract(session: Session, *, contract_id: int, actor_id: str, now: date
                 f"Milestone {current.number} has submitted work waiting for your review: "
                 "approve it or request changes before ending the contract."
             )
+        pending = _pending_requests(session, contract)
+        active = [m for m in contract.milestones if m.is_active]
+        held_for = {m.id: ledger.held_for_milestone(session, m.id) for m in active}
         contract.status = contract_next(contract.status, ContractAction.END)
         contract.closed_at = now
         contract.closed_by = actor_id
         refunded = 0
-        for milestone in contract.milestones:
-            if not milestone.is_active:
-                continue
-            held = ledger.held_for_milestone(session, milestone.id)
+        for milestone in active:
+            held = held_for[milestone.id]
             milestone.status = milestone_next(milestone.status, MilestoneAction.REFUND)
             milestone.refunded_at = now
             milestone.auto_release_at = None
@@ -1441,11 +1484,12 @@ def end_contract(session: Session, *, contract_id: int, actor_id: str, now: date
                     actor=actor_id,
                     at=now,
                     key=f"refund:{milestone.id}",
+                    held_minor=held,
                 )
                 refunded += held
-        for request in _pending_requests(session, contract):
+        for request in pending:
             _cancel(tx, request, reason="the contract ended")
-        reminders.on_contract_ended(session, contract)
+        reminders.on_contract_ended(tx.reminders, contract)
         tx.event("contract_ended", actor_id, refunded_minor=refunded)
         tx.changed()
         note = f" {_money(contract, refunded)} refunded to the client." if refunded else ""

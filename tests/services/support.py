@@ -32,6 +32,7 @@ SERVICE_TABLES = frozenset(
         "ledger_entry",
         "event",
         "outbox_message",
+        "reminder",
     }
 )
 
