@@ -91,6 +91,7 @@ def normalize_currency(code: str) -> str:
     return cleaned
 
 
+@functools.lru_cache(maxsize=256)
 def minor_digits(currency: str) -> int:
     """Digits of the currency's minor unit per ISO 4217 (USD 2, JPY 0, KWD 3)."""
     exponent = iso4217.Currency(normalize_currency(currency)).exponent
@@ -165,6 +166,13 @@ def parse_amount(text: str, currency: str, *, max_major: int) -> int:
 def format_amount(amount_minor: int, currency: str, *, locale: str = "en_US") -> str:
     """Format for people with Babel, always with exactly the ISO digits ("$1,500.00")."""
     _require_int(amount_minor)
+    return _format_amount(amount_minor, currency, locale)
+
+
+# A card or Home shows the same few amounts over and over (a contract's milestones, its
+# total and escrow), so Babel formats each (amount, currency, locale) once.
+@functools.lru_cache(maxsize=4096)
+def _format_amount(amount_minor: int, currency: str, locale: str) -> str:
     code = normalize_currency(currency)
     digits = minor_digits(code)
     value = Decimal(to_major_str(amount_minor, code))

@@ -3,12 +3,16 @@
 Delivery is at-least-once. A sender claims a row by pushing its `next_attempt_at`
 forward by a lease in a guarded UPDATE (one winner, on every database, without
 holding a transaction open during the network call), sends, then marks it sent.
-A sender that dies mid-send loses its lease and the row is tried again.
+A sender that dies mid-send loses its lease and the row is tried again. A batch of
+intents is claimed in one statement (`claim_many`) and marked sent in one
+(`mark_sent_many`); a sender whose batch outlasts half the lease renews each claim
+(`renew`) before sending, so it never sends what another sender has taken over.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -31,6 +35,17 @@ class Claimed:
     subject_id: int | None
     user_id: str | None
     attempts: int
+    lease_until: datetime | None = None  # the claim's `next_attempt_at`: whose it is
+
+
+_CLAIMED_COLUMNS = (
+    OutboxMessage.id,
+    OutboxMessage.kind,
+    OutboxMessage.contract_id,
+    OutboxMessage.subject_id,
+    OutboxMessage.user_id,
+    OutboxMessage.attempts,
+)
 
 
 def due_ids(session: Session, *, now: datetime, limit: int = 50) -> list[int]:
@@ -57,27 +72,92 @@ def claim(session: Session, outbox_id: int, *, now: datetime, lease: timedelta) 
                 OutboxMessage.next_attempt_at <= now,
             )
             .values(next_attempt_at=now + lease, attempts=OutboxMessage.attempts + 1)
-            .returning(
-                OutboxMessage.id,
-                OutboxMessage.kind,
-                OutboxMessage.contract_id,
-                OutboxMessage.subject_id,
-                OutboxMessage.user_id,
-                OutboxMessage.attempts,
-            )
+            .returning(*_CLAIMED_COLUMNS)
             .execution_options(synchronize_session=False)
         ).one_or_none()
         if row is None:
             return None
-        return Claimed(row.id, row.kind, row.contract_id, row.subject_id, row.user_id, row.attempts)
+        return Claimed(*row, lease_until=now + lease)
 
 
-def mark_sent(session: Session, outbox_id: int, *, now: datetime) -> None:
+def claim_many(
+    session: Session, ids: Sequence[int], *, now: datetime, lease: timedelta
+) -> list[Claimed]:
+    """Claim those of `ids` that are due and nobody holds, in one statement; the claims
+    come back in the order of `ids`.
+
+    The rows are locked in id order first (PostgreSQL), so two senders claiming
+    overlapping batches queue behind each other instead of deadlocking; the one that
+    waited finds the rows claimed and leaves them.
+    """
+    if not ids:
+        return []
+    claimable = (
+        OutboxMessage.state == PENDING,
+        OutboxMessage.next_attempt_at <= now,
+    )
+    locked = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.id.in_(ids), *claimable)
+        .order_by(OutboxMessage.id)
+        .with_for_update()
+    )
+    with write_transaction(session, durable=False):
+        rows = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(locked.scalar_subquery()), *claimable)
+            .values(next_attempt_at=now + lease, attempts=OutboxMessage.attempts + 1)
+            .returning(*_CLAIMED_COLUMNS)
+            .execution_options(synchronize_session=False)
+        ).all()
+    by_id = {row.id: Claimed(*row, lease_until=now + lease) for row in rows}
+    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+
+
+def renew(session: Session, claimed: Claimed, *, now: datetime, lease: timedelta) -> Claimed | None:
+    """Extend a claim that is still this sender's; None if its lease ran out and another
+    sender has claimed the row since (or it is no longer pending)."""
+    with write_transaction(session, durable=False):
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == claimed.id,
+                OutboxMessage.state == PENDING,
+                OutboxMessage.attempts == claimed.attempts,
+                OutboxMessage.next_attempt_at == claimed.lease_until,
+            )
+            .values(next_attempt_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return None
+    return replace(claimed, lease_until=now + lease)
+
+
+def unclaim(session: Session, ids: Collection[int], *, now: datetime) -> None:
+    """Give back claims that were never attempted (their batch stopped early): due now,
+    and the attempt `claim_many` counted is returned."""
+    if not ids:
+        return
     with write_transaction(session, durable=False):
         session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == outbox_id)
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.state == PENDING)
+            .values(next_attempt_at=now, attempts=OutboxMessage.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def mark_sent_many(session: Session, ids: Collection[int], *, now: datetime) -> None:
+    """These were delivered: done, in one statement."""
+    if not ids:
+        return
+    with write_transaction(session, durable=False):
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
             .values(state=SENT, sent_at=now, last_error=None)
+            .execution_options(synchronize_session=False)
         )
 
 
@@ -182,6 +262,19 @@ def placement(session: Session, subject: str) -> Placement | None:
     with read_transaction(session):
         ref = session.scalar(select(MessageRef).where(MessageRef.subject == subject))
         return Placement(ref.channel_id, ref.ts) if ref else None
+
+
+def placements(session: Session, subjects: Collection[str]) -> dict[str, Placement]:
+    """`placement` of several cards in one query; cards not posted yet are left out."""
+    if not subjects:
+        return {}
+    with read_transaction(session):
+        rows = session.execute(
+            select(MessageRef.subject, MessageRef.channel_id, MessageRef.ts).where(
+                MessageRef.subject.in_(subjects)
+            )
+        )
+        return {row.subject: Placement(row.channel_id, row.ts) for row in rows}
 
 
 def reserve(

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from domain import rules
 from domain.errors import InvalidInput, NotFound, RequestNotPending
@@ -23,26 +23,38 @@ from domain.model import (
     RequestStatus,
 )
 
+# A contract comes with its parties (joined: a few rows) and its milestones (a second
+# statement: joining both would repeat every milestone once per party).
+_WITH_PARTIES_AND_MILESTONES = (joinedload(Contract.parties), selectinload(Contract.milestones))
+
 
 def load_contract(session: Session, contract_id: int) -> Contract:
-    contract = session.scalars(
-        select(Contract)
-        .where(Contract.id == contract_id)
-        .options(selectinload(Contract.parties), selectinload(Contract.milestones))
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    contract = (
+        session.scalars(
+            select(Contract)
+            .where(Contract.id == contract_id)
+            .options(*_WITH_PARTIES_AND_MILESTONES)
+            .execution_options(populate_existing=True)
+        )
+        .unique()
+        .one_or_none()
+    )
     if contract is None:
         raise NotFound(f"There is no contract {contract_id}.")
     return contract
 
 
 def load_request(session: Session, request_id: int) -> ChangeRequest:
-    request = session.scalars(
-        select(ChangeRequest)
-        .where(ChangeRequest.id == request_id)
-        .options(selectinload(ChangeRequest.changes))
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    request = (
+        session.scalars(
+            select(ChangeRequest)
+            .where(ChangeRequest.id == request_id)
+            .options(joinedload(ChangeRequest.changes))
+            .execution_options(populate_existing=True)
+        )
+        .unique()
+        .one_or_none()
+    )
     if request is None:
         raise NotFound(f"There is no change request with id {request_id}.")
     return request
@@ -61,12 +73,12 @@ def requests_of(
     query = (
         select(ChangeRequest)
         .where(ChangeRequest.contract_id == contract_id)
-        .options(selectinload(ChangeRequest.changes))
+        .options(joinedload(ChangeRequest.changes))
         .order_by(ChangeRequest.number)
     )
     if statuses is not None:
         query = query.where(ChangeRequest.status.in_(statuses))
-    return list(session.scalars(query))
+    return list(session.scalars(query).unique())
 
 
 def pending_requests(session: Session, contract_id: int) -> list[ChangeRequest]:
@@ -93,9 +105,9 @@ def open_contracts_in_channel(session: Session, channel_id: str) -> list[Contrac
         session.scalars(
             select(Contract)
             .where(Contract.channel_id == channel_id, Contract.status != ContractStatus.CLOSED)
-            .options(selectinload(Contract.parties), selectinload(Contract.milestones))
+            .options(*_WITH_PARTIES_AND_MILESTONES)
             .order_by(Contract.id)
-        )
+        ).unique()
     )
 
 
@@ -126,10 +138,10 @@ def contracts_of_user(session: Session, user_id: str, *, limit: int = 20) -> lis
         session.scalars(
             select(Contract)
             .where(Contract.id.in_(ids))
-            .options(selectinload(Contract.parties), selectinload(Contract.milestones))
+            .options(*_WITH_PARTIES_AND_MILESTONES)
             .order_by((Contract.status == ContractStatus.CLOSED), Contract.id.desc())
             .limit(limit)
-        )
+        ).unique()
     )
 
 
@@ -167,3 +179,81 @@ def reviewable_milestone(
     if milestone is None or milestone.status != MilestoneStatus.SUBMITTED:
         raise RequestNotPending("That submission is no longer waiting for review.")
     return contract, milestone
+
+
+# --- several at once, for delivery: one query per kind of row instead of one per row --
+
+
+def load_contracts(session: Session, contract_ids: Sequence[int]) -> dict[int, Contract]:
+    """`load_contract` of several contracts (those that exist), by id."""
+    if not contract_ids:
+        return {}
+    return {
+        contract.id: contract
+        for contract in session.scalars(
+            select(Contract)
+            .where(Contract.id.in_(set(contract_ids)))
+            .options(joinedload(Contract.parties), selectinload(Contract.milestones))
+            .execution_options(populate_existing=True)
+        ).unique()
+    }
+
+
+def load_requests(session: Session, request_ids: Sequence[int]) -> dict[int, ChangeRequest]:
+    """`load_request` of several change requests (those that exist), by id."""
+    if not request_ids:
+        return {}
+    return {
+        request.id: request
+        for request in session.scalars(
+            select(ChangeRequest)
+            .where(ChangeRequest.id.in_(set(request_ids)))
+            .options(joinedload(ChangeRequest.changes))
+            .execution_options(populate_existing=True)
+        ).unique()
+    }
+
+
+def load_events(session: Session, event_ids: Sequence[int]) -> dict[int, Event]:
+    """`load_event` of several events (those that exist), by id."""
+    if not event_ids:
+        return {}
+    return {
+        event.id: event
+        for event in session.scalars(select(Event).where(Event.id.in_(set(event_ids))))
+    }
+
+
+def contracts_of_users(
+    session: Session, user_ids: Sequence[str], *, limit: int = 20
+) -> dict[str, list[Contract]]:
+    """`contracts_of_user` of several people in one query (and its two eager loads):
+    each person's first `limit` contracts, open ones first, newest first."""
+    users = list(dict.fromkeys(user_ids))
+    if len(users) <= 1:
+        return {user: contracts_of_user(session, user, limit=limit) for user in users}
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=Party.user_id,
+            order_by=((Contract.status == ContractStatus.CLOSED), Contract.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(Party.user_id, Party.contract_id, rank)
+        .join(Contract, Contract.id == Party.contract_id)
+        .where(Party.user_id.in_(users))
+        .subquery()
+    )
+    rows = session.execute(
+        select(Contract, ranked.c.user_id)
+        .join(ranked, ranked.c.contract_id == Contract.id)
+        .where(ranked.c.rank <= limit)
+        .options(joinedload(Contract.parties), selectinload(Contract.milestones))
+        .order_by(ranked.c.user_id, ranked.c.rank)
+    ).unique()
+    found: dict[str, list[Contract]] = {user: [] for user in users}
+    for contract, user in rows:
+        found[user].append(contract)
+    return found

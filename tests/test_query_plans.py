@@ -257,7 +257,7 @@ def test_the_sweep_and_the_outbox_claim_use_indexes(pg: Database) -> None:
             policy=DEFAULT_POLICY,
             time_zone_of=lambda _: "UTC",
         )
-        assert delivery.sweep() > 0  # outbox.due_ids, then claim / render / mark_sent
+        assert delivery.sweep() > 0  # outbox.due_ids, then claim_many / render / mark_sent_many
         forget_old_receipts(runtime)  # type: ignore[arg-type]
 
     assert run_path(pg, sweep) == []

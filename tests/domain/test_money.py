@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import iso4217
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain import money
 from domain.errors import InvalidAmount, InvalidCurrency
 from domain.money import (
     MAX_AMOUNT_TEXT_LENGTH,
@@ -333,6 +335,39 @@ def test_format_amount_follows_the_locale() -> None:
 def test_format_amount_keeps_huge_amounts_exact() -> None:
     amount = 10**40 + 1
     assert format_amount(amount, "USD").endswith("000,000.01")
+
+
+def test_format_amount_asks_babel_once_per_amount_currency_and_locale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[object] = []
+    real = money.format_currency
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        asked.append(args[:2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(money, "format_currency", counting)
+    amount = 7_777_777_001  # formatted by no other test
+
+    assert format_amount(amount, "USD") == format_amount(amount, "USD") == "$77,777,770.01"
+    assert format_amount(amount, "EUR", locale="de_DE") == "77.777.770,01\xa0€"
+    assert format_amount(amount, "EUR", locale="de_DE") == "77.777.770,01\xa0€"
+    assert len(asked) == 2
+
+
+def test_a_remembered_amount_still_refuses_bools_and_floats() -> None:
+    assert format_amount(1, "USD") == "$0.01"
+    with pytest.raises(TypeError):
+        format_amount(True, "USD")
+    with pytest.raises(TypeError):
+        format_amount(1.0, "USD")  # type: ignore[arg-type]
+
+
+def test_an_unknown_currency_is_refused_every_time_it_is_formatted() -> None:
+    for _ in range(2):
+        with pytest.raises(InvalidCurrency):
+            format_amount(100, "USX")
 
 
 @pytest.mark.parametrize(
