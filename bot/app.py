@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from sqlalchemy import Engine, delete, text
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import Delivery, publish_home
 from bot.settings import Settings
+from bot.work import ProcessLazyListenerRunner, WorkProcess
 from domain.db import make_engine, make_session_factory, upgrade_schema, write_transaction
 from domain.model import RequestReceipt
 from domain.policy import Clock, Policy, system_clock
@@ -35,6 +36,8 @@ SLACK_API_DEFAULT = "https://slack.com/api/"
 # slow Slack calls stall every ack.
 LISTENER_THREADS = 32
 REPLAY_WINDOW = timedelta(minutes=10)  # bolt rejects requests older than 5 minutes
+# App Home publishes after a change wait this long, so a burst costs one per person.
+HOME_DELAY = 0.5
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -94,16 +97,24 @@ def create_app(
     signing_secret: str | None,
     socket_mode: bool = False,
     listener_executor: Executor | None = None,
+    work: WorkProcess | None = None,
+    verified: bool = False,
 ) -> tuple[App, Delivery]:
+    """The bolt app. With `work`, listeners' lazy parts run in that work process (the
+    web worker of `serve`); `verified=True` is the work process's own app, whose requests
+    come from its web worker, which verified them already."""
     client = make_web_client(bot_token, runtime.settings.SLACK_API_URL)
-    delivery = Delivery(runtime.sessions, client, runtime.clock)
+    delivery = Delivery(runtime.sessions, client, runtime.clock, home_delay=HOME_DELAY)
     app = App(
         client=client,
         signing_secret=signing_secret or "",
-        request_verification_enabled=not socket_mode,
+        request_verification_enabled=not (socket_mode or verified),
         listener_executor=listener_executor
         or ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
+    if work is not None:
+        # As bolt's AWS Lambda adapter does: lazy listeners run elsewhere.
+        app.listener_runner.lazy_listener_runner = ProcessLazyListenerRunner(app.logger, work)
     deps = Deps(
         sessions=runtime.sessions,
         clock=runtime.clock,
@@ -117,10 +128,24 @@ def create_app(
         context["deps"] = deps
         next()
 
+    def checked_here(request: BoltRequest, body: dict[str, Any]) -> bool:
+        if verified:  # the work process: what its web worker handed over
+            return request.lazy_only
+        if work is not None:  # serve's web worker: only the forms it answers itself
+            return body.get("type") == "view_submission"
+        return not request.lazy_only  # threads: lazy copies skip the middleware anyway
+
     @app.middleware
-    def ignore_replays(body: dict[str, Any], next: Any) -> BoltResponse | None:
-        """A replay of a signed request (same trigger_id / action_ts) changes nothing."""
-        key = replay_key(body)
+    def ignore_replays(
+        request: BoltRequest,
+        body: dict[str, Any],
+        next: Any,  # noqa: A002
+    ) -> BoltResponse | None:
+        """A replay of a signed request (same trigger_id / action_ts) changes nothing.
+
+        Checked where the request's work runs, so that with a work process nothing is
+        written to the database before the ack."""
+        key = replay_key(body) if checked_here(request, body) else None
         if key is not None and not _first_sighting(runtime, key):
             log.info("ignored a replayed request: %s", key)
             return BoltResponse(status=200, body="")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import signal
@@ -12,12 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load_settings
+from bot.ticker import start_ticker
 
 if TYPE_CHECKING:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     from bot.app import Runtime
-    from bot.delivery import Delivery
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
     serve.add_argument("--threads", type=int, default=16, help="threads per worker")
+    serve.add_argument(
+        "--work-processes",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1 (default): each HTTP worker acks and hands the work to a work process of "
+        "its own, which also runs the scheduler; 0: the work runs in the worker's threads",
+    )
     serve.add_argument("--socket-mode", action="store_true", help="connect over Socket Mode")
     serve.add_argument(
         "--no-scheduler",
@@ -111,12 +118,22 @@ def _runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     return Runtime.from_settings(settings, migrate=migrate)
 
 
+def _migrate(settings: Settings) -> None:
+    """Upgrade the schema without loading the app: the gunicorn master stays small."""
+    from domain.db import make_engine, upgrade_schema
+
+    engine = make_engine(settings.DATABASE_URL)
+    try:
+        upgrade_schema(engine)
+    finally:
+        engine.dispose()
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket_mode:
         return _serve_socket_mode(settings, args)
     credentials = settings.require_http()
-    runtime = _runtime(settings)  # migrate once, before the workers fork
-    runtime.engine.dispose()
+    _migrate(settings)  # once, before the workers fork
 
     from bot.server import WsgiApp
 
@@ -125,17 +142,28 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         from bot.server import wsgi_app
 
         worker_runtime = _runtime(settings, migrate=False)
+        work = None
+        if args.work_processes:
+            from bot.work import WorkProcess, WorkSpec
+
+            spec = WorkSpec(settings, credentials.bot_token, scheduler=not args.no_scheduler)
+            work = WorkProcess(spec).start()
+            atexit.register(work.stop)  # runs before multiprocessing's own exit handler
         app, delivery = create_app(
             worker_runtime,
             bot_token=credentials.bot_token,
             signing_secret=credentials.signing_secret,
+            work=work,
         )
-        if not args.no_scheduler:
-            _start_ticker(worker_runtime, delivery)
+        if work is None:
+            atexit.register(delivery.close)
+            if not args.no_scheduler:
+                start_ticker(worker_runtime, delivery)
         return wsgi_app(app, worker_runtime.database_ok)
 
-    from bot.server import serve
+    from bot.server import limit_malloc_arenas, serve
 
+    limit_malloc_arenas()
     print(
         f"milestone-bot listening on http://{args.host}:{args.port}/slack/events", file=sys.stderr
     )
@@ -161,7 +189,7 @@ def _serve_socket_mode(settings: Settings, args: argparse.Namespace) -> int:
         runtime, bot_token=credentials.bot_token, signing_secret=None, socket_mode=True
     )
     if not args.no_scheduler:
-        _start_ticker(runtime, delivery)
+        start_ticker(runtime, delivery)
     SocketModeHandler(app, credentials.app_token).start()  # type: ignore[no-untyped-call]
     return 0
 
@@ -176,7 +204,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     delivery = Delivery(
         runtime.sessions, make_web_client(token, settings.SLACK_API_URL), runtime.clock
     )
-    scheduler = _start_ticker(runtime, delivery)
+    scheduler = start_ticker(runtime, delivery)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -193,26 +221,6 @@ def _bot_token(settings: Settings) -> str:
             "OAuth & Permissions page at api.slack.com/apps) to run the worker"
         )
     return settings.SLACK_BOT_TOKEN.get_secret_value()
-
-
-def _start_ticker(runtime: Runtime, delivery: Delivery) -> BackgroundScheduler:
-    from bot.app import forget_old_receipts
-    from bot.directory import SlackTimeZones
-    from scheduler.jobs import start_scheduler, sweep_once
-
-    time_zones = SlackTimeZones(delivery.client)
-
-    def sweep() -> None:
-        sweep_once(
-            runtime.sessions,
-            runtime.clock,
-            policy=runtime.policy,
-            outbox=delivery,
-            time_zone_of=time_zones,
-            housekeeping=lambda: forget_old_receipts(runtime),
-        )
-
-    return start_scheduler(sweep, every_seconds=runtime.settings.SWEEP_SECONDS)
 
 
 def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:

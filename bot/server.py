@@ -7,8 +7,11 @@ scheduler after the fork (nothing is shared across processes but the database).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -56,6 +59,23 @@ def wsgi_app(app: App, healthy: Callable[[], bool]) -> WsgiApp:
         return [body]
 
     return application
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(default: int = 2) -> None:
+    """glibc gives threads their own malloc arenas (up to eight per core), and a threaded
+    server's memory grows with them; two are plenty here (about 10 MB less per tree in
+    the benchmarks). Applies to this process now (mallopt, before any thread and before
+    the fork) and, through MALLOC_ARENA_MAX, to the processes it starts. A value the
+    operator set is kept."""
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(default))
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_ARENA_MAX, int(os.environ["MALLOC_ARENA_MAX"]))
+    except (OSError, AttributeError, ValueError):
+        log.debug("not glibc, or MALLOC_ARENA_MAX is not a number: malloc left as it is")
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]

@@ -1,4 +1,5 @@
-"""Button clicks on cards and App Home: ack, call one service, answer the clicker.
+"""Button clicks on cards and App Home: ack at once; then call one service and answer
+the clicker (bolt's lazy listener, run after the ack: handlers.errors.acked_then).
 
 Button values carry ids only (handlers.payloads); the services re-read every fact
 under a lock and refuse a wrong person, a stale card or a second click with a clear
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App, Respond
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
@@ -20,18 +21,18 @@ from domain.rules import Act
 from domain.services import Outcome
 from handlers.blocks import modals
 from handlers.deps import deps_of
-from handlers.errors import guarded, tell
+from handlers.errors import acked_then, tell
 from handlers.ids import Action
 from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
 
 
 def register(app: App) -> None:
     for action in BUTTON_SERVICES:
-        app.action(action.value)(guarded(press_button))
-    app.action(Action.DECLINE.value)(guarded(open_decline))
-    app.action(Action.REQUEST_CHANGES.value)(guarded(open_request_changes))
-    app.action(Action.PROPOSE.value)(guarded(open_propose))
-    app.action(Action.ADD_MILESTONE.value)(guarded(open_add))
+        app.action(action.value)(**acked_then(press_button))
+    app.action(Action.DECLINE.value)(**acked_then(open_decline))
+    app.action(Action.REQUEST_CHANGES.value)(**acked_then(open_request_changes))
+    app.action(Action.PROPOSE.value)(**acked_then(open_propose))
+    app.action(Action.ADD_MILESTONE.value)(**acked_then(open_add))
 
 
 def _value(body: dict[str, Any]) -> str:
@@ -93,10 +94,7 @@ BUTTON_SERVICES: dict[Action, ButtonService] = {
 }
 
 
-def press_button(
-    ack: Ack, body: dict[str, Any], context: Any, respond: Respond, client: WebClient
-) -> None:
-    ack()
+def press_button(body: dict[str, Any], context: Any, respond: Respond, client: WebClient) -> None:
     deps = deps_of(context)
     service = BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
     with deps.sessions() as session:
@@ -109,8 +107,7 @@ def press_button(
 # --- only to be refused at the end.
 
 
-def open_decline(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
-    ack()
+def open_decline(body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), RequestRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract, request = queries.decidable_request(
@@ -123,8 +120,7 @@ def open_decline(ack: Ack, body: dict[str, Any], context: Any, client: WebClient
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_request_changes(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
-    ack()
+def open_request_changes(body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), MilestoneRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract, milestone = queries.reviewable_milestone(
@@ -142,8 +138,7 @@ def open_request_changes(ack: Ack, body: dict[str, Any], context: Any, client: W
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
-    ack()
+def open_propose(body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)
@@ -157,8 +152,7 @@ def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_add(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
-    ack()
+def open_add(body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)

@@ -1,8 +1,9 @@
 """`/milestone …`: parse the text, call one domain service, answer the person.
 
-Every listener acks at once (an empty ack: nothing is shown yet), then works and
-answers through `respond` (ephemeral). Errors are raised, and the one error handler
-in bot/app.py turns them into a message for the person who typed the command.
+The command is acked at once (an empty ack: nothing is shown yet); the work runs
+after the ack (bolt's lazy listener) and answers through `respond` (ephemeral). Errors
+are raised, and the one error policy (handlers.errors) turns them into a message for
+the person who typed the command.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
@@ -22,14 +23,14 @@ from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilesto
 from handlers import grammar
 from handlers.blocks import cards, modals
 from handlers.deps import Deps, deps_of
-from handlers.errors import guarded
+from handlers.errors import acked_then
 from handlers.payloads import ModalContext
 
 COMMAND = "/milestone"
 
 
 def register(app: App) -> None:
-    app.command(COMMAND)(guarded(handle_milestone_command))
+    app.command(COMMAND)(**acked_then(handle_milestone_command))
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,8 @@ class Invocation:
 
 
 def handle_milestone_command(
-    ack: Ack, command: dict[str, Any], context: Any, respond: Respond, client: WebClient
+    command: dict[str, Any], context: Any, respond: Respond, client: WebClient
 ) -> None:
-    ack()
     parsed = grammar.parse(command.get("text", ""))
     call = Invocation(
         deps=deps_of(context),

@@ -30,6 +30,11 @@ class Deps:
     def now(self) -> datetime:
         return self.clock()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Deps:
+        """Shared services, not data: bolt deep-copies the context for a lazy listener,
+        which must reach the same engine, clock and client."""
+        return self
+
 
 def deps_of(context: Any) -> Deps:
     deps = context["deps"]

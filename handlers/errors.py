@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from slack_bolt import Ack
 from slack_bolt.kwargs_injection.args import Args
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -27,6 +28,21 @@ from handlers.blocks.fields import form_errors
 log = logging.getLogger(__name__)
 
 
+def acked_then(listener: Callable[..., None]) -> dict[str, Any]:
+    """Register `listener` as bolt's lazy part of a listener that only acks.
+
+        app.action(Action.ACCEPT.value)(**acked_then(press_button))
+
+    The ack goes back at once; the work runs after it, in a thread or in `serve`'s
+    work process (bot/work.py), under the one error policy.
+    """
+    return {"ack": ack_at_once, "lazy": [guarded(listener)]}
+
+
+def ack_at_once(ack: Ack) -> None:
+    ack()
+
+
 def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
     """Wrap a listener so its errors follow the policy (bolt injects `args`)."""
     wanted = list(inspect.signature(listener).parameters)
@@ -35,6 +51,8 @@ def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
         try:
             listener(**{name: getattr(args, name) for name in wanted})
         except Exception as error:  # noqa: BLE001 - this *is* the one error policy
+            # Not acked yet. (A lazy listener's ack is a fresh one that goes nowhere: the
+            # real ack went out before it ran, so this branch changes nothing there.)
             if args.ack.response is None:
                 if isinstance(error, DomainError) and args.body.get("type") == "view_submission":
                     # A form has no channel to answer in: the refusal goes into the form.

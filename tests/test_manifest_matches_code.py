@@ -25,7 +25,7 @@ class RecordingApp:
 
     def _recorder(self, bucket: list[str], name: Any) -> Any:
         bucket.append(name)
-        return lambda listener: listener
+        return lambda *listener, **parts: listener or parts  # plain, or ack= + lazy=
 
     def command(self, name: str) -> Any:
         return self._recorder(self.commands, name)

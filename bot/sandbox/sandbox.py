@@ -126,14 +126,16 @@ class Sandbox:
         self._runtime = runtime
         self._stop_callbacks.append(runtime.engine.dispose)
         listeners = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sandbox-listener")
-        # Let work started after an ack finish while the local Slack still answers.
-        self._stop_callbacks.append(lambda: listeners.shutdown(wait=True))
         app, delivery = create_app(
             runtime,
             bot_token=BOT_TOKEN,
             signing_secret=self._secret,
             listener_executor=listeners,
         )
+        # Stopping (callbacks run last-in first-out): the work started after an ack
+        # finishes, then the Homes it gathered go out, while the local Slack answers.
+        self._stop_callbacks.append(delivery.close)
+        self._stop_callbacks.append(lambda: listeners.shutdown(wait=True))
         self._delivery = delivery
         self._time_zones = SlackTimeZones(delivery.client)
         server = make_server(

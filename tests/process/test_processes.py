@@ -7,6 +7,7 @@ a SQLite file in the test's directory (one test uses a fresh PostgreSQL database
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from bot.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
@@ -213,6 +215,90 @@ def test_a_signed_new_command_creates_the_contract_and_posts_its_card(http_bot: 
     [contract] = [c for c in http_bot.database.export() if c["title"] == "Process-built site"]
     assert (contract["client_id"], contract["freelancer_id"]) == (CLIENT, FREELANCER)
     assert contract["channel_id"] == CHANNEL and contract["status"] == "negotiating"
+
+
+def work_processes(process: BotProcess) -> list[psutil.Process]:
+    """serve's work processes (bot/work.py): spawned interpreters under its workers."""
+    tree = psutil.Process(process.popen.pid).children(recursive=True)
+    return [p for p in tree if "spawn_main" in " ".join(p.cmdline())]
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def gone(process: psutil.Process) -> bool:
+    """Dead with every file closed. A killed process shows as a zombie while its other
+    threads are still exiting, its pipes still open; a job handed over in that instant
+    is lost with it, like any job a crashing process held."""
+    try:
+        return not alive(process) and len(os.listdir(f"/proc/{process.pid}/task")) <= 1
+    except (FileNotFoundError, PermissionError):
+        return True
+
+
+def test_each_web_worker_hands_the_work_to_a_work_process_and_a_dead_one_is_replaced(
+    launcher: Launcher, slack: SlackEmulator, sqlite_url: str
+) -> None:
+    bot = launcher.serve("--workers", "1", env=launcher.env(slack, sqlite_url))
+    bot.wait_healthy()
+    driver = driver_for(slack, bot)
+    assert "/milestone new" in reply_to(slack, driver.command(CLIENT, "help", channel_id=CHANNEL))
+    [work] = work_processes(bot)
+    [web] = [p for p in psutil.Process(bot.popen.pid).children() if p.pid != work.pid]
+    assert work.parent().pid == web.pid  # one per web worker
+    assert "MALLOC_ARENA_MAX=2" in open(f"/proc/{work.pid}/environ").read().split("\0")
+
+    work.kill()
+    wait_until(lambda: gone(work), timeout=10, what="the work process to die")
+    response = driver.command(FREELANCER, "help", channel_id=CHANNEL)
+
+    assert response.status == 200
+    # Answered by a new work process (a new interpreter boots first: slow on a busy host).
+    assert "/milestone new" in reply_to(slack, response, timeout=45)
+    [replacement] = work_processes(bot)
+    assert replacement.pid != work.pid and replacement.parent().pid == web.pid
+    assert "the work process exited" in bot.stderr
+    assert_stop_cleanly(bot)
+    assert not alive(replacement)  # it went with its web worker
+
+
+def test_a_replayed_command_is_acked_and_does_nothing_in_the_work_process(
+    launcher: Launcher, slack: SlackEmulator, sqlite_url: str
+) -> None:
+    bot = launcher.serve(env=launcher.env(slack, sqlite_url))
+    bot.wait_healthy()
+    driver = driver_for(slack, bot)
+    new = f'new "Replayed site" client=<@{CLIENT}|carol> freelancer=<@{FREELANCER}|fred>'
+    assert "Replayed site" in reply_to(slack, driver.command(CLIENT, new, channel_id=CHANNEL))
+    first = driver.last_request
+
+    replay = driver.replay(first)
+    help_reply = reply_to(slack, driver.command(CLIENT, "help", channel_id=CHANNEL))
+
+    assert replay.status == 200 and "/milestone new" in help_reply  # both were acked
+    exported = Database(sqlite_url)
+    try:
+        titles = [c["title"] for c in exported.export()]
+    finally:
+        exported.close()
+    assert titles.count("Replayed site") == 1
+    assert "ignored a replayed request: command:" in bot.stderr
+    assert_stop_cleanly(bot)
+
+
+def test_with_no_work_process_the_web_worker_does_the_work_in_its_threads(
+    launcher: Launcher, slack: SlackEmulator, sqlite_url: str
+) -> None:
+    bot = launcher.serve("--work-processes", "0", env=launcher.env(slack, sqlite_url))
+    bot.wait_healthy()
+    response = driver_for(slack, bot).command(CLIENT, "help", channel_id=CHANNEL)
+    assert "/milestone new" in reply_to(slack, response)
+    assert work_processes(bot) == []
+    assert_stop_cleanly(bot)
 
 
 def test_twenty_concurrent_commands_are_all_acked_within_slacks_three_seconds(
