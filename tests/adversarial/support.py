@@ -95,7 +95,9 @@ class State:
 
 
 def state(bot: Bot, channels: tuple[str, ...] = (CHANNEL,)) -> State:
-    """The export JSON, every row of the business tables, and what the channels show."""
+    """The export JSON, every row of the business tables, and what the channels show,
+    once the work of earlier requests (App Home publishes included) is done."""
+    bot.quiet()
     return State(
         export=exported(bot.runtime.sessions),
         rows=table_rows(bot.runtime.sessions),

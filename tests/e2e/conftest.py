@@ -39,6 +39,37 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     request_queue_size = 128
 
 
+class _Listeners(ThreadPoolExecutor):
+    """The app's listener threads, counting the work not yet finished."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._unfinished = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        with self._idle:
+            self._unfinished += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future: Any) -> None:
+        with self._idle:
+            self._unfinished -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._unfinished == 0, timeout), (
+                f"listener work still running after {timeout} s"
+            )
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -53,8 +84,15 @@ class Bot:
     runtime: Runtime
     delivery: Delivery
     url: str
+    listeners: _Listeners
     # Web API errors a test provokes on purpose; any other failed call fails the test.
     expected_errors: set[str] = field(default_factory=set)
+
+    def quiet(self, timeout: float = 10.0) -> None:
+        """Wait until the work after every ack so far is done and the App Homes it
+        gathered are published: nothing the bot does afterwards stems from before."""
+        self.listeners.wait_idle(timeout)
+        self.delivery.flush()
 
     def say(self, user: str, text: str, *, channel: str = CHANNEL) -> str:
         """Type `/milestone <text>` and return the ephemeral answer's text."""
@@ -187,16 +225,17 @@ def running_bot(database_url: str) -> Iterator[Bot]:
             SLACK_API_URL=slack.api_url,
         )
         runtime = Runtime.from_settings(settings)
-        listeners = ThreadPoolExecutor(max_workers=16, thread_name_prefix="e2e-listener")
+        listeners = _Listeners(max_workers=16, thread_name_prefix="e2e-listener")
         app, delivery = create_app(
             runtime, bot_token="xoxb-e2e", signing_secret=SECRET, listener_executor=listeners
         )
         url, server = serve_wsgi(wsgi_app(app, runtime.database_ok))
         driver = SlackDriver(slack, url, SECRET)
-        bot = Bot(slack, driver, runtime, delivery, url)
+        bot = Bot(slack, driver, runtime, delivery, url, listeners)
         try:
             yield bot
             listeners.shutdown(wait=True)
+            delivery.close()  # the Homes still gathering, while Slack still answers
             failed = [
                 (c.method, c.error)
                 for c in slack.calls
@@ -209,4 +248,5 @@ def running_bot(database_url: str) -> Iterator[Bot]:
             server.shutdown()
             server.server_close()
             listeners.shutdown(wait=True)  # let work after the acks finish before Slack goes
+            delivery.close()
             runtime.engine.dispose()
