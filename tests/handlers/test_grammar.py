@@ -755,13 +755,18 @@ def test_near_miss_commands_give_a_command_or_a_syntax_error(text: str) -> None:
         assert error.message
 
 
+# Not a performance target (those are in tests/benchmarks): a bound that only catastrophic
+# backtracking breaks, which takes minutes on these inputs, and a busy CI machine does not.
+PATHOLOGICAL_SECONDS = 5.0
+
+
 def parses_quickly(text: str) -> object:
     started = time.perf_counter()
     try:
         result: object = parse(text)
     except CommandSyntaxError as error:
         result = error
-    assert time.perf_counter() - started < 0.25
+    assert time.perf_counter() - started < PATHOLOGICAL_SECONDS
     return result
 
 
