@@ -4,7 +4,9 @@ Four servers run at once, each a real process on a loopback port, all talking to
 Slack emulator (in its own process):
 
 - `bare`: a slack-bolt app that only acks (tests/benchmarks/bare_app.py), same gunicorn;
-- `sqlite-100`, `postgresql-100`: `milestone-bot serve` on a 100-contract database;
+- `sqlite-100`, `postgresql-100`: `milestone-bot serve` on a 100-contract database (its
+  defaults: one gunicorn web worker that acks, and the work process it hands the work
+  after the ack to);
 - `postgresql-100k`: `milestone-bot serve` on the 100,000-contract database.
 
 For each scenario (`/milestone status`, an Accept click on a change request card) and
@@ -92,7 +94,9 @@ class CpuMeter:
         self.slack_pid = slack_pid
 
     def _processes(self) -> dict[str, list[psutil.Process]]:
-        groups: dict[str, list[psutil.Process]] = {"app": self.target.server.tree()}
+        tree = self.target.server.tree()
+        groups: dict[str, list[psutil.Process]] = {"app": tree}
+        groups["work"] = [p for p in tree if _is_work_process(p)]  # part of "app"
         groups["slack"] = [psutil.Process(self.slack_pid)] if self.slack_pid else []
         groups["postgres"] = []
         if self.target.database:
@@ -126,6 +130,14 @@ class CpuMeter:
             )
             for group, pids in after.items()
         }
+
+
+def _is_work_process(process: psutil.Process) -> bool:
+    """serve's work process (bot/work.py): a spawned interpreter under the web worker."""
+    try:
+        return "spawn_main" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def open_target(

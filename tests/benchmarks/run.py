@@ -184,6 +184,7 @@ def latency_and_scale(
             s.name: {
                 "peak_tree_mb": round(s.peak_tree / 2**20, 1),
                 "peak_largest_mb": round(s.peak_largest / 2**20, 1),
+                "peak_pss_mb": round(s.peak_pss / 2**20, 1),
                 "phases_mb": {k: round(v / 2**20, 1) for k, v in s.phase_peaks.items()},
             }
             for s in servers

@@ -62,7 +62,8 @@ class Server:
     port: int
     log_path: Path
     peak_tree: int = 0  # bytes
-    peak_largest: int = 0  # the largest single process (the worker)
+    peak_largest: int = 0  # the largest single process
+    peak_pss: int = 0  # proportional set size of the tree: shared pages counted once
     phase_peaks: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -84,6 +85,16 @@ class Server:
             except psutil.NoSuchProcess:
                 continue
         return sum(sizes), max(sizes, default=0)
+
+    def pss(self) -> int:
+        """The tree's memory with each shared page split among its sharers (smaps)."""
+        total = 0
+        for member in self.tree():
+            try:
+                total += member.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total
 
     def wait_until_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -163,7 +174,8 @@ def start_bare(name: str, api_url: str, workdir: Path) -> Server:
 
 
 class RssSampler:
-    """Samples every server's process-tree RSS until stopped; keeps peaks."""
+    """Samples every server's process-tree RSS (and, every tenth time, its PSS) until
+    stopped; keeps peaks."""
 
     def __init__(self, servers: list[Server], every: float = 0.1) -> None:
         self.servers = servers
@@ -181,8 +193,12 @@ class RssSampler:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        tick = 0
         while not self._stop.wait(self.every):
+            tick += 1
             for server in list(self.servers):
+                if tick % 10 == 0:  # reading smaps costs more than the RSS counter
+                    server.peak_pss = max(server.peak_pss, server.pss())
                 tree, largest = server.rss()
                 server.peak_tree = max(server.peak_tree, tree)
                 server.peak_largest = max(server.peak_largest, largest)
