@@ -210,7 +210,7 @@ def test_unsigned_or_badly_signed_requests_get_401_and_never_reach_the_database(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     # The captured click, correctly signed now, still works: the attacks changed nothing.
     assert bot.driver.send_signed(accept, form).status == 200
-    bot.card_shows("request:1", "accepted")
+    bot.card_shows("request:1", "*Accepted* by")
 
 
 def test_exact_replays_of_accept_add_and_a_form_have_no_second_effect(bot: Bot) -> None:
@@ -218,7 +218,7 @@ def test_exact_replays_of_accept_add_and_a_form_have_no_second_effect(bot: Bot) 
     replays = []
     click(bot, CLIENT, "request:1", "Accept")
     replays.append(bot.driver.last_request)
-    bot.card_shows("request:1", "accepted")
+    bot.card_shows("request:1", "*Accepted* by")
     bot.reply_to(bot.driver.command(CLIENT, 'add "Three" 3000 2030-03-01', channel_id=CHANNEL))
     replays.append(bot.driver.last_request)
     command(bot, FREELANCER, 'edit 2 title="Two, renamed"')

@@ -138,9 +138,12 @@ class Bot:
             current = self.card_text(subject)
             return current if text in current else None
 
-        return self.slack.wait_for(
-            shown, timeout=timeout, message=f"{subject} never showed {text!r}"
-        )
+        try:
+            return self.slack.wait_for(
+                shown, timeout=timeout, message=f"{subject} never showed {text!r}"
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}; it shows: {self.card_text(subject)!r}") from None
 
     def ephemeral_to(self, user: str, text: str, *, timeout: float = 5.0) -> str:
         """Wait for an ephemeral message (chat.postEphemeral) to `user` containing `text`."""
