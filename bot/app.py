@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import Delivery, publish_home
 from bot.settings import Settings
+from bot.turns import Turns
 from bot.work import ProcessLazyListenerRunner, WorkProcess
 from domain.db import make_engine, make_session_factory, upgrade_schema, write_transaction
 from domain.model import RequestReceipt
@@ -99,12 +100,14 @@ def create_app(
     listener_executor: Executor | None = None,
     work: WorkProcess | None = None,
     verified: bool = False,
+    turns: Turns | None = None,
 ) -> tuple[App, Delivery]:
     """The bolt app. With `work`, listeners' lazy parts run in that work process (the
     web worker of `serve`); `verified=True` is the work process's own app, whose requests
-    come from its web worker, which verified them already."""
+    come from its web worker, which verified them already; `turns` are that process's
+    (bot/turns.py)."""
     client = make_web_client(bot_token, runtime.settings.SLACK_API_URL)
-    delivery = Delivery(runtime.sessions, client, runtime.clock, home_delay=HOME_DELAY)
+    delivery = Delivery(runtime.sessions, client, runtime.clock, home_delay=HOME_DELAY, turns=turns)
     app = App(
         client=client,
         signing_secret=signing_secret or "",

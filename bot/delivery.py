@@ -21,6 +21,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.turns import Turns
 from domain import outbox, queries, reminders, snapshot
 from domain.errors import NotFound
 from domain.model import ChangeRequest, Contract, Event, Milestone, ReminderKind
@@ -85,10 +87,12 @@ class Delivery:
         lease: timedelta = timedelta(seconds=60),
         base_backoff: float = 2.0,
         home_delay: float | None = None,
+        turns: Turns | None = None,
     ) -> None:
         """`home_delay`: on the request path, App Home publishes wait this many seconds
         in a background thread, gathering what else changes for the same people in the
-        meantime (None: published in the call, as the sweep always does)."""
+        meantime (None: published in the call, as the sweep always does). `turns`: the
+        work process's (bot/turns.py), which that thread's passes take too."""
         self.sessions = sessions
         self.client = client
         self.clock = clock
@@ -98,6 +102,7 @@ class Delivery:
         self._lock = threading.Lock()
         self._channel_blocked_until: dict[str, datetime] = {}
         self.home_delay = home_delay
+        self.turns = turns
         self._homes = _HomeQueue(self)
         self._renderers: dict[str, Callable[[_Reads, Claimed], _Send | None]] = {
             "contract_card": self._contract_card,
@@ -525,8 +530,10 @@ class _HomeQueue:
                 if not claims:
                     continue  # close() or flush() took them
                 self._publishing += 1
+            turns = self._delivery.turns
             try:
-                self._delivery.publish_gathered_homes(claims)
+                with turns.taken() if turns is not None else nullcontext():
+                    self._delivery.publish_gathered_homes(claims)
             except Exception:  # noqa: BLE001 - the claims expire and the sweep retries
                 log.exception("publishing %s App Home(s) failed", len(claims))
             finally:

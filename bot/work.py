@@ -165,17 +165,22 @@ def run_work_process(spec: WorkSpec, pipe: Connection) -> None:
     os.nice(WORK_NICENESS)
     from bot.app import Runtime, create_app
     from bot.ticker import start_ticker
+    from bot.turns import Turns, give_turns_up_during_http
 
+    # Jobs run their Python in turns, oldest first, and wait for Slack without one.
+    turns = Turns()
+    give_turns_up_during_http(turns)
     runtime = Runtime.from_settings(spec.settings, migrate=False)
     app, delivery = create_app(
-        runtime, bot_token=spec.bot_token, signing_secret=None, verified=True
+        runtime, bot_token=spec.bot_token, signing_secret=None, verified=True, turns=turns
     )
     scheduler = start_ticker(runtime, delivery) if spec.scheduler else None
     pool = ThreadPoolExecutor(max_workers=spec.threads, thread_name_prefix="work")
 
     def run(job: Job) -> None:
         try:
-            app.dispatch(job.request())
+            with turns.taken():
+                app.dispatch(job.request())
         except Exception:  # noqa: BLE001 - bolt's error handler ran already; keep going
             log.exception("work on %s failed", job.function)
 
