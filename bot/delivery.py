@@ -532,7 +532,7 @@ class _HomeQueue:
                 self._publishing += 1
             turns = self._delivery.turns
             try:
-                with turns.taken() if turns is not None else nullcontext():
+                with turns.taken(first=False) if turns is not None else nullcontext():
                     self._delivery.publish_gathered_homes(claims)
             except Exception:  # noqa: BLE001 - the claims expire and the sweep retries
                 log.exception("publishing %s App Home(s) failed", len(claims))

@@ -75,7 +75,10 @@ class WorkSpec:
     settings: Settings
     bot_token: str
     scheduler: bool
-    threads: int = 16
+    # Jobs in flight. Only a couple run Python at a time (bot/turns.py); the rest wait,
+    # mostly for Slack, so this is well above the clicks expected in flight at once: a
+    # job that finds no thread free waits for a whole other job to finish.
+    threads: int = 32
     log_format: str = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -167,7 +170,8 @@ def run_work_process(spec: WorkSpec, pipe: Connection) -> None:
     from bot.ticker import start_ticker
     from bot.turns import Turns, give_turns_up_during_http
 
-    # Jobs run their Python in turns, oldest first, and wait for Slack without one.
+    # Jobs run their Python in turns, a first answer to Slack ahead of the rest, and
+    # wait for Slack without one.
     turns = Turns()
     give_turns_up_during_http(turns)
     runtime = Runtime.from_settings(spec.settings, migrate=False)

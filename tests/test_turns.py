@@ -1,6 +1,7 @@
 """The work process's turns (bot/turns.py): at most `slots` jobs run at a time, in the
-order they asked; a job waiting for Slack lets another run; nobody waits longer than
-the patience; and urllib's default opener — slack_sdk's — gives the turn up."""
+order they asked, a job's first turn ahead of later parts and background passes; a job
+waiting for Slack lets another run; nobody waits longer than the patience; and
+urllib's default opener — slack_sdk's — gives the turn up."""
 
 from __future__ import annotations
 
@@ -97,6 +98,31 @@ def test_a_job_waiting_for_slack_lets_the_next_one_run_and_then_queues_behind_it
     for thread in (slow_job, quick_job):
         thread.join(5)
     assert events == ["slow starts", "quick runs", "quick ends", "slow goes on"]
+
+
+def test_a_jobs_first_turn_goes_ahead_of_later_parts_and_background_passes() -> None:
+    turns = Turns(slots=1, patience=30)
+    release = threading.Event()
+    first = holding(turns, release)
+    order: list[str] = []
+
+    def job(name: str, *, first: bool) -> Callable[[], None]:
+        def run() -> None:
+            with turns.taken(first=first):
+                order.append(name)
+
+        return run
+
+    waiting = []
+    for count, (name, is_first) in enumerate(
+        [("home pass", False), ("new click", True), ("another home pass", False)], start=1
+    ):
+        waiting.append(started(job(name, first=is_first)))
+        eventually(lambda count=count: turns.waiting == count)
+    release.set()
+    for thread in [first, *waiting]:
+        thread.join(5)
+    assert order == ["new click", "home pass", "another home pass"]
 
 
 def test_nobody_waits_longer_than_the_patience() -> None:
