@@ -148,7 +148,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
             spec = WorkSpec(settings, credentials.bot_token, scheduler=not args.no_scheduler)
             work = WorkProcess(spec).start()
-            atexit.register(work.stop)  # runs before multiprocessing's own exit handler
+            atexit.register(work.stop)
         app, delivery = create_app(
             worker_runtime,
             bot_token=credentials.bot_token,

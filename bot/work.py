@@ -21,14 +21,14 @@ starts a new one.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import Connection
 from typing import Any
 
 from slack_bolt.lazy_listener import LazyListenerRunner
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 LAZY_ONLY = "x-slack-bolt-lazy-only"
 LAZY_NAME = "x-slack-bolt-lazy-function-name"
 WORK_NICENESS = 5  # the scheduling priority of the work process, below the web worker's
+WORK_MAIN = "import sys; from bot.work import serve_jobs; serve_jobs(int(sys.argv[1]))"
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class WorkProcess:
     """The web worker's side: starts the work process and hands jobs to it."""
 
     spec: WorkSpec
-    _process: BaseProcess | None = None
+    _process: subprocess.Popen[bytes] | None = None
     _pipe: Connection | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,14 +98,22 @@ class WorkProcess:
         return self
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter, no fork
-        reader, writer = context.Pipe(duplex=False)
-        process = context.Process(
-            target=run_work_process, args=(self.spec, reader), name="milestone-work", daemon=True
-        )
-        process.start()
-        reader.close()  # the child holds the reading end: EOF there when we go away
-        self._process, self._pipe = process, writer
+        # A fresh interpreter, not a fork (the web worker has threads), started as a
+        # plain child: multiprocessing's spawn would also start its resource tracker, an
+        # interpreter more (~7 MB) that nothing here needs. The spec goes first on the pipe.
+        reader, writer = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", WORK_MAIN, str(reader)], pass_fds=(reader,)
+            )
+        except BaseException:
+            os.close(writer)
+            raise
+        finally:
+            os.close(reader)  # the child holds the reading end: EOF there when we go away
+        pipe = Connection(writer, readable=False)
+        pipe.send(self.spec)
+        self._process, self._pipe = process, pipe
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -123,12 +132,12 @@ class WorkProcess:
                     self._pipe = None
 
     def _exited(self) -> bool:
-        """The process is gone (its sentinel is readable), whoever reaped it."""
+        """The process is gone (reaped here, or by whoever else reaped it)."""
         assert self._process is not None
-        return bool(wait([self._process.sentinel], timeout=0))
+        return self._process.poll() is not None
 
     def _exit(self) -> str:
-        code = self._process.exitcode if self._process is not None else None
+        code = self._process.returncode if self._process is not None else None
         return f"exit code {code}"
 
     def stop(self, *, timeout: float = 20.0) -> None:
@@ -138,11 +147,16 @@ class WorkProcess:
                 self._pipe.close()
                 self._pipe = None
             if self._process is not None:
-                self._process.join(timeout)
-                if self._process.is_alive():
+                try:
+                    self._process.wait(timeout)
+                except subprocess.TimeoutExpired:
                     log.error("the work process did not finish within %ss; stopping it", timeout)
                     self._process.terminate()
-                    self._process.join(5)
+                    try:
+                        self._process.wait(5)
+                    except subprocess.TimeoutExpired:
+                        self._process.kill()
+                        self._process.wait()
                 self._process = None
 
     @property
@@ -159,6 +173,14 @@ class ProcessLazyListenerRunner(LazyListenerRunner):
 
     def start(self, function: Callable[..., None], request: BoltRequest) -> None:
         self.work.submit(Job.of(request))
+
+
+def serve_jobs(fd: int) -> None:
+    """The work process's entry (WORK_MAIN): its spec, then jobs, from the pipe `fd`."""
+    pipe = Connection(fd, writable=False)
+    spec = pipe.recv()
+    assert isinstance(spec, WorkSpec)
+    run_work_process(spec, pipe)
 
 
 def run_work_process(spec: WorkSpec, pipe: Connection) -> None:

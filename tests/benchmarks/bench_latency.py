@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import forget_old_receipts
 from bot.delivery import Delivery
+from bot.work import WORK_MAIN
 from domain import outbox, queries, reminders, services, snapshot
 from domain.db import make_engine, make_session_factory, write_transaction
 from domain.model import Contract, ContractStatus, Milestone, OutboxMessage
@@ -133,9 +134,9 @@ class CpuMeter:
 
 
 def _is_work_process(process: psutil.Process) -> bool:
-    """serve's work process (bot/work.py): a spawned interpreter under the web worker."""
+    """serve's work process (bot/work.py): an interpreter the web worker started."""
     try:
-        return "spawn_main" in " ".join(process.cmdline())
+        return WORK_MAIN in process.cmdline()
     except psutil.Error:
         return False
 

@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from bot.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
+from bot.work import WORK_MAIN
 from domain import services
 from domain.db import make_engine, make_session_factory, upgrade_schema
 from domain.export import export_contracts
@@ -218,9 +219,9 @@ def test_a_signed_new_command_creates_the_contract_and_posts_its_card(http_bot: 
 
 
 def work_processes(process: BotProcess) -> list[psutil.Process]:
-    """serve's work processes (bot/work.py): spawned interpreters under its workers."""
+    """serve's work processes (bot/work.py): interpreters its workers start."""
     tree = psutil.Process(process.popen.pid).children(recursive=True)
-    return [p for p in tree if "spawn_main" in " ".join(p.cmdline())]
+    return [p for p in tree if WORK_MAIN in p.cmdline()]
 
 
 def alive(process: psutil.Process) -> bool:
