@@ -9,7 +9,8 @@ lazy-only, to it — the same listeners, the same middleware (the replay check i
 the same error policy. It also runs the scheduler, at a lower scheduling priority than
 the web worker. So the interpreter that answers Slack within its 3 seconds never waits
 behind a card being rendered, and a slow Slack call never delays an ack. Forms are the
-exception: their errors travel in the ack, so the web worker runs them itself.
+exception: their errors travel in the ack, so the web worker runs them itself. Inside
+the work process, jobs take turns at the interpreter (bot/turns.py).
 
 What is lost if a process dies is the same as with threads: a request whose ack was
 sent but whose work had not yet committed, including a job handed over in the instant
