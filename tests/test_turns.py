@@ -171,7 +171,7 @@ def test_a_slack_call_is_waited_for_without_the_turn(
     give_turns_up_during_http(turns)
     events: list[str] = []
     with SlackEmulator() as slack:
-        slack.delay("auth.test", 0.5, times=1)
+        slack.delay("auth.test", 2.0, times=1)
         client = WebClient(token="xoxb-test", base_url=slack.api_url)
 
         calling = threading.Event()
@@ -179,7 +179,7 @@ def test_a_slack_call_is_waited_for_without_the_turn(
         def calls_slack() -> None:
             with turns.taken():
                 calling.set()
-                client.auth_test()  # half a second without the turn
+                client.auth_test()  # two seconds without the turn
                 events.append("the Slack call returned")
 
         def other() -> None:
@@ -188,7 +188,7 @@ def test_a_slack_call_is_waited_for_without_the_turn(
 
         caller = started(calls_slack)
         assert calling.wait(5)
-        eventually(lambda: turns.running == 0, timeout=0.4)  # given up inside the call
+        eventually(lambda: turns.running == 0, timeout=1.5)  # given up inside the call
         started(other).join(5)
         caller.join(5)
         assert events == ["another job ran", "the Slack call returned"]

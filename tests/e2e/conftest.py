@@ -88,6 +88,24 @@ class Bot:
     # Web API errors a test provokes on purpose; any other failed call fails the test.
     expected_errors: set[str] = field(default_factory=set)
 
+    def open_home(self, user: str) -> dict[str, Any]:
+        """`user` opens the App Home tab: the view published for that, not one an earlier
+        change had published (those are settled first)."""
+        self.quiet()
+        before = len(self.slack.calls_to("views.publish"))
+        self.driver.app_home_opened(user)
+        self.slack.wait_for(
+            lambda: [
+                c
+                for c in self.slack.calls_to("views.publish")[before:]
+                if c.params.get("user_id") == user
+            ],
+            message=f"no Home published for {user}",
+        )
+        home = self.slack.home_view(user)
+        assert home is not None
+        return home
+
     def quiet(self, timeout: float = 10.0) -> None:
         """Wait until the work after every ack so far is done and the App Homes it
         gathered are published: nothing the bot does afterwards stems from before."""

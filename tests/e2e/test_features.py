@@ -240,8 +240,7 @@ def test_status_and_history_answer_ephemerally(bot: Bot) -> None:
 
 def test_app_home_shows_contracts_and_what_waits_for_the_user(bot: Bot) -> None:
     active(bot)
-    bot.driver.app_home_opened(CLIENT)
-    home = bot.slack.wait_for(lambda: bot.slack.home_view(CLIENT))
+    home = bot.open_home(CLIENT)
     text = blocks_text(home["blocks"])
     assert "Website redesign" in text
     assert "Fund" in text, "the client owes the funding: its button is on Home"
@@ -249,8 +248,7 @@ def test_app_home_shows_contracts_and_what_waits_for_the_user(bot: Bot) -> None:
 
 def test_a_button_on_app_home_works_like_the_one_in_the_channel(bot: Bot) -> None:
     active(bot)
-    bot.driver.app_home_opened(CLIENT)
-    home = bot.slack.wait_for(lambda: bot.slack.home_view(CLIENT))
+    home = bot.open_home(CLIENT)
     fund = next(
         e
         for b in home["blocks"]
@@ -320,6 +318,7 @@ def test_export_json_matches_the_interface_after_a_whole_contract(bot: Bot) -> N
 def test_app_home_is_refreshed_for_every_party_when_something_changes(bot: Bot) -> None:
     negotiated(bot)
     bot.slack.wait_for(lambda: bot.slack.home_view(FREELANCER))
+    bot.quiet()  # the Homes of the negotiation are all out
     published = len(bot.slack.calls_to("views.publish"))
     bot.say(CLIENT, "start")
     bot.slack.wait_for(lambda: len(bot.slack.calls_to("views.publish")) >= published + 2)
