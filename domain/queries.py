@@ -29,32 +29,14 @@ _WITH_PARTIES_AND_MILESTONES = (joinedload(Contract.parties), selectinload(Contr
 
 
 def load_contract(session: Session, contract_id: int) -> Contract:
-    contract = (
-        session.scalars(
-            select(Contract)
-            .where(Contract.id == contract_id)
-            .options(*_WITH_PARTIES_AND_MILESTONES)
-            .execution_options(populate_existing=True)
-        )
-        .unique()
-        .one_or_none()
-    )
+    contract = load_contracts(session, [contract_id]).get(contract_id)
     if contract is None:
         raise NotFound(f"There is no contract {contract_id}.")
     return contract
 
 
 def load_request(session: Session, request_id: int) -> ChangeRequest:
-    request = (
-        session.scalars(
-            select(ChangeRequest)
-            .where(ChangeRequest.id == request_id)
-            .options(joinedload(ChangeRequest.changes))
-            .execution_options(populate_existing=True)
-        )
-        .unique()
-        .one_or_none()
-    )
+    request = load_requests(session, [request_id]).get(request_id)
     if request is None:
         raise NotFound(f"There is no change request with id {request_id}.")
     return request
@@ -193,7 +175,7 @@ def load_contracts(session: Session, contract_ids: Sequence[int]) -> dict[int, C
         for contract in session.scalars(
             select(Contract)
             .where(Contract.id.in_(set(contract_ids)))
-            .options(joinedload(Contract.parties), selectinload(Contract.milestones))
+            .options(*_WITH_PARTIES_AND_MILESTONES)
             .execution_options(populate_existing=True)
         ).unique()
     }
@@ -250,7 +232,7 @@ def contracts_of_users(
         select(Contract, ranked.c.user_id)
         .join(ranked, ranked.c.contract_id == Contract.id)
         .where(ranked.c.rank <= limit)
-        .options(joinedload(Contract.parties), selectinload(Contract.milestones))
+        .options(*_WITH_PARTIES_AND_MILESTONES)
         .order_by(ranked.c.user_id, ranked.c.rank)
     ).unique()
     found: dict[str, list[Contract]] = {user: [] for user in users}
