@@ -160,10 +160,6 @@ class WorkProcess:
                         self._process.wait()
                 self._process = None
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
 
 class ProcessLazyListenerRunner(LazyListenerRunner):
     """Bolt's lazy listeners, started in the work process instead of a thread."""
