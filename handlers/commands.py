@@ -77,7 +77,8 @@ def _run(call: Invocation, service: Callable[[Session], Outcome]) -> Outcome:
     with call.deps.sessions() as session:
         outcome = service(session)
     call.deps.delivery.deliver(outcome.outbox_ids)
-    call.respond(text=outcome.summary, response_type="ephemeral", replace_original=False)
+    notice = cards.build_notice(outcome.summary)
+    call.respond(**notice.as_kwargs(), response_type="ephemeral", replace_original=False)
     return outcome
 
 

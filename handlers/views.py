@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from domain import queries, services
 from domain.errors import DomainError, InvalidInput
 from domain.services import Agency, MilestoneEdit, NewMilestone, Outcome
-from handlers.blocks import fields, modals
+from handlers.blocks import cards, fields, modals
 from handlers.commands import team_ids_of
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded
@@ -69,8 +69,9 @@ def _confirm(client: WebClient, ctx: ModalContext, user_id: str, text: str) -> N
     """Tell the person what happened, in the channel the form was opened from."""
     if not ctx.channel_id:
         return
+    notice = cards.build_notice(text)
     try:
-        client.chat_postEphemeral(channel=ctx.channel_id, user=user_id, text=text)
+        client.chat_postEphemeral(channel=ctx.channel_id, user=user_id, **notice.as_kwargs())
     except SlackApiError:
         pass  # the channel shows the change anyway (cards and announcements)
 

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import CHANNEL, CLIENT, FREELANCER, MEMBER, OUTSIDER, Bot
-from tests.e2e.test_features import NEW, active, contract, exported, funded, submitted
+from tests.e2e.test_features import (
+    NEW,
+    active,
+    contract,
+    exported,
+    funded,
+    negotiated,
+    submitted,
+)
 
 
 def counts(bot: Bot) -> tuple[str, int]:
@@ -247,6 +255,44 @@ def test_user_typed_mrkdwn_pings_nobody_on_the_card(bot: Bot) -> None:
     card = bot.card_text("contract:1")
     assert "<!channel>" not in card and "<!here>" not in card
     assert "&lt;!channel&gt; &amp; co" in card
+
+
+HOSTILE = "<!channel> <http://evil.example|click>"
+# What Slack sends (escaping on) when someone types those characters in a command.
+HOSTILE_TYPED = "&lt;!channel&gt; &lt;http://evil.example|click&gt;"
+
+
+def _shows_hostile_markup(text: str) -> bool:
+    return "<!channel>" in text or "<http://evil.example|click>" in text
+
+
+def test_a_hostile_title_is_shown_as_text_in_every_ephemeral_reply(bot: Bot) -> None:
+    negotiated(bot, amounts=("1500",))
+    added = bot.say(FREELANCER, f'add "{HOSTILE_TYPED}" 100 2030-01-01')
+    assert contract(bot)["milestones"][1]["title"] == HOSTILE
+    assert "Milestone 2" in added and not _shows_hostile_markup(added)
+    bot.say(CLIENT, "start")
+    bot.say(FREELANCER, "start")
+    bot.say(CLIENT, "fund")
+    bot.say(FREELANCER, "submit")
+    bot.say(CLIENT, "approve")
+    funded_reply = bot.say(CLIENT, "fund")  # the client is shown the freelancer's title
+    assert "Funded milestone 2" in funded_reply
+    assert not _shows_hostile_markup(funded_reply)
+
+
+def test_a_hostile_title_from_a_form_is_shown_as_text_in_the_confirmation(bot: Bot) -> None:
+    negotiated(bot, amounts=("1500",))
+    bot.driver.command(FREELANCER, "add", channel_id=CHANNEL)
+    bot.slack.wait_for(lambda: bot.slack.open_views(FREELANCER))
+    result = bot.driver.submit_view(
+        FREELANCER, inputs={"title": HOSTILE, "amount": "100", "due_date": "2030-05-01"}
+    )
+    assert result.status == 200
+    bot.ephemeral_to(FREELANCER, "Milestone 2")
+    shown = [e for e in bot.slack.ephemerals(user=FREELANCER) if "Milestone 2" in e.text]
+    assert shown and not any(_shows_hostile_markup(e.text) for e in shown)
+    assert not any(_shows_hostile_markup(str(e.blocks)) for e in shown)
 
 
 def test_a_rate_limited_card_update_is_delivered_after_retry_after(bot: Bot) -> None:
