@@ -19,9 +19,11 @@ Typical end-to-end use::
 
 The emulator records every Web API call (``calls``/``calls_to``), keeps channel history,
 ephemerals, modal stacks and Home views, issues single-use trigger_ids (3 s) and
-response_urls (5 uses), and can inject faults (``fail_next``, ``delay``). Accessors return
-copies; everything is thread-safe. ``wait_for`` polls for asynchronous effects (bolt acks
-first and runs listeners afterwards).
+response_urls (5 uses), and can inject faults: refusals (``fail_next`` for a number of calls,
+``fail_for`` for a span of time), slowness (``delay``) and ambiguous outcomes, where a call is
+applied but its answer comes late (``answer_late``) or never (``drop_after_apply``; see
+``ApiCall.delivery``). Accessors return copies; everything is thread-safe. ``wait_for``
+polls for asynchronous effects (bolt acks first and runs listeners afterwards).
 """
 
 from .blocks import build_state_values, element_value
@@ -30,6 +32,7 @@ from .models import (
     ApiCall,
     ButtonRef,
     Channel,
+    Delivery,
     EphemeralMessage,
     ResponsePost,
     StoredMessage,
@@ -42,6 +45,7 @@ __all__ = [
     "ApiCall",
     "ButtonRef",
     "Channel",
+    "Delivery",
     "EphemeralMessage",
     "HttpReply",
     "HttpRequest",

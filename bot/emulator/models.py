@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 JsonDict = dict[str, Any]
+
+#: How the answer to a Web API call reached the client: ``"sent"`` normally, ``"late"`` after
+#: an ``answer_late`` pause, ``"dropped"`` never (``drop_after_apply`` closed the connection).
+#: Late and dropped calls were applied all the same, so the client cannot know their outcome.
+Delivery = Literal["sent", "late", "dropped"]
 
 
 @dataclass(frozen=True)
@@ -19,9 +25,11 @@ class ApiCall:
     http_method: str = "POST"
     status: int = 200
     response: JsonDict = field(default_factory=dict)
+    delivery: Delivery = "sent"
 
     @property
     def ok(self) -> bool:
+        """Whether Slack applied the call (even if its answer came late or never arrived)."""
         return self.status == 200 and bool(self.response.get("ok"))
 
     @property
@@ -65,8 +73,12 @@ class StoredMessage:
     def is_reply(self) -> bool:
         return self.thread_ts is not None and self.thread_ts != self.ts
 
-    def to_slack(self) -> JsonDict:
-        """The message object as Slack returns it (chat.postMessage, block_actions …)."""
+    def to_slack(self, *, include_metadata: bool = True) -> JsonDict:
+        """The message object as Slack returns it (chat.postMessage, block_actions …).
+
+        ``include_metadata=False`` leaves out ``metadata``, as ``conversations.history`` and
+        ``conversations.replies`` do unless asked with ``include_all_metadata``.
+        """
         out: JsonDict = {"type": "message", "ts": self.ts, "text": self.text}
         if self.user is not None:
             out["user"] = self.user
@@ -79,8 +91,8 @@ class StoredMessage:
         out["blocks"] = [dict(b) for b in self.blocks]
         if self.attachments is not None:
             out["attachments"] = list(self.attachments)
-        if self.metadata is not None:
-            out["metadata"] = dict(self.metadata)
+        if self.metadata is not None and include_metadata:
+            out["metadata"] = copy.deepcopy(self.metadata)
         if self.thread_ts is not None:
             out["thread_ts"] = self.thread_ts
         if self.reply_count:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from .models import (
     ApiCall,
     ButtonRef,
     Channel,
+    Delivery,
     EphemeralMessage,
     JsonDict,
     ResponsePost,
@@ -54,6 +56,11 @@ _JSON_PARAMS = frozenset({"blocks", "attachments", "view", "metadata"})
 _MAX_VIEW_BYTES = 250_000
 _MAX_MODAL_STACK = 3
 _MAX_MESSAGE_BLOCKS = 50
+#: ``conversations.history`` / ``conversations.replies`` page sizes: (default, maximum).
+_HISTORY_LIMITS = (100, 999)
+_REPLIES_LIMITS = (1000, 1000)
+#: Slack ignores metadata whose ``event_type`` has anything but these characters.
+_EVENT_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 @dataclass(frozen=True)
@@ -95,25 +102,53 @@ class _ApiError(Exception):
         return {"ok": False, "error": self.error, **self.extra}
 
 
+class _DropConnection(Exception):
+    """Raised by ``handle_http`` when the connection must close without any answer."""
+
+
 def _invalid_blocks(error: str, message: str, pointer: str) -> _ApiError:
     return _ApiError(
         error, response_metadata={"messages": [f"[ERROR] {message} [json-pointer:{pointer}]"]}
     )
 
 
+def _rule_matches(
+    rule_method: str, rule_channel: str | None, method: str, params: Mapping[str, Any]
+) -> bool:
+    if rule_method not in ("*", method):
+        return False
+    return rule_channel is None or params.get("channel") == rule_channel
+
+
 @dataclass
 class _Fault:
+    """A refusal: for the next ``remaining`` matching calls, or (``remaining`` None) for every
+    matching call until the emulator's clock reaches ``until``."""
+
     method: str
     status: int
     error: str
     retry_after: int | None
+    remaining: int | None
+    channel: str | None
+    until: float | None = None
+
+    def matches(self, method: str, params: Mapping[str, Any]) -> bool:
+        return _rule_matches(self.method, self.channel, method, params)
+
+
+@dataclass
+class _DeliveryFault:
+    """An ambiguous outcome: the call is applied, its answer comes late or not at all."""
+
+    method: str
+    kind: Delivery  # "late" or "dropped"
+    seconds: float
     remaining: int
     channel: str | None
 
     def matches(self, method: str, params: Mapping[str, Any]) -> bool:
-        if self.method not in ("*", method):
-            return False
-        return self.channel is None or params.get("channel") == self.channel
+        return _rule_matches(self.method, self.channel, method, params)
 
 
 @dataclass
@@ -158,6 +193,7 @@ class _State:
     response_urls: dict[str, _ResponseUrl] = field(default_factory=dict)
     faults: list[_Fault] = field(default_factory=list)
     delays: list[_Delay] = field(default_factory=list)
+    deliveries: list[_DeliveryFault] = field(default_factory=list)
 
 
 class _Server(ThreadingHTTPServer):
@@ -197,6 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             reply = self.server.emulator.handle_http(request)
+        except _DropConnection:
+            # No status line, no headers: the client sees the connection close unanswered.
+            self.close_connection = True
+            return
         except Exception:
             logger.exception("emulator failed on %s %s", verb, self.path)
             reply = HttpReply.json(500, {"ok": False, "error": "internal_error"})
@@ -230,6 +270,9 @@ class SlackEmulator:
     * response_url misuse answers HTTP 404 ``{"ok": false, "error": "invalid_url" |
       "used_url" | "expired_url"}``; ``replace_original``/``delete_original`` target the
       message the URL was issued for, else the last message posted through the same URL.
+    * Message metadata (``{"event_type", "event_payload"}``) is stored by ``chat.postMessage``
+      and ``chat.update`` and echoed in their answers, but ``conversations.history``/``replies``
+      show it only with ``include_all_metadata``, as Slack does.
     """
 
     def __init__(
@@ -530,26 +573,98 @@ class SlackEmulator:
         * no ``status``/``error``: HTTP 429 ``ratelimited`` with ``Retry-After: retry_after``;
         * ``error`` only: HTTP 200 ``{"ok": false, "error": error}``;
         * ``status`` (e.g. 500): that status with ``error`` or a default error code.
-        ``channel`` restricts the fault to calls whose ``channel`` param equals it.
+        ``channel`` restricts the fault to calls whose ``channel`` param equals it. A failed call
+        is not applied. Rules (``fail_next`` and ``fail_for``) apply in the order they were added.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
+        fault = self._new_fault(method, status, error, retry_after, channel, remaining=times)
+        with self._lock:
+            self._state.faults.append(fault)
+
+    def fail_for(
+        self,
+        method: str,
+        seconds: float,
+        *,
+        error: str | None = None,
+        status: int | None = None,
+        retry_after: int = 1,
+        channel: str | None = None,
+    ) -> None:
+        """Make every call of ``method`` ("*" = any, ``auth.test`` included) fail for the next
+        ``seconds`` of the emulator's clock, the way ``fail_next`` would; afterwards calls work.
+
+        An outage is a window of time, not a number of calls: ``fail_for("*", 15,
+        error="token_revoked")`` refuses the token however often the app retries meanwhile.
+        """
+        if seconds <= 0:
+            raise ValueError("seconds must be > 0")
+        until = self._clock() + seconds
+        fault = self._new_fault(method, status, error, retry_after, channel, until=until)
+        with self._lock:
+            self._state.faults.append(fault)
+
+    @staticmethod
+    def _new_fault(
+        method: str,
+        status: int | None,
+        error: str | None,
+        retry_after: int,
+        channel: str | None,
+        *,
+        remaining: int | None = None,
+        until: float | None = None,
+    ) -> _Fault:
         if status is None:
             status = 200 if error is not None else 429
         if error is None:
             if status == 200:
                 raise ValueError("a 200 fault needs an error code")
             error = {429: "ratelimited"}.get(status, "internal_error")
-        fault = _Fault(
+        return _Fault(
             method=method,
             status=status,
             error=error,
             retry_after=int(retry_after) if status == 429 else None,
-            remaining=times,
+            remaining=remaining,
             channel=channel,
+            until=until,
+        )
+
+    def answer_late(
+        self, method: str, seconds: float, *, times: int = 1, channel: str | None = None
+    ) -> None:
+        """Apply the next ``times`` successful calls of ``method`` ("*" = any) at once, but send
+        their answers only ``seconds`` later.
+
+        A client whose timeout is shorter gives up although Slack did what it asked (e.g. the
+        message is posted), which is what a retrying client must not turn into a duplicate.
+        Calls that fail (a fault, a Slack error) are answered at once and use up nothing.
+        """
+        if seconds <= 0:
+            raise ValueError("seconds must be > 0")
+        self._add_delivery_fault(method, "late", seconds, times, channel)
+
+    def drop_after_apply(self, method: str, *, times: int = 1, channel: str | None = None) -> None:
+        """Apply the next ``times`` successful calls of ``method`` ("*" = any), then close the
+        connection without answering (the client sees ``RemoteDisconnected``).
+
+        slack_sdk's default ``ConnectionErrorRetryHandler`` retries such a call once, so the
+        retry is applied a second time. Calls that fail are answered and use up nothing.
+        """
+        self._add_delivery_fault(method, "dropped", 0.0, times, channel)
+
+    def _add_delivery_fault(
+        self, method: str, kind: Delivery, seconds: float, times: int, channel: str | None
+    ) -> None:
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        rule = _DeliveryFault(
+            method=method, kind=kind, seconds=seconds, remaining=times, channel=channel
         )
         with self._lock:
-            self._state.faults.append(fault)
+            self._state.deliveries.append(rule)
 
     def delay(self, method: str, seconds: float, *, times: int | None = None) -> None:
         """Answer ``method`` ("*" = any) only after ``seconds`` (``times=None``: until cleared)."""
@@ -557,10 +672,12 @@ class SlackEmulator:
             self._state.delays.append(_Delay(method=method, seconds=seconds, remaining=times))
 
     def clear_faults(self) -> None:
-        """Drop all pending ``fail_next`` and ``delay`` rules."""
+        """Drop all pending fault rules: ``fail_next``, ``fail_for`` (windows still open
+        included), ``delay``, ``answer_late`` and ``drop_after_apply``."""
         with self._lock:
             self._state.faults.clear()
             self._state.delays.clear()
+            self._state.deliveries.clear()
 
     # ------------------------------------------------------------------ inspection
 
@@ -718,6 +835,7 @@ class SlackEmulator:
         what = message or getattr(predicate, "__qualname__", repr(predicate))
         recent = ", ".join(
             f"{c.method}{'' if c.ok else '!' + (c.error or str(c.status))}"
+            f"{'' if c.delivery == 'sent' else '(' + c.delivery + ')'}"
             for c in self.calls[-15:]
         )
         detail = f"; last error: {last_exc!r}" if last_exc is not None else ""
@@ -838,7 +956,11 @@ class SlackEmulator:
     # ------------------------------------------------------------------ HTTP routing
 
     def handle_http(self, request: HttpRequest) -> HttpReply:
-        """Route one HTTP request (called from the server threads)."""
+        """Route one HTTP request (called from the server threads).
+
+        Raises ``_DropConnection`` when the request must go unanswered (``drop_after_apply``);
+        may block for an ``answer_late`` pause after the call took effect.
+        """
         path = request.path
         if path.startswith("/api/"):
             return self._handle_api(request, path[len("/api/") :])
@@ -867,6 +989,7 @@ class SlackEmulator:
         }
         status = 200
         params: JsonDict = {}
+        ambiguous: _DeliveryFault | None = None
         with self._lock:
             try:
                 params = self._parse_params(request)
@@ -879,6 +1002,8 @@ class SlackEmulator:
                     raise _ApiError(fault.error)
                 handler = self._methods.get(method)
                 response = handler(params) if handler is not None else {"ok": True}
+                # Only an applied call has an ambiguous outcome worth testing.
+                ambiguous = self._take_delivery_fault(method, params)
             except _ApiError as exc:
                 response = exc.payload()
             call = ApiCall(
@@ -889,10 +1014,15 @@ class SlackEmulator:
                 http_method=request.method,
                 status=status,
                 response=copy.deepcopy(response),
+                delivery=ambiguous.kind if ambiguous is not None else "sent",
             )
             self._state.calls.append(call)
             listeners = list(self._listeners)
         self._notify(listeners, call)
+        if ambiguous is not None:
+            if ambiguous.kind == "dropped":
+                raise _DropConnection(method)
+            time.sleep(ambiguous.seconds)  # outside the lock: the emulator keeps serving meanwhile
         return HttpReply.json(status, response, headers)
 
     def _notify(self, listeners: Sequence[Listener], item: ApiCall | ResponsePost) -> None:
@@ -939,12 +1069,25 @@ class SlackEmulator:
             raise _ApiError("invalid_auth")
 
     def _take_fault(self, method: str, params: JsonDict) -> _Fault | None:
+        now = self._clock()
+        # fail_for windows that have closed are gone for good, even if the clock went back.
+        self._state.faults = [f for f in self._state.faults if f.until is None or now < f.until]
         for fault in self._state.faults:
             if fault.matches(method, params):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._state.faults.remove(fault)
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._state.faults.remove(fault)
                 return fault
+        return None
+
+    def _take_delivery_fault(self, method: str, params: JsonDict) -> _DeliveryFault | None:
+        for rule in self._state.deliveries:
+            if rule.matches(method, params):
+                rule.remaining -= 1
+                if rule.remaining <= 0:
+                    self._state.deliveries.remove(rule)
+                return rule
         return None
 
     def _take_delay(self, method: str) -> float:
@@ -1240,7 +1383,7 @@ class SlackEmulator:
         attachments = self._list_param(params, "attachments")
         if not text and not blocks and not attachments:
             raise _ApiError("no_text")
-        metadata = params.get("metadata")
+        metadata, warning = self._metadata_param(params)
         msg = StoredMessage(
             channel=channel.id,
             ts=self._next_ts(),
@@ -1252,10 +1395,41 @@ class SlackEmulator:
             team=self.team_id,
             thread_ts=_opt_str(params.get("thread_ts")) or None,
             attachments=attachments,
-            metadata=metadata if isinstance(metadata, dict) else None,
+            metadata=metadata or None,
         )
         self._store_message(msg)
-        return {"ok": True, "channel": channel.id, "ts": msg.ts, "message": msg.to_slack()}
+        # The answer's message carries the metadata it was posted with (history hides it).
+        answer = {"ok": True, "channel": channel.id, "ts": msg.ts, "message": msg.to_slack()}
+        return _with_warning(answer, warning)
+
+    @staticmethod
+    def _metadata_param(params: Mapping[str, Any]) -> tuple[JsonDict | None, str | None]:
+        """``(metadata, warning)`` from the ``metadata`` param (a dict, or a JSON string in a
+        form body). None: none given (or ignored); ``{}``: given empty (chat.update removes).
+
+        Like Slack, an unparsable value is an error, while metadata without a valid
+        ``event_type`` and an object ``event_payload`` is ignored with a warning.
+        """
+        value = params.get("metadata")
+        if value is None or value == "":
+            return None, None
+        if not isinstance(value, dict):
+            raise _ApiError("invalid_metadata_format")
+        if not value:
+            return {}, None
+        event_type = value.get("event_type")
+        valid = (
+            isinstance(event_type, str)
+            and bool(event_type)
+            and set(event_type) <= _EVENT_TYPE_CHARS
+            and isinstance(value.get("event_payload"), dict)
+        )
+        if not valid:
+            return None, "invalid_metadata_schema"
+        return {
+            "event_type": event_type,
+            "event_payload": copy.deepcopy(value["event_payload"]),
+        }, None
 
     def _own_message(self, params: JsonDict, ts_key: str, error: str) -> StoredMessage:
         channel = self._resolve_channel(params.get("channel"))
@@ -1269,23 +1443,28 @@ class SlackEmulator:
 
     def _chat_update(self, params: JsonDict) -> JsonDict:
         msg = self._own_message(params, "ts", "cant_update_message")
+        # Validate everything before changing anything: a refused update leaves no trace.
+        blocks = self._blocks_param(params, "blocks")
+        attachments = self._list_param(params, "attachments")
+        metadata, warning = self._metadata_param(params)
         if "text" in params and params["text"] is not None:
             msg.text = str(params["text"])
-        blocks = self._blocks_param(params, "blocks")
         if blocks is not None:
             msg.blocks = blocks
-        attachments = self._list_param(params, "attachments")
         if attachments is not None:
             msg.attachments = attachments
+        if metadata is not None:  # absent keeps the old metadata; an empty object removes it
+            msg.metadata = metadata or None
         msg.edited += 1
         msg.edited_ts = self._next_ts()
-        return {
+        answer = {
             "ok": True,
             "channel": msg.channel,
             "ts": msg.ts,
             "text": msg.text,
             "message": msg.to_slack(),
         }
+        return _with_warning(answer, warning)
 
     def _chat_delete(self, params: JsonDict) -> JsonDict:
         msg = self._own_message(params, "ts", "cant_delete_message")
@@ -1563,31 +1742,52 @@ class SlackEmulator:
         return {"ok": True, "channel": {"id": channel.id}}
 
     def _conversations_history(self, params: JsonDict) -> JsonDict:
+        """Top-level messages, newest first, within ``oldest``/``latest`` (exclusive unless
+        ``inclusive``); ``metadata`` only with ``include_all_metadata``."""
         channel = self._resolve_channel(params.get("channel"))
-        top = [m.to_slack() for m in self._state.messages.get(channel.id, []) if not m.is_reply]
-        top.reverse()  # newest first, like Slack
-        page, cursor = _paginate(top, params)
-        return {
-            "ok": True,
-            "messages": page,
-            "has_more": bool(cursor),
-            "response_metadata": {"next_cursor": cursor},
-        }
+        in_window = _ts_window(params)
+        top = [
+            m
+            for m in self._state.messages.get(channel.id, [])
+            if not m.is_reply and in_window(m.ts)
+        ]
+        top.sort(key=lambda m: _ts_key(m.ts), reverse=True)
+        return self._message_page(top, params, _HISTORY_LIMITS, newest_first=True)
 
     def _conversations_replies(self, params: JsonDict) -> JsonDict:
+        """A thread, parent first, filtered and paged like ``conversations.history``.
+
+        ``ts`` may name the parent or any reply (both return the whole thread), or a message
+        without replies (returned alone).
+        """
         channel = self._resolve_channel(params.get("channel"))
         ts = _opt_str(params.get("ts")) or ""
-        if self._find_message(channel.id, ts) is None:
+        named = self._find_message(channel.id, ts)
+        if named is None:
             raise _ApiError("thread_not_found")
+        root = named.thread_ts if named.is_reply and named.thread_ts else named.ts
+        in_window = _ts_window(params)
         thread = [
-            m.to_slack()
+            m
             for m in self._state.messages.get(channel.id, [])
-            if m.ts == ts or m.thread_ts == ts
+            if (m.ts == root or m.thread_ts == root) and in_window(m.ts)
         ]
-        page, cursor = _paginate(thread, params)
+        thread.sort(key=lambda m: _ts_key(m.ts))
+        return self._message_page(thread, params, _REPLIES_LIMITS, newest_first=False)
+
+    @staticmethod
+    def _message_page(
+        messages: Sequence[StoredMessage],
+        params: Mapping[str, Any],
+        limits: tuple[int, int],
+        *,
+        newest_first: bool,
+    ) -> JsonDict:
+        page, cursor = _paginate_by_ts(messages, params, limits, newest_first=newest_first)
+        with_metadata = _truthy(params.get("include_all_metadata"))
         return {
             "ok": True,
-            "messages": page,
+            "messages": [m.to_slack(include_metadata=with_metadata) for m in page],
             "has_more": bool(cursor),
             "response_metadata": {"next_cursor": cursor},
         }
@@ -1602,18 +1802,103 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+def _with_warning(response: JsonDict, warning: str | None) -> JsonDict:
+    """Add a Slack warning (``warning`` and ``response_metadata.warnings``) to an answer."""
+    if warning is not None:
+        response["warning"] = warning
+        response.setdefault("response_metadata", {})["warnings"] = [warning]
+    return response
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes")
     return bool(value)
 
 
-def _paginate(items: Sequence[T], params: Mapping[str, Any]) -> tuple[list[T], str]:
+def _ts_key(ts: str) -> Decimal:
+    return Decimal(ts)
+
+
+def _ts_param(params: Mapping[str, Any], key: str) -> Decimal | None:
+    value = params.get(key)
+    if value is None or value == "":
+        return None
     try:
-        limit = int(params.get("limit") or 100)
+        parsed = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise _ApiError(f"invalid_ts_{key}") from exc
+    if not parsed.is_finite() or parsed < 0:
+        raise _ApiError(f"invalid_ts_{key}")
+    return parsed
+
+
+def _ts_window(params: Mapping[str, Any]) -> Callable[[str], bool]:
+    """Whether a ts lies within ``oldest``..``latest`` (bounds excluded unless ``inclusive``).
+
+    Slack's ``latest`` defaults to "now"; the emulator leaves it open instead, because its
+    ts are kept unique by stepping past the clock when many messages arrive at once.
+    """
+    oldest = _ts_param(params, "oldest")
+    latest = _ts_param(params, "latest")
+    inclusive = _truthy(params.get("inclusive"))
+
+    def contains(ts: str) -> bool:
+        key = _ts_key(ts)
+        if oldest is not None and (key < oldest or (key == oldest and not inclusive)):
+            return False
+        return latest is None or key < latest or (key == latest and inclusive)
+
+    return contains
+
+
+def _limit(params: Mapping[str, Any], default: int, maximum: int) -> int:
+    try:
+        limit = int(params.get("limit") or default)
     except (TypeError, ValueError):
-        limit = 100
-    limit = max(1, min(limit, 1000))
+        limit = default
+    return max(1, min(limit, maximum))
+
+
+def _paginate_by_ts(
+    messages: Sequence[StoredMessage],
+    params: Mapping[str, Any],
+    limits: tuple[int, int],
+    *,
+    newest_first: bool,
+) -> tuple[list[StoredMessage], str]:
+    """One page of ``messages`` (already in answer order) and the cursor of the next one.
+
+    The cursor names the ts the next page starts at (``next_ts:…``, as Slack's do), so
+    messages posted or deleted between two pages neither repeat nor skip entries.
+    """
+    start = 0
+    cursor = _opt_str(params.get("cursor"))
+    if cursor:
+        try:
+            decoded = base64.b64decode(cursor.encode(), validate=True).decode()
+            prefix, digits = decoded.split(":", 1)
+            if prefix != "next_ts" or not digits.isdigit() or len(digits) <= 6:
+                raise ValueError(cursor)
+            resume = Decimal(f"{digits[:-6]}.{digits[-6:]}")
+        except ValueError as exc:  # bad base64, bad utf-8 (a ValueError too), bad shape
+            raise _ApiError("invalid_cursor") from exc
+        start = len(messages)
+        for index, msg in enumerate(messages):
+            key = _ts_key(msg.ts)
+            if (key <= resume) if newest_first else (key >= resume):
+                start = index
+                break
+    limit = _limit(params, *limits)
+    page = list(messages[start : start + limit])
+    if start + limit >= len(messages):
+        return page, ""
+    following = messages[start + limit].ts.replace(".", "")
+    return page, base64.b64encode(f"next_ts:{following}".encode()).decode()
+
+
+def _paginate(items: Sequence[T], params: Mapping[str, Any]) -> tuple[list[T], str]:
+    limit = _limit(params, 100, 1000)
     offset = 0
     cursor = _opt_str(params.get("cursor"))
     if cursor:
