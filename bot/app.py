@@ -1,44 +1,58 @@
-"""The single wiring point: settings → engine, sessions, Slack client, bolt `App`.
+"""The single wiring point: settings → engine, sessions, Slack client, bolt `App`,
+outbox delivery and scheduler — everything one process of the bot runs (`Bot`).
 
-Nothing is built at import time. `create_app` returns a bolt App whose listeners get
-their dependencies from `context["deps"]` (handlers.deps.Deps).
+Nothing is built at import time. `start_bot(settings)` builds and starts a `Bot`;
+`Bot.close()` stops it. Listeners get their dependencies from `context["deps"]`
+(handlers.deps.Deps). Every listener that changes something commits before it acks
+(handlers.flow): bolt runs listeners on `listener_executor`, and the HTTP request waits
+for the ack; the outbox delivery that follows runs in the same listener thread after
+the response has gone.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.client import RemoteDisconnected
 from typing import Any
+from urllib.error import URLError
 
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
-from sqlalchemy import Engine, delete, text
-from sqlalchemy.exc import IntegrityError
+from slack_sdk.http_retry.request import HttpRequest as RetryRequest
+from slack_sdk.http_retry.response import HttpResponse as RetryResponse
+from slack_sdk.http_retry.state import RetryState
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import Delivery, publish_home
+from bot.directory import SlackTimeZones
 from bot.settings import Settings
-from bot.turns import Turns
-from bot.work import ProcessLazyListenerRunner, WorkProcess
-from domain.db import make_engine, make_session_factory, upgrade_schema, write_transaction
-from domain.model import RequestReceipt
+from domain import intake
+from domain.db import make_engine, make_session_factory, upgrade_schema
 from domain.policy import Clock, Policy, system_clock
 from handlers import actions, commands, home, views
 from handlers.deps import Deps
 from handlers.errors import report
+from scheduler.jobs import Scheduler, sweep_once
 
 log = logging.getLogger(__name__)
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
 # Bolt runs listeners (and their ack) on this pool; 5 threads by default would let five
-# slow Slack calls stall every ack.
+# slow listeners stall every ack.
 LISTENER_THREADS = 32
-REPLAY_WINDOW = timedelta(minutes=10)  # bolt rejects requests older than 5 minutes
 # App Home publishes after a change wait this long, so a burst costs one per person.
 HOME_DELAY = 0.5
+SLACK_TIMEOUT = 10  # seconds a Web API call may take
+# Posts that change a channel: retried by the outbox (which looks for them first), never
+# blindly by the HTTP client, because a dropped connection may follow a post that worked.
+_NOT_REPEATABLE = ("chat.postMessage", "chat.postEphemeral")
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -53,18 +67,38 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
+class _RepeatableRetries(ConnectionErrorRetryHandler):
+    """slack_sdk's retry on connection errors, except for a post that may have reached
+    Slack: a connection refused is retried for any method, a dropped one only for
+    methods that are safe to repeat."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: RetryRequest,
+        response: RetryResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        refused = isinstance(error, URLError) and isinstance(error.reason, ConnectionRefusedError)
+        if not refused and request.url.rstrip("/").endswith(_NOT_REPEATABLE):
+            if isinstance(error, URLError | ConnectionResetError | RemoteDisconnected):
+                return False
+        return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
 def make_web_client(token: str, api_url: str | None) -> WebClient:
     return WebClient(
         token=token,
         base_url=api_url or SLACK_API_DEFAULT,
-        timeout=10,
-        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2)],
+        timeout=SLACK_TIMEOUT,
+        retry_handlers=[_RepeatableRetries(max_retry_count=2)],
     )
 
 
 @dataclass
 class Runtime:
-    """Everything a process needs, built once from settings."""
+    """The database side of a process, built once from settings."""
 
     settings: Settings
     engine: Engine
@@ -94,30 +128,20 @@ class Runtime:
 def create_app(
     runtime: Runtime,
     *,
-    bot_token: str,
-    signing_secret: str | None,
-    socket_mode: bool = False,
-    listener_executor: Executor | None = None,
-    work: WorkProcess | None = None,
-    verified: bool = False,
-    turns: Turns | None = None,
-) -> tuple[App, Delivery]:
-    """The bolt app. With `work`, listeners' lazy parts run in that work process (the
-    web worker of `serve`); `verified=True` is the work process's own app, whose requests
-    come from its web worker, which verified them already; `turns` are that process's
-    (bot/turns.py)."""
-    client = make_web_client(bot_token, runtime.settings.SLACK_API_URL)
-    delivery = Delivery(runtime.sessions, client, runtime.clock, home_delay=HOME_DELAY, turns=turns)
+    client: WebClient,
+    delivery: Delivery,
+    signing_secret: str,
+    listener_executor: Executor,
+) -> App:
+    """The bolt app: every listener, the one error policy, dependencies in the context.
+
+    Requests over HTTP are verified with `signing_secret`; Socket Mode requests need no
+    signature (bolt skips the check for them)."""
     app = App(
         client=client,
-        signing_secret=signing_secret or "",
-        request_verification_enabled=not (socket_mode or verified),
-        listener_executor=listener_executor
-        or ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
+        signing_secret=signing_secret,
+        listener_executor=listener_executor,
     )
-    if work is not None:
-        # As bolt's AWS Lambda adapter does: lazy listeners run elsewhere.
-        app.listener_runner.lazy_listener_runner = ProcessLazyListenerRunner(app.logger, work)
     deps = Deps(
         sessions=runtime.sessions,
         clock=runtime.clock,
@@ -131,30 +155,6 @@ def create_app(
         context["deps"] = deps
         next()
 
-    def checked_here(request: BoltRequest, body: dict[str, Any]) -> bool:
-        if verified:  # the work process: what its web worker handed over
-            return request.lazy_only
-        if work is not None:  # serve's web worker: only the forms it answers itself
-            return body.get("type") == "view_submission"
-        return not request.lazy_only  # threads: lazy copies skip the middleware anyway
-
-    @app.middleware
-    def ignore_replays(
-        request: BoltRequest,
-        body: dict[str, Any],
-        next: Any,  # noqa: A002
-    ) -> BoltResponse | None:
-        """A replay of a signed request (same trigger_id / action_ts) changes nothing.
-
-        Checked where the request's work runs, so that with a work process nothing is
-        written to the database before the ack."""
-        key = replay_key(body) if checked_here(request, body) else None
-        if key is not None and not _first_sighting(runtime, key):
-            log.info("ignored a replayed request: %s", key)
-            return BoltResponse(status=200, body="")
-        next()
-        return None
-
     def publish(user_id: str) -> None:
         publish_home(runtime.sessions, client, user_id, now=runtime.clock())
 
@@ -163,40 +163,7 @@ def create_app(
     views.register(app)
     home.register(app, publish)
     app.error(handle_error)
-    return app, delivery
-
-
-def replay_key(body: dict[str, Any]) -> str | None:
-    kind = body.get("type")
-    if body.get("command"):
-        trigger = body.get("trigger_id")
-        return f"command:{trigger}" if trigger else None
-    if kind == "block_actions" and body.get("actions"):
-        action_ts = body["actions"][0].get("action_ts")
-        user = (body.get("user") or {}).get("id", "")
-        return f"action:{user}:{action_ts}" if action_ts else None
-    if kind == "view_submission" and body.get("trigger_id"):
-        return f"view:{body['trigger_id']}"
-    if kind == "event_callback" and body.get("event_id"):
-        return f"event:{body['event_id']}"
-    return None
-
-
-def _first_sighting(runtime: Runtime, key: str) -> bool:
-    now = runtime.clock()
-    try:
-        with runtime.sessions() as session, write_transaction(session):
-            session.add(RequestReceipt(key=key[:200], at=now))
-    except IntegrityError:
-        return False
-    return True
-
-
-def forget_old_receipts(runtime: Runtime) -> None:
-    with runtime.sessions() as session, write_transaction(session):
-        session.execute(
-            delete(RequestReceipt).where(RequestReceipt.at < runtime.clock() - REPLAY_WINDOW)
-        )
+    return app
 
 
 def handle_error(
@@ -214,3 +181,119 @@ def handle_error(
         return BoltResponse(status=401, body="")
     report(error, body, client, respond)
     return None
+
+
+@dataclass
+class Bot:
+    """What one process of the bot runs: its database, its Slack client, the bolt app,
+    the outbox delivery and (unless asked not to) the scheduler."""
+
+    runtime: Runtime
+    client: WebClient
+    delivery: Delivery
+    app: App
+    listeners: ListenerPool
+    scheduler: Scheduler | None = None
+    _closed: bool = field(default=False, init=False)
+
+    def sweep(self) -> None:
+        """One pass of everything that came due (what the scheduler runs)."""
+        runtime = self.runtime
+        sweep_once(
+            runtime.sessions,
+            runtime.clock,
+            policy=runtime.policy,
+            outbox=self.delivery,
+            time_zone_of=SlackTimeZones(self.client),
+            housekeeping=lambda: intake.forget_receipts(runtime.sessions, now=runtime.clock()),
+        )
+
+    def close(self, *, timeout: float = 10.0) -> bool:
+        """Stop: no new deliveries or sweeps; the work after acks already given gets up to
+        `timeout` seconds to finish (what is left stays in the outbox, claimed for a
+        minute at most, for the next sweep of any process). True if all finished."""
+        if self._closed:
+            return True
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        self.delivery.close()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        finished = self.listeners.wait_idle(max(0.0, deadline - time.monotonic()))
+        self.listeners.shutdown(wait=False, cancel_futures=True)
+        if not finished:
+            log.warning("stopping with listener work still running: the outbox keeps it")
+        self.runtime.engine.dispose()
+        return finished
+
+
+class ListenerPool(ThreadPoolExecutor):
+    """Bolt's listener threads, counting the work not yet finished (a stopping process,
+    and tests, wait for it to be done)."""
+
+    def __init__(self, max_workers: int = LISTENER_THREADS) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="listener")
+        self._unfinished = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        with self._idle:
+            self._unfinished += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future: object) -> None:
+        with self._idle:
+            self._unfinished -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no listener work is left; False if some still runs after `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._unfinished == 0, timeout)
+
+
+def start_bot(
+    settings: Settings,
+    *,
+    bot_token: str,
+    signing_secret: str,
+    clock: Clock = system_clock,
+    scheduler: bool = True,
+    migrate: bool = False,
+    listener_executor: ListenerPool | None = None,
+) -> Bot:
+    """Build and start one process's bot (the scheduler's first sweep runs at once)."""
+    runtime = Runtime.from_settings(settings, clock=clock, migrate=migrate)
+    client = make_web_client(bot_token, settings.SLACK_API_URL)
+    delivery = Delivery(runtime.sessions, client, clock, home_delay=HOME_DELAY)
+    listeners = listener_executor or ListenerPool()
+    app = create_app(
+        runtime,
+        client=client,
+        delivery=delivery,
+        signing_secret=signing_secret,
+        listener_executor=listeners,
+    )
+    bot = Bot(runtime, client, delivery, app, listeners)
+    if scheduler:
+        bot.scheduler = Scheduler(
+            bot.sweep, delivery.sweep, every_seconds=settings.SWEEP_SECONDS
+        ).start()
+        delivery.wake = _wake_in_process_clock(bot.scheduler, clock)
+    return bot
+
+
+def _wake_in_process_clock(scheduler: Scheduler, clock: Clock) -> Any:
+    """The scheduler runs on the machine's clock; a delivery defers on the bot's (the
+    sandbox shifts it): wake after the same delay."""
+
+    def wake(at: datetime) -> None:
+        scheduler.wake_at(datetime.now(UTC) + (at - clock()))
+
+    return wake

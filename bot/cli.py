@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import logging
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load_settings
-from bot.ticker import start_ticker
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -47,15 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the bot (HTTP mode, or --socket-mode)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
-    serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
-    serve.add_argument("--threads", type=int, default=16, help="threads per worker")
     serve.add_argument(
-        "--work-processes",
+        "--workers",
         type=int,
-        choices=(0, 1),
-        default=1,
-        help="1 (default): each HTTP worker acks and hands the work to a work process of "
-        "its own, which also runs the scheduler; 0: the work runs in the worker's threads",
+        default=2,
+        help="HTTP worker processes (each also runs the scheduler); default 2",
     )
     serve.add_argument("--socket-mode", action="store_true", help="connect over Socket Mode")
     serve.add_argument(
@@ -135,44 +130,31 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     credentials = settings.require_http()
     _migrate(settings)  # once, before the workers fork
 
-    from bot.server import WsgiApp
+    # Imported here, in gunicorn's master, so the workers share these modules' memory.
+    from bot.app import Bot, start_bot
+    from bot.server import AsgiFront, limit_malloc_arenas, seconds_left, serve
 
-    def load_app() -> WsgiApp:
-        from bot.app import create_app
-        from bot.server import wsgi_app
-
-        worker_runtime = _runtime(settings, migrate=False)
-        work = None
-        if args.work_processes:
-            from bot.work import WorkProcess, WorkSpec
-
-            spec = WorkSpec(settings, credentials.bot_token, scheduler=not args.no_scheduler)
-            work = WorkProcess(spec).start()
-            atexit.register(work.stop)
-        app, delivery = create_app(
-            worker_runtime,
+    def start() -> Bot:  # in each worker, after the fork
+        return start_bot(
+            settings,
             bot_token=credentials.bot_token,
             signing_secret=credentials.signing_secret,
-            work=work,
+            scheduler=not args.no_scheduler,
         )
-        if work is None:
-            atexit.register(delivery.close)
-            if not args.no_scheduler:
-                start_ticker(worker_runtime, delivery)
-        return wsgi_app(app, worker_runtime.database_ok)
 
-    from bot.server import limit_malloc_arenas, serve
+    def stop(bot: Bot) -> None:
+        bot.close(timeout=seconds_left(settings.SHUTDOWN_SECONDS))
 
     limit_malloc_arenas()
     print(
         f"milestone-bot listening on http://{args.host}:{args.port}/slack/events", file=sys.stderr
     )
     serve(
-        load_app,
+        AsgiFront(start, stop),
         host=args.host,
         port=args.port,
         workers=args.workers,
-        threads=args.threads,
+        shutdown_seconds=settings.SHUTDOWN_SECONDS,
         log_level=settings.LOG_LEVEL.lower(),
     )
     return 0
@@ -181,37 +163,41 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _serve_socket_mode(settings: Settings, args: argparse.Namespace) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app import create_app
+    from bot.app import start_bot
 
     credentials = settings.require_socket_mode()
-    runtime = _runtime(settings)
-    app, delivery = create_app(
-        runtime, bot_token=credentials.bot_token, signing_secret=None, socket_mode=True
+    bot = start_bot(
+        settings,
+        bot_token=credentials.bot_token,
+        signing_secret="",  # Socket Mode requests are not signed
+        scheduler=not args.no_scheduler,
+        migrate=True,
     )
-    if not args.no_scheduler:
-        start_ticker(runtime, delivery)
-    SocketModeHandler(app, credentials.app_token).start()  # type: ignore[no-untyped-call]
+    handler = SocketModeHandler(bot.app, credentials.app_token)
+    handler.connect()  # type: ignore[no-untyped-call]
+    print("milestone-bot connected over Socket Mode (Ctrl-C to stop)", file=sys.stderr)
+    _wait_for_stop()
+    handler.close()  # type: ignore[no-untyped-call]
+    bot.close(timeout=max(0.5, settings.SHUTDOWN_SECONDS - 1))
     return 0
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import make_web_client
-    from bot.delivery import Delivery
+    from bot.app import start_bot
 
-    credentials = settings.require_http() if settings.SLACK_SIGNING_SECRET else None
-    token = credentials.bot_token if credentials else _bot_token(settings)
-    runtime = _runtime(settings)
-    delivery = Delivery(
-        runtime.sessions, make_web_client(token, settings.SLACK_API_URL), runtime.clock
-    )
-    scheduler = start_ticker(runtime, delivery)
+    bot = start_bot(settings, bot_token=_bot_token(settings), signing_secret="", migrate=True)
+    print("milestone-bot worker running (Ctrl-C to stop)", file=sys.stderr)
+    _wait_for_stop()
+    bot.close(timeout=max(0.5, settings.SHUTDOWN_SECONDS - 1))
+    return 0
+
+
+def _wait_for_stop() -> None:
+    """Until SIGTERM or SIGINT (a process manager's stop, Ctrl-C)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print("milestone-bot worker running (Ctrl-C to stop)", file=sys.stderr)
     stop.wait()
-    scheduler.shutdown(wait=True)
-    return 0
 
 
 def _bot_token(settings: Settings) -> str:
@@ -268,6 +254,12 @@ def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     with runtime.sessions() as session:
         items = outbox.waiting(session)
+        holds = outbox.holds(session)
+    for hold in holds:
+        print(
+            f"hold\t{hold.scope}\t{hold.reason}\tsince {hold.since.isoformat()}\t"
+            f"checks {hold.checks}\tnext check {hold.next_check_at.isoformat()}"
+        )
     for item in items:
         subject = item.user_id or item.subject_id
         print(
@@ -275,8 +267,8 @@ def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
             f"attempts {item.attempts}\tnext {item.next_attempt_at.isoformat()}\t"
             f"{item.last_error or ''}"
         )
-    dead = sum(item.state == outbox.DEAD for item in items)
-    print(f"{len(items) - dead} pending, {dead} dead-lettered", file=sys.stderr)
+    counts = Counter(item.state for item in items)
+    print(f"{counts['pending']} pending, {counts['held']} held, {counts['dead']} dead-lettered")
     return 0
 
 

@@ -2,41 +2,55 @@
 
 An intent names a kind and ids; the message is rendered here from the state
 current at send time, so a retry never paints an old card over a newer one. The
-request path calls `deliver(ids)` right after its commit (a click's card updates
-within a second); the periodic sweep only retries. A 429 defers that channel for
-Retry-After seconds without blocking other channels, 5xx and timeouts back off
-with jitter, and after `max_attempts` the intent is dead-lettered.
+request path calls `deliver(ids)` right after its commit; the periodic sweep retries
+what is due (and a deferred intent asks the scheduler to wake it on time, `wake`).
 
 The intents of one call are delivered as a batch: claimed in one statement, the
 channel messages rendered from one read (each contract, snapshot, request, event and
-card placement loaded once), sent with the card the person acted on first, then
-announcements and reminders, then App Home — one `views.publish` per person however
-many of their Home intents the batch holds — and marked sent in one statement. A
-failure is still handled per intent: it alone is retried, dead-lettered or deferred.
+card placement loaded once), sent in the order a person reads them — their own answer
+first, then the cards, the announcements and reminders — then App Home, one
+`views.publish` per person however many of their Home intents the batch holds, and
+marked sent in one statement. A failure is handled per intent:
+
+- a 429 defers that intent, and every other intent of that channel in this process,
+  for Retry-After seconds, and wakes the sweep when it is over;
+- a refused token (`token_revoked`, `invalid_auth`, `account_inactive`) holds the
+  workspace, a channel that is gone (`channel_not_found`, `is_archived`,
+  `not_in_channel`) holds the channel: their intents are parked, the refusal is
+  checked again with backoff, and what waited is sent once it works (domain.outbox);
+- a post that ended without an answer (a timeout, a dropped connection, a 5xx) may
+  be in the channel: every post carries message metadata naming it, and a post that
+  is tried again is first looked for in the channel's history, so it is never shown
+  twice;
+- other failures back off with jitter; after `max_attempts` the intent is
+  dead-lettered, where an operator sees it (`milestone-bot outbox`).
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
+import socket
 import threading
+import urllib.error
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
+from slack_sdk.webhook import WebhookClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.turns import Turns
 from domain import outbox, queries, reminders, snapshot
 from domain.errors import NotFound
-from domain.model import ChangeRequest, Contract, Event, Milestone, ReminderKind
-from domain.outbox import Claimed, Placement
+from domain.model import ChangeRequest, Contract, Event, IntentKind, Milestone, ReminderKind
+from domain.outbox import Claimed, Hold, Placement, Reservation
 from domain.policy import Clock
 from domain.snapshot import ContractSnapshot
+from handlers import replies
 from handlers.blocks import cards, home
 from handlers.blocks.message import Message
 from handlers.blocks.reminder import build_reminder
@@ -46,34 +60,37 @@ log = logging.getLogger(__name__)
 
 # Slack errors that retrying cannot fix: dead-letter at once.
 PERMANENT_ERRORS = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "invalid_blocks",
-        "msg_too_long",
-        "invalid_auth",
-        "account_inactive",
-        "token_revoked",
-        "missing_scope",
-        "user_not_found",
-    }
+    {"invalid_blocks", "msg_too_long", "missing_scope", "user_not_found", "no_text"}
 )
+# The workspace refuses our token, for now or for good: hold the workspace.
+TOKEN_ERRORS = frozenset(
+    {"token_revoked", "invalid_auth", "account_inactive", "token_expired", "not_authed"}
+)
+# The channel is gone or we are not in it: hold the channel.
+CHANNEL_ERRORS = frozenset({"channel_not_found", "is_archived", "not_in_channel"})
 
+REPLY_TTL = timedelta(minutes=25)  # Slack's response_urls work for 30 minutes
+LOOK_BACK = timedelta(minutes=10)  # how far before an intent its earlier post may be
+METADATA_TYPE = "milestone_bot_post"
+TEAM_CHECK = (15.0, 600.0)  # first and longest pause between token checks, seconds
+CHANNEL_CHECK = (60.0, 3600.0)
 
-# The order within a batch: the card the person acted on first, then the news, then
-# reminders (replies in a card's thread, so after the card), and App Home last.
+# The order within a batch: the actor's answer, the cards, the news, reminders (thread
+# replies, so after the cards), and App Home last.
 _RANK = {
-    "request_card": 0,
-    "work_card": 0,
-    "contract_card": 0,
-    "announce": 1,
-    "reminder": 2,
-    "home": 3,
+    IntentKind.REPLY: 0,
+    IntentKind.REQUEST_CARD: 1,
+    IntentKind.WORK_CARD: 1,
+    IntentKind.CONTRACT_CARD: 1,
+    IntentKind.ANNOUNCE: 2,
+    IntentKind.REMINDER: 3,
+    IntentKind.HOME: 4,
 }
 
 _Send = Callable[[], object]
 """The Slack side of one rendered intent (or of one person's Home)."""
+Wake = Callable[[datetime], None]
+"""Asks the scheduler to sweep the outbox at that instant."""
 
 
 class Delivery:
@@ -87,29 +104,31 @@ class Delivery:
         lease: timedelta = timedelta(seconds=60),
         base_backoff: float = 2.0,
         home_delay: float | None = None,
-        turns: Turns | None = None,
+        wake: Wake | None = None,
     ) -> None:
         """`home_delay`: on the request path, App Home publishes wait this many seconds
         in a background thread, gathering what else changes for the same people in the
-        meantime (None: published in the call, as the sweep always does). `turns`: the
-        work process's (bot/turns.py), which that thread's passes take too."""
+        meantime (None: published in the call, as the sweep always does). `wake`: how
+        a deferred intent gets the sweep to run when its wait is over."""
         self.sessions = sessions
         self.client = client
         self.clock = clock
         self.max_attempts = max_attempts
         self.lease = lease
         self.base_backoff = base_backoff
+        self.home_delay = home_delay
+        self.wake = wake
         self._lock = threading.Lock()
         self._channel_blocked_until: dict[str, datetime] = {}
-        self.home_delay = home_delay
-        self.turns = turns
+        self._stopping = threading.Event()
         self._homes = _HomeQueue(self)
-        self._renderers: dict[str, Callable[[_Reads, Claimed], _Send | None]] = {
-            "contract_card": self._contract_card,
-            "request_card": self._request_card,
-            "work_card": self._work_card,
-            "announce": self._announce,
-            "reminder": self._reminder,
+        self._renderers: dict[IntentKind, Callable[[_Reads, Claimed], _Send | None]] = {
+            IntentKind.REPLY: self._reply,
+            IntentKind.CONTRACT_CARD: self._contract_card,
+            IntentKind.REQUEST_CARD: self._request_card,
+            IntentKind.WORK_CARD: self._work_card,
+            IntentKind.ANNOUNCE: self._announce,
+            IntentKind.REMINDER: self._reminder,
         }
 
     # --- entry points ---------------------------------------------------------------
@@ -117,39 +136,32 @@ class Delivery:
     def deliver(self, ids: Sequence[int]) -> None:
         """Send these intents now (request path, right after the commit); with a
         `home_delay`, Home publishes follow shortly after, one per person."""
-        self._deliver(ids, later_homes=self.home_delay is not None)
-
-    def sweep(self, *, limit: int = 50) -> int:
-        """Retry what is due; returns how many intents were attempted."""
-        with self.sessions() as session:
-            ids = outbox.due_ids(session, now=self.clock(), limit=limit)
-        self._deliver(ids)
-        return len(ids)
-
-    # --- one batch -------------------------------------------------------------------
-
-    def _deliver(self, ids: Sequence[int], *, later_homes: bool = False) -> None:
-        if not ids:
-            return
+        if not ids or self._stopping.is_set():
+            return  # stopping: the sweep of the next process sends them
         with self.sessions() as session:
             claims = outbox.claim_many(session, ids, now=self.clock(), lease=self.lease)
-        if not claims:
-            return  # sent already, or other senders hold them
-        claims.sort(key=lambda claimed: _RANK.get(claimed.kind, _RANK["reminder"]))
-        batch = _Batch(claims)
-        homes = [c for c in claims if c.kind == "home"]
-        try:
-            self._send_messages(batch, [c for c in claims if c.kind != "home"])
-            if later_homes and homes:
-                self._homes.put(homes)  # still claimed: now the Home thread's to send
-                batch.settled(homes)
-            else:
-                self._publish_homes(batch, homes)
-        finally:
-            self._settle(batch)
+        self._deliver(claims, later_homes=self.home_delay is not None)
+
+    def sweep(self, *, limit: int = 50) -> int:
+        """Check the holds that are due, then send what is due; returns how many
+        intents were attempted."""
+        self._check_holds()
+        attempted = 0
+        while not self._stopping.is_set():
+            with self.sessions() as session:
+                claims = outbox.claim_due(session, now=self.clock(), lease=self.lease, limit=limit)
+            if not claims:
+                break
+            self._deliver(claims)
+            attempted += len(claims)
+            if len(claims) < limit:
+                break
+        return attempted
 
     def close(self) -> None:
-        """Publish the Homes still waiting for `home_delay` now (the process is stopping)."""
+        """The process is stopping: publish the Homes still waiting for `home_delay` now,
+        and take nothing new (what is left is due for the next sweep, of any process)."""
+        self._stopping.set()
         self._homes.close()
 
     def flush(self) -> None:
@@ -164,6 +176,38 @@ class Delivery:
             self._publish_homes(batch, claims)
         finally:
             self._settle(batch)
+
+    # --- one batch -------------------------------------------------------------------
+
+    def _deliver(self, claims: list[Claimed], *, later_homes: bool = False) -> None:
+        if not claims:
+            return  # sent already, or other senders hold them
+        claims.sort(key=lambda claimed: _RANK[claimed.kind])
+        batch = _Batch(claims)
+        try:
+            claims = self._drop_held(batch, claims)
+            homes = [c for c in claims if c.kind == IntentKind.HOME]
+            self._send_messages(batch, [c for c in claims if c.kind != IntentKind.HOME])
+            if later_homes and homes:
+                self._homes.put(homes)  # still claimed: now the Home thread's to send
+                batch.settled(homes)
+            else:
+                self._publish_homes(batch, homes)
+        finally:
+            self._settle(batch)
+
+    def _drop_held(self, batch: _Batch, claims: list[Claimed]) -> list[Claimed]:
+        """Park the intents whose workspace or channel is held; the others go on."""
+        scopes = {scope for claimed in claims for scope in claimed.scopes}
+        with self.sessions() as session:
+            held = outbox.held_scopes(session, scopes)
+        if not held:
+            return claims
+        parked = [c for c in claims if any(scope in held for scope in c.scopes)]
+        with self.sessions() as session:
+            outbox.park(session, [c.id for c in parked], reason="held: " + ", ".join(held))
+        batch.settled(parked)
+        return [c for c in claims if c not in parked]
 
     def _send_messages(self, batch: _Batch, claims: list[Claimed]) -> None:
         if not claims:
@@ -217,10 +261,11 @@ class Delivery:
         except _Deferred as deferred:
             for claimed in claims:
                 self._retry(claimed, at=deferred.until, error=deferred.reason, count_attempt=False)
+            self._wake(deferred.until)
         except SlackApiError as error:
-            for claimed in claims:
-                self._slack_failure(claimed, error)
-        except (OSError, TimeoutError) as error:  # connection refused, reset, timed out
+            self._slack_failure(claims, error)
+        except (OSError, TimeoutError, http.client.HTTPException, _Failed) as error:
+            # connection refused, reset, timed out; the post, if any, is looked for first
             for claimed in claims:
                 self._retry(claimed, at=self._backoff(claimed), error=repr(error))
         except NotFound as error:
@@ -262,25 +307,62 @@ class Delivery:
             with self.sessions() as session:
                 outbox.unclaim(session, untouched, now=self.clock())
 
+    def _wake(self, at: datetime) -> None:
+        if self.wake is not None:
+            self.wake(at)
+
     # --- failures ----------------------------------------------------------------------
 
-    def _slack_failure(self, claimed: Claimed, error: SlackApiError) -> None:
+    def _slack_failure(self, claims: list[Claimed], error: SlackApiError) -> None:
         response = error.response
         code = str(response.get("error", "")) if response is not None else ""
         if response is not None and response.status_code == 429:
-            retry_after = _retry_after(response.headers)
-            until = self.clock() + timedelta(seconds=retry_after)
-            channel = self._channel_of(claimed)
-            if channel:
-                with self._lock:
-                    self._channel_blocked_until[channel] = until
-            self._retry(claimed, at=until, error="ratelimited", count_attempt=False)
+            # On time, not at the next sweep; the rest of this channel waits too.
+            until = self.clock() + timedelta(seconds=_retry_after(response.headers))
+            with self._lock:
+                for claimed in claims:
+                    if claimed.channel_id:
+                        self._channel_blocked_until[claimed.channel_id] = until
+            for claimed in claims:
+                self._retry(claimed, at=until, error="ratelimited", count_attempt=False)
+            self._wake(until + timedelta(seconds=random.uniform(0.0, 0.5)))
+            return
+        if code in TOKEN_ERRORS:
+            for claimed in claims:
+                if claimed.team_id:
+                    self._hold(outbox.team_scope(claimed.team_id), code, claimed, TEAM_CHECK)
+                else:
+                    self._retry(claimed, at=self._backoff(claimed), error=code)
+            return
+        if code in CHANNEL_ERRORS:
+            for claimed in claims:
+                if claimed.channel_id:
+                    scope = outbox.channel_scope(claimed.channel_id)
+                    self._hold(scope, code, claimed, CHANNEL_CHECK)
+                else:
+                    self._retry(claimed, at=self.clock(), error=code, dead=True)
             return
         if code in PERMANENT_ERRORS:
-            log.error("outbox %s (%s) dead-lettered: %s", claimed.id, claimed.kind, code)
-            self._retry(claimed, at=self.clock(), error=code, dead=True)
+            for claimed in claims:
+                log.error("outbox %s (%s) dead-lettered: %s", claimed.id, claimed.kind, code)
+                self._retry(claimed, at=self.clock(), error=code, dead=True)
             return
-        self._retry(claimed, at=self._backoff(claimed), error=code or str(error))
+        for claimed in claims:
+            self._retry(claimed, at=self._backoff(claimed), error=code or str(error))
+
+    def _hold(self, scope: str, reason: str, claimed: Claimed, pauses: tuple[float, float]) -> None:
+        now = self.clock()
+        with self.sessions() as session:
+            new = outbox.hold(
+                session,
+                scope,
+                reason=reason,
+                now=now,
+                check_at=now + timedelta(seconds=pauses[0]),
+                parked=[claimed.id],
+            )
+        if new:
+            log.warning("%s refuses our messages (%s): its deliveries wait", scope, reason)
 
     def _retry(
         self,
@@ -309,34 +391,106 @@ class Delivery:
         delay = min(300.0, self.base_backoff * 2 ** (claimed.attempts - 1))
         return self.clock() + timedelta(seconds=delay * (0.5 + random.random()))
 
-    def _channel_of(self, claimed: Claimed) -> str | None:
-        if claimed.contract_id is None or claimed.kind == "home":
-            return None
-        with self.sessions() as session, session.begin():
-            return queries.load_contract(session, claimed.contract_id).channel_id
-
     def _check_channel(self, channel: str) -> None:
         with self._lock:
             until = self._channel_blocked_until.get(channel)
         if until is not None and until > self.clock():
             raise _Deferred(until, "channel rate-limited")
 
+    # --- holds: is the refusal over? -------------------------------------------------
+
+    def _check_holds(self) -> None:
+        now = self.clock()
+        with self.sessions() as session:
+            due = outbox.claim_checks(session, now=now, lease=self.lease)
+        for hold in due:
+            refusal = self._refusal(hold)
+            with self.sessions() as session:
+                if refusal is None:
+                    ids = outbox.release_hold(session, hold.scope, now=self.clock())
+                    log.warning("%s works again: %s waiting intent(s) due", hold.scope, len(ids))
+                    continue
+                first, longest = TEAM_CHECK if hold.kind == "team" else CHANNEL_CHECK
+                pause = min(longest, first * 2 ** max(0, hold.checks - 1))
+                outbox.still_refused(
+                    session,
+                    hold.scope,
+                    reason=refusal,
+                    check_at=self.clock() + timedelta(seconds=pause * (0.8 + random.random() / 2)),
+                )
+
+    def _refusal(self, hold: Hold) -> str | None:
+        """What Slack says now about the held workspace or channel (None: all is well)."""
+        try:
+            if hold.kind == "team":
+                self.client.auth_test()
+            else:
+                channel = self.client.conversations_info(channel=hold.target)["channel"]
+                if channel.get("is_archived"):
+                    return "is_archived"
+                if not channel.get("is_member", True):
+                    return "not_in_channel"
+        except SlackApiError as error:
+            if error.response is not None and error.response.status_code == 429:
+                return "ratelimited"
+            return str(error.response.get("error", "")) or "error"
+        except (OSError, TimeoutError, http.client.HTTPException) as error:
+            return repr(error)[:100]
+        return None
+
     # --- renderers: read in the batch's transaction, return what to send -----------------
 
-    def _card(self, reads: _Reads, subject: str, channel: str, message: Message) -> _Send:
+    def _reply(self, reads: _Reads, claimed: Claimed) -> _Send | None:
+        """The actor's own answer: on the request's response_url, or as an ephemeral
+        message in the channel a form came from."""
+        if claimed.address is None:
+            return None
+        if self.clock() - claimed.created_at > REPLY_TTL:
+            log.info("outbox %s: the answer is too old to send now", claimed.id)
+            return None
+        address = replies.decode(claimed.address)
+        notice = cards.build_notice(claimed.body or "")
+        if address.response_url is not None:
+            url = address.response_url
+
+            def respond() -> None:
+                reply = WebhookClient(url, timeout=self.client.timeout).send(
+                    **notice.as_kwargs(), response_type="ephemeral", replace_original=False
+                )
+                if reply.status_code == 404:
+                    log.info("outbox %s: the response_url expired", claimed.id)
+                elif reply.status_code >= 400:
+                    raise _Failed(f"response_url answered {reply.status_code}")
+
+            return respond
+        channel, user = address.channel_id or "", address.user_id or ""
+
+        def ephemeral() -> None:
+            self._check_channel(channel)
+            self.client.chat_postEphemeral(channel=channel, user=user, **notice.as_kwargs())
+
+        return ephemeral
+
+    def _card(
+        self, reads: _Reads, claimed: Claimed, subject: str, channel: str, message: Message
+    ) -> _Send:
         reads.placement(subject)  # known before the transaction ends
-        return lambda: self._upsert(subject, channel, message, reads.placements)
+        return lambda: self._upsert(claimed, subject, channel, message, reads.placements)
 
     def _upsert(
-        self, subject: str, channel: str, message: Message, placements: dict[str, Placement]
+        self,
+        claimed: Claimed,
+        subject: str,
+        channel: str,
+        message: Message,
+        placements: dict[str, Placement],
     ) -> None:
-        """Post the message the first time; update it in place afterwards. `placements`:
+        """Post the card the first time; update it in place afterwards. `placements`:
         where cards live, read in the transaction that rendered it (and kept up to date
         by this batch's own posts)."""
         self._check_channel(channel)
         now = self.clock()
         placed = placements.get(subject)
-        reserved = False
         if placed is not None and placed.ts:
             try:
                 self.client.chat_update(
@@ -347,45 +501,100 @@ class Delivery:
                 if error.response.get("error") != "message_not_found":
                     raise
                 # Someone deleted the card: post it again below.
+                reservation = Reservation.FIRST
         else:
             with self.sessions() as session:
-                won = outbox.reserve(
+                reservation = outbox.reserve(
                     session, subject, channel_id=channel, now=now, stale_after=self.lease
                 )
-            if not won:
+            if reservation == Reservation.BUSY:
                 raise _Deferred(now + timedelta(seconds=2), "another sender is posting it")
-            reserved = True
         try:
-            response = self.client.chat_postMessage(channel=channel, **message.as_kwargs())
-        except Exception:
-            if reserved:  # not posted (or unknown): the retry must not wait out the lease
-                with self.sessions() as session:
+            ts = None
+            if reservation == Reservation.TAKEN_OVER or claimed.attempts > 1:
+                ts = self._find_post(channel, subject, since=claimed.created_at)
+            if ts is None:
+                ts = self._post(channel, subject, message)
+        except BaseException as error:
+            with self.sessions() as session:
+                if _maybe_applied(error):  # it may be in the channel: look before posting
+                    outbox.abandon(session, subject, reserved_at=now)
+                else:  # certainly not posted: the retry posts at once
                     outbox.release(session, subject, reserved_at=now)
             raise
-        ts = str(response["ts"])
         with self.sessions() as session:
             outbox.store(session, subject, channel_id=channel, ts=ts, now=self.clock())
         placements[subject] = Placement(channel, ts)
+
+    def _post(
+        self, channel: str, key: str, message: Message, *, thread_ts: str | None = None
+    ) -> str:
+        """Post a message that names itself in its metadata (`_find_post` finds it)."""
+        response = self.client.chat_postMessage(
+            channel=channel,
+            thread_ts=thread_ts,
+            metadata={"event_type": METADATA_TYPE, "event_payload": {"post": key}},
+            **message.as_kwargs(),
+        )
+        return str(response["ts"])
+
+    def _find_post(
+        self, channel: str, key: str, *, since: datetime, thread_ts: str | None = None
+    ) -> str | None:
+        """The ts of the message posted as `key` since about `since`, if an earlier
+        attempt posted it although it got no answer."""
+        oldest = f"{(since - LOOK_BACK).timestamp():.6f}"
+        cursor = None
+        for _ in range(10):  # at most 2,000 messages back
+            if thread_ts is None:
+                page = self.client.conversations_history(
+                    channel=channel,
+                    oldest=oldest,
+                    limit=200,
+                    include_all_metadata=True,
+                    cursor=cursor,
+                )
+            else:
+                page = self.client.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    oldest=oldest,
+                    limit=200,
+                    include_all_metadata=True,
+                    cursor=cursor,
+                )
+            for found in page.get("messages") or []:
+                meta = found.get("metadata") or {}
+                if (
+                    meta.get("event_type") == METADATA_TYPE
+                    and (meta.get("event_payload") or {}).get("post") == key
+                ):
+                    log.info("%s was posted already (%s): not posting it again", key, found["ts"])
+                    return str(found["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
 
     def _contract_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         assert claimed.subject_id is not None
         snap = reads.snapshot(claimed.subject_id)
         message = cards.build_contract_card(snap, now=self.clock())
-        return self._card(
-            reads, f"contract:{claimed.subject_id}", snap.contract.channel_id, message
-        )
+        subject = f"contract:{claimed.subject_id}"
+        return self._card(reads, claimed, subject, snap.contract.channel_id, message)
 
     def _request_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         assert claimed.subject_id is not None
         request = reads.request(claimed.subject_id)
         contract = reads.contract(request.contract_id)
         message = cards.build_request_card(contract, request)
-        return self._card(reads, f"request:{claimed.subject_id}", contract.channel_id, message)
+        subject = f"request:{claimed.subject_id}"
+        return self._card(reads, claimed, subject, contract.channel_id, message)
 
     def _work_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         contract, milestone = reads.work(claimed)
         message = cards.build_work_card(contract, milestone)
-        return self._card(reads, _work_subject(milestone), contract.channel_id, message)
+        return self._card(reads, claimed, _work_subject(milestone), contract.channel_id, message)
 
     def _announce(self, reads: _Reads, claimed: Claimed) -> _Send | None:
         assert claimed.subject_id is not None
@@ -395,10 +604,13 @@ class Delivery:
         if message is None:
             return None
         channel = contract.channel_id
+        key = f"outbox:{claimed.id}"
 
         def send() -> None:
             self._check_channel(channel)
-            self.client.chat_postMessage(channel=channel, **message.as_kwargs())
+            if claimed.attempts > 1 and self._find_post(channel, key, since=claimed.created_at):
+                return
+            self._post(channel, key, message)
 
         return send
 
@@ -424,6 +636,7 @@ class Delivery:
             )
         message = build_reminder(contract, item, request=request, milestone=milestone)
         channel = contract.channel_id
+        key = f"outbox:{claimed.id}"
 
         def send() -> None:
             # Read now, not with the batch: the card may have been posted just before.
@@ -432,11 +645,27 @@ class Delivery:
             if placed is None or not placed.ts:
                 raise _Deferred(self.clock() + timedelta(seconds=30), f"{subject} not posted yet")
             self._check_channel(channel)
-            self.client.chat_postMessage(
-                channel=placed.channel_id, thread_ts=placed.ts, **message.as_kwargs()
-            )
+            thread = placed.ts
+            if claimed.attempts > 1 and self._find_post(
+                placed.channel_id, key, since=claimed.created_at, thread_ts=thread
+            ):
+                return
+            self._post(placed.channel_id, key, message, thread_ts=thread)
 
         return send
+
+
+def _maybe_applied(error: BaseException) -> bool:
+    """Whether a call that failed this way may nonetheless have been applied by Slack:
+    it ended without an answer (a timeout, a connection dropped after sending) or with
+    a server error. A refusal with an error code, or a connection never made, was not."""
+    if isinstance(error, SlackApiError):
+        return error.response is None or error.response.status_code >= 500
+    if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
+        return _maybe_applied(error.reason) if isinstance(error.reason, BaseException) else True
+    if isinstance(error, ConnectionRefusedError | socket.gaierror):
+        return False
+    return isinstance(error, OSError | TimeoutError | http.client.HTTPException)
 
 
 def publish_home(
@@ -530,10 +759,8 @@ class _HomeQueue:
                 if not claims:
                     continue  # close() or flush() took them
                 self._publishing += 1
-            turns = self._delivery.turns
             try:
-                with turns.taken(first=False) if turns is not None else nullcontext():
-                    self._delivery.publish_gathered_homes(claims)
+                self._delivery.publish_gathered_homes(claims)
             except Exception:  # noqa: BLE001 - the claims expire and the sweep retries
                 log.exception("publishing %s App Home(s) failed", len(claims))
             finally:
@@ -578,16 +805,16 @@ class _Reads:
     def __init__(self, session: Session, claims: list[Claimed]) -> None:
         self.session = session
 
-        def subjects(kind: str) -> list[int]:
+        def subjects(kind: IntentKind) -> list[int]:
             return [c.subject_id for c in claims if c.kind == kind and c.subject_id is not None]
 
-        self._requests = queries.load_requests(session, subjects("request_card"))
-        self._events = queries.load_events(session, subjects("announce"))
+        self._requests = queries.load_requests(session, subjects(IntentKind.REQUEST_CARD))
+        self._events = queries.load_events(session, subjects(IntentKind.ANNOUNCE))
         contract_ids = {c.contract_id for c in claims if c.contract_id is not None}
         contract_ids.update(r.contract_id for r in self._requests.values())
         contract_ids.update(e.contract_id for e in self._events.values())
         self._contracts = queries.load_contracts(session, sorted(contract_ids))
-        carded = dict.fromkeys(subjects("contract_card"))
+        carded = dict.fromkeys(subjects(IntentKind.CONTRACT_CARD))
         self._snapshots = {
             snap.contract.id: snap
             for snap in snapshot.snapshots(
@@ -595,9 +822,9 @@ class _Reads:
             )
         }
         cards = [f"contract:{i}" for i in carded]
-        cards += [f"request:{i}" for i in subjects("request_card")]
+        cards += [f"request:{i}" for i in subjects(IntentKind.REQUEST_CARD)]
         for claimed in claims:
-            if claimed.kind == "work_card":
+            if claimed.kind == IntentKind.WORK_CARD:
                 found = self._milestone_of(claimed)
                 if found is not None:
                     cards.append(_work_subject(found[1]))
@@ -660,6 +887,10 @@ class _Reads:
 
 def _work_subject(milestone: Milestone) -> str:
     return f"work:{milestone.id}:{milestone.submission_count}"
+
+
+class _Failed(Exception):
+    """A send that failed without a Slack error code (e.g. a response_url's HTTP status)."""
 
 
 class _Deferred(Exception):

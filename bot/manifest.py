@@ -25,6 +25,10 @@ BOT_SCOPES: Final = (
     "users:read",  # users.info, for each person's time zone
     "channels:read",  # conversations.info on public channels (is the bot a member?)
     "groups:read",  # conversations.info on private channels
+    # conversations.history / replies with their metadata: a post whose answer was lost
+    # is looked for before it is posted again (public and private channels)
+    "channels:history",
+    "groups:history",
 )
 
 BOT_EVENTS: Final = ("app_home_opened",)
@@ -45,6 +49,8 @@ METHOD_SCOPES: Final[dict[str, str | None]] = {
     "views.publish": None,
     "users.info": "users:read",
     "conversations.info": "channels:read",
+    "conversations.history": "channels:history",
+    "conversations.replies": "channels:history",
 }
 
 # Slack's limits on a request URL (slash command `url` allows 3000, the others 3500).

@@ -164,6 +164,7 @@ class Settings(BaseSettings):
     FUND_REMINDER_HOURS: float = 48.0
     WORKING_HOURS: Annotated[WorkingHours, NoDecode] = WorkingHours(time(9, 0), time(18, 0))
     SWEEP_SECONDS: float = 30.0
+    SHUTDOWN_SECONDS: float = 10.0
     MAX_AMOUNT: int = 10_000_000
     LOG_LEVEL: str = "INFO"
 
@@ -242,7 +243,7 @@ class Settings(BaseSettings):
     def _check_hours(cls, value: object) -> float:
         return _number(value, what="hours", maximum=MAX_HOURS)
 
-    @field_validator("SWEEP_SECONDS", mode="before")
+    @field_validator("SWEEP_SECONDS", "SHUTDOWN_SECONDS", mode="before")
     @classmethod
     def _check_seconds(cls, value: object) -> float:
         return _number(value, what="seconds", maximum=MAX_SWEEP_SECONDS)
@@ -345,11 +346,6 @@ class Settings(BaseSettings):
     def fund_reminder_delay(self) -> timedelta:
         """How long after a release the client is nudged to fund the next milestone."""
         return timedelta(hours=self.FUND_REMINDER_HOURS)
-
-    @property
-    def sweep_interval(self) -> timedelta:
-        """How often due deadlines and the outbox are swept."""
-        return timedelta(seconds=self.SWEEP_SECONDS)
 
     @property
     def log_level(self) -> int:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from domain import intake
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same in every process of this app.
@@ -83,6 +86,12 @@ def write_transaction(session: Session, *, durable: bool = True) -> Iterator[Ses
     On SQLite it starts with `BEGIN IMMEDIATE` (the write lock is taken up front, so
     a read-then-write never fails half-way); on PostgreSQL the service locks rows.
 
+    With an `Origin` attached to the session (domain.intake), the transaction acts for
+    that request: its receipt is written first (a repeat raises `AlreadyHandled` and
+    changes nothing), locks and statements give up before the origin's deadline, and a
+    connection lost while committing raises `OutcomeUnknown` instead of a plain
+    database error, because the change may have been applied.
+
     `durable=False` (PostgreSQL): the commit returns before its WAL is flushed to disk
     (`synchronous_commit = off` for this transaction only). A crash of the *server*
     may lose the last fraction of a second of such commits — never half of one — so
@@ -90,11 +99,47 @@ def write_transaction(session: Session, *, durable: bool = True) -> Iterator[Ses
     """
     if session.in_transaction():
         raise RuntimeError("a service owns its transaction; call it outside one")
-    with session.begin():
+    origin = intake.attached(session)
+    transaction = session.begin()
+    try:
         connection = session.connection(execution_options={_WRITE_OPTION: True})
         if not durable and connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        if origin is not None:
+            _act_for(session, connection, origin)
         yield session
+        session.flush()
+    except BaseException:
+        with suppress(DBAPIError):  # a lost connection has nothing left to roll back
+            transaction.rollback()
+        raise
+    try:
+        transaction.commit()
+    except DBAPIError as error:
+        if origin is not None and _connection_lost(error):
+            raise intake.OutcomeUnknown(origin.key) from error
+        raise
+
+
+def _act_for(session: Session, connection: Connection, origin: intake.Origin) -> None:
+    """The first statements of a transaction acting for a person's request."""
+    left = origin.seconds_left()
+    if left is not None and connection.dialect.name == "postgresql":
+        # Give up (and roll back) rather than answer after the person was told it failed.
+        millis = max(100, int(left * 1000))
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {millis}")
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {millis}")
+    session.add(intake.receipt(origin))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise intake.AlreadyHandled(origin.key) from None
+
+
+def _connection_lost(error: DBAPIError) -> bool:
+    """The connection broke (server gone, network cut, killed backend), so nobody knows
+    whether the COMMIT it carried was applied."""
+    return bool(error.connection_invalidated) or isinstance(error, OperationalError)
 
 
 @contextmanager

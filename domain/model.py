@@ -110,13 +110,13 @@ class LedgerKind(StrEnum):
 SYSTEM_ACTOR = "system"
 
 
-def _enum(enum: type[StrEnum]) -> SAEnum:
+def _enum(enum: type[StrEnum], *, length: int = 16) -> SAEnum:
     """Enums are stored as their string values: readable in SQL, no native enum DDL."""
     return SAEnum(
         enum,
         native_enum=False,
         create_constraint=False,
-        length=16,
+        length=length,
         values_callable=lambda members: [m.value for m in members],
     )
 
@@ -370,24 +370,50 @@ class Event(Base):
     __table_args__ = (Index("ix_event_contract_id", "contract_id", "id"),)
 
 
+class IntentKind(StrEnum):
+    """What an outbox intent shows in Slack."""
+
+    CONTRACT_CARD = "contract_card"
+    REQUEST_CARD = "request_card"
+    WORK_CARD = "work_card"
+    ANNOUNCE = "announce"  # a channel post about an event (subject: the event)
+    REMINDER = "reminder"  # a thread reply (subject: the reminder)
+    HOME = "home"  # a person's App Home (user_id)
+    REPLY = "reply"  # the actor's confirmation (`address`, `body`)
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"  # gave up; an operator can retry it
+    HELD = "held"  # its workspace or channel refuses us for now (see DeliveryHold)
+
+
 class OutboxMessage(Base):
     """An intent to show something in Slack, written with the change that caused it.
 
     Only kind and ids are stored: the message is rendered from the state current at
-    send time, so a retry never paints an old card over a newer one.
+    send time, so a retry never paints an old card over a newer one. A reply is the
+    exception: it says what one action did, so its text is stored with it.
     """
 
     __tablename__ = "outbox_message"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[IntentKind] = mapped_column(_enum(IntentKind, length=40))
     contract_id: Mapped[int | None] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
     subject_id: Mapped[int | None] = mapped_column(Integer)
     user_id: Mapped[str | None] = mapped_column(String(32))
+    # The workspace and the channel it is shown in: what a DeliveryHold matches.
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    # A reply's address (opaque to the domain: the delivery understands it) and text.
+    address: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[OutboxState] = mapped_column(_enum(OutboxState), default=OutboxState.PENDING)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -398,7 +424,30 @@ class OutboxMessage(Base):
             postgresql_where=text("state = 'pending'"),
             sqlite_where=text("state = 'pending'"),
         ),
+        Index(
+            "ix_outbox_message_held",
+            "team_id",
+            "channel_id",
+            postgresql_where=text("state = 'held'"),
+            sqlite_where=text("state = 'held'"),
+        ),
     )
+
+
+class DeliveryHold(Base):
+    """A workspace or channel that refuses our messages for now (a revoked token, an
+    archived channel): its intents wait, held, instead of spinning or being dropped,
+    and the refusal is checked again at `next_check_at` (with backoff)."""
+
+    __tablename__ = "delivery_hold"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # team:T… / channel:C…
+    reason: Mapped[str] = mapped_column(String(100))  # Slack's error code
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_check_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_delivery_hold_next_check_at", "next_check_at"),)
 
 
 class MessageRef(Base):

@@ -26,9 +26,11 @@ from domain.model import (
     ChangeRequest,
     Contract,
     ContractStatus,
+    IntentKind,
     Milestone,
     MilestoneStatus,
     OutboxMessage,
+    OutboxState,
     Reminder,
     ReminderKind,
     RequestStatus,
@@ -342,11 +344,14 @@ def _send_one(
         contract_id = session.scalar(select(Reminder.contract_id).where(Reminder.id == reminder_id))
         if contract_id is None:
             return None
-        lock = select(Contract.id).where(Contract.id == contract_id).with_for_update()
-        if is_postgres(session) and session.scalar(lock.with_for_update(skip_locked=True)) is None:
+        lock = (
+            select(Contract.team_id, Contract.channel_id)
+            .where(Contract.id == contract_id)
+            .with_for_update(skip_locked=is_postgres(session))
+        )
+        where = session.execute(lock).one_or_none()
+        if where is None:
             return None  # another sweeper is working on this contract; it will see this one
-        if not is_postgres(session):
-            session.scalar(lock)
         reminder = session.get_one(Reminder, reminder_id, populate_existing=True)
         if reminder.state != PENDING:
             return None
@@ -375,14 +380,16 @@ def _send_one(
         if reminder.kind == ReminderKind.REQUEST:
             _schedule_next_request_nudge(session, reminder, now=now, policy=policy)
         message = OutboxMessage(
-            kind="reminder",
+            kind=IntentKind.REMINDER,
             contract_id=reminder.contract_id,
             subject_id=reminder.id,
             user_id=reminder.recipient_id,
+            team_id=where.team_id,
+            channel_id=where.channel_id,
             created_at=now,
             next_attempt_at=now,
             attempts=0,
-            state="pending",
+            state=OutboxState.PENDING,
         )
         session.add(message)
         session.flush()

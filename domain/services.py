@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, insert, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from domain import ledger, queries, reminders
+from domain import intake, ledger, queries, reminders
 from domain.db import write_transaction
 from domain.errors import (
     ContractClosed,
@@ -42,10 +42,12 @@ from domain.model import (
     Contract,
     ContractStatus,
     Event,
+    IntentKind,
     LedgerKind,
     Milestone,
     MilestoneStatus,
     OutboxMessage,
+    OutboxState,
     Party,
     RequestStatus,
     Role,
@@ -253,8 +255,8 @@ class _Tx:
         self.reminders = reminders.Changes()
         self._events: list[dict[str, Any]] = []
         # (kind, subject id, user id, or for an announcement the index of its event)
-        self._intents: list[tuple[str, int | None, str | None, int | None]] = []
-        self._keys: set[tuple[str, int | None, str | None]] = set()
+        self._intents: list[tuple[IntentKind, int | None, str | None, int | None]] = []
+        self._keys: set[tuple[IntentKind, int | None, str | None]] = set()
 
     def event(
         self,
@@ -267,7 +269,7 @@ class _Tx:
         **data: Any,
     ) -> None:
         if announce:
-            self._intents.append(("announce", None, None, len(self._events)))
+            self._intents.append((IntentKind.ANNOUNCE, None, None, len(self._events)))
         self._events.append(
             {
                 "contract_id": self.contract.id,
@@ -281,7 +283,7 @@ class _Tx:
         )
 
     def intent(
-        self, kind: str, *, subject_id: int | None = None, user_id: str | None = None
+        self, kind: IntentKind, *, subject_id: int | None = None, user_id: str | None = None
     ) -> None:
         key = (kind, subject_id, user_id)
         if key in self._keys:
@@ -292,32 +294,55 @@ class _Tx:
     def changed(self) -> None:
         """The contract changed: bump its version, refresh its card and every party's Home."""
         self.contract.version += 1
-        self.intent("contract_card", subject_id=self.contract.id)
+        self.intent(IntentKind.CONTRACT_CARD, subject_id=self.contract.id)
         for party in self.contract.parties:
-            self.intent("home", user_id=party.user_id)
+            self.intent(IntentKind.HOME, user_id=party.user_id)
 
     def outcome(self, summary: str, **kwargs: Any) -> Outcome:
+        """Write what was collected and the outcome; with an origin that wants an answer
+        (domain.intake), the actor's confirmation is an intent too, sent first."""
         self.session.flush()
         event_ids = self._insert(_EVENT, self._events)
         self.reminders.write(self.session)
-        outbox_ids = self._insert(
-            _OUTBOX,
-            [
+        contract = self.contract
+        rows: list[dict[str, Any]] = [
+            {
+                "kind": kind,
+                "contract_id": contract.id,
+                "subject_id": subject_id if event is None else event_ids[event],
+                "user_id": user_id,
+                "team_id": contract.team_id,
+                "channel_id": None if kind == IntentKind.HOME else contract.channel_id,
+                "address": None,
+                "body": None,
+            }
+            for kind, subject_id, user_id, event in self._intents
+        ]
+        origin = intake.attached(self.session)
+        if origin is not None and origin.reply_to is not None:
+            rows.insert(
+                0,
                 {
-                    "kind": kind,
-                    "contract_id": self.contract.id,
-                    "subject_id": subject_id if event is None else event_ids[event],
-                    "user_id": user_id,
-                    "created_at": self.now,
-                    "next_attempt_at": self.now,
-                    "attempts": 0,
-                    "state": "pending",
-                }
-                for kind, subject_id, user_id, event in self._intents
-            ],
-        )
+                    "kind": IntentKind.REPLY,
+                    "contract_id": contract.id,
+                    "subject_id": None,
+                    "user_id": None,
+                    "team_id": contract.team_id,
+                    "channel_id": contract.channel_id,
+                    "address": origin.reply_to,
+                    "body": summary,
+                },
+            )
+        for row in rows:
+            row.update(
+                created_at=self.now,
+                next_attempt_at=self.now,
+                attempts=0,
+                state=OutboxState.PENDING,
+            )
+        outbox_ids = self._insert(_OUTBOX, rows)
         return Outcome(
-            contract_id=self.contract.id,
+            contract_id=contract.id,
             summary=summary,
             outbox_ids=tuple(outbox_ids),
             **kwargs,
@@ -601,7 +626,7 @@ def _cancel(tx: _Tx, request: ChangeRequest, *, reason: str) -> None:
     request.decided_at = tx.now
     reminders.on_request_closed(tx.reminders, request)
     tx.event("request_cancelled", SYSTEM_ACTOR, request_number=request.number, reason=reason)
-    tx.intent("request_card", subject_id=request.id)
+    tx.intent(IntentKind.REQUEST_CARD, subject_id=request.id)
 
 
 def _clear_agreement(contract: Contract) -> None:
@@ -892,7 +917,7 @@ def _propose(
         revises=revised.number if revised else None,
     )
     reminders.on_request_proposed(tx.reminders, contract, request, now=now, policy=policy)
-    tx.intent("request_card", subject_id=request.id)
+    tx.intent(IntentKind.REQUEST_CARD, subject_id=request.id)
     tx.changed()
     revised_note = f" It replaces request {revised.number}." if revised else ""
     return tx.outcome(
@@ -910,7 +935,7 @@ def _withdraw(tx: _Tx, request: ChangeRequest, actor_id: str) -> None:
     request.decided_at = tx.now
     reminders.on_request_closed(tx.reminders, request)
     tx.event("request_withdrawn", actor_id, request_number=request.number)
-    tx.intent("request_card", subject_id=request.id)
+    tx.intent(IntentKind.REQUEST_CARD, subject_id=request.id)
 
 
 def _locked_request(
@@ -1005,7 +1030,7 @@ def accept_request(
             if stored.kind == ChangeKind.ADD:
                 stored.milestone_number = milestone.number
         tx.event("request_accepted", actor_id, request_number=request.number, top_up=top_up)
-        tx.intent("request_card", subject_id=request.id)
+        tx.intent(IntentKind.REQUEST_CARD, subject_id=request.id)
         _cancel_inapplicable(tx, others, because=f"request {request.number} was accepted")
         tx.changed()
         note = f" Escrow topped up by {_money(contract, top_up)}." if top_up else ""
@@ -1042,7 +1067,7 @@ def decline_request(
         request.decline_reason = clean_reason or None
         reminders.on_request_closed(tx.reminders, request)
         tx.event("request_declined", actor_id, request_number=request.number, reason=clean_reason)
-        tx.intent("request_card", subject_id=request.id)
+        tx.intent(IntentKind.REQUEST_CARD, subject_id=request.id)
         tx.changed()
         return tx.outcome(
             f"Declined request {request.number}.",
@@ -1259,7 +1284,7 @@ def submit_work(
             note=clean_note,
             auto_release_at=milestone.auto_release_at,
         )
-        tx.intent("work_card", subject_id=milestone.id)
+        tx.intent(IntentKind.WORK_CARD, subject_id=milestone.id)
         tx.changed()
         return tx.outcome(
             f"Submitted milestone {milestone.number} ({milestone.title}) for review.",
@@ -1295,7 +1320,7 @@ def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool, poli
         amount_minor=held,
         automatic=automatic,
     )
-    tx.intent("work_card", subject_id=milestone.id)
+    tx.intent(IntentKind.WORK_CARD, subject_id=milestone.id)
     reminders.on_milestone_released(tx.reminders, contract, milestone, now=tx.now, policy=policy)
     _cancel_inapplicable(tx, pending, because=f"milestone {milestone.number} was released")
     tx.changed()
@@ -1388,7 +1413,7 @@ def request_changes(
         milestone.auto_release_at = None
         reminders.on_review_closed(tx.reminders, milestone)
         tx.event("changes_requested", actor_id, milestone_number=milestone.number, note=clean_note)
-        tx.intent("work_card", subject_id=milestone.id)
+        tx.intent(IntentKind.WORK_CARD, subject_id=milestone.id)
         tx.changed()
         return tx.outcome(
             f"Asked for changes to milestone {milestone.number}; the review clock stopped.",

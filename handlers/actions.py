@@ -1,5 +1,5 @@
-"""Button clicks on cards and App Home: ack at once; then call one service and answer
-the clicker (bolt's lazy listener, run after the ack: handlers.errors.acked_then).
+"""Button clicks on cards and App Home: one service, committed before the ack; then the
+cards and the clicker's answer are delivered (handlers.flow.perform).
 
 Button values carry ids only (handlers.payloads); the services re-read every fact
 under a lock and refuse a wrong person, a stale card or a second click with a clear
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import App, Respond
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
@@ -21,18 +21,20 @@ from domain.rules import Act
 from domain.services import Outcome
 from handlers.blocks import modals
 from handlers.deps import deps_of
-from handlers.errors import acked_then, tell
+from handlers.errors import guarded, tell
+from handlers.flow import perform
 from handlers.ids import Action
 from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
+from handlers.replies import reply_address
 
 
 def register(app: App) -> None:
     for action in BUTTON_SERVICES:
-        app.action(action.value)(**acked_then(press_button))
-    app.action(Action.DECLINE.value)(**acked_then(open_decline))
-    app.action(Action.REQUEST_CHANGES.value)(**acked_then(open_request_changes))
-    app.action(Action.PROPOSE.value)(**acked_then(open_propose))
-    app.action(Action.ADD_MILESTONE.value)(**acked_then(open_add))
+        app.action(action.value)(guarded(press_button))
+    app.action(Action.DECLINE.value)(guarded(open_decline))
+    app.action(Action.REQUEST_CHANGES.value)(guarded(open_request_changes))
+    app.action(Action.PROPOSE.value)(guarded(open_propose))
+    app.action(Action.ADD_MILESTONE.value)(guarded(open_add))
 
 
 def _value(body: dict[str, Any]) -> str:
@@ -94,20 +96,29 @@ BUTTON_SERVICES: dict[Action, ButtonService] = {
 }
 
 
-def press_button(body: dict[str, Any], context: Any, respond: Respond, client: WebClient) -> None:
+def press_button(
+    ack: Ack, body: dict[str, Any], context: Any, respond: Respond, client: WebClient
+) -> None:
     deps = deps_of(context)
     service = BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
-    with deps.sessions() as session:
-        outcome = service(session, _value(body), _user(body), deps.now())
-    deps.delivery.deliver(outcome.outbox_ids)
-    tell(client, respond, body, outcome.summary)
+    reply_to = reply_address(body)
+    outcome = perform(
+        ack,
+        body,
+        deps,
+        lambda session: service(session, _value(body), _user(body), deps.now()),
+        reply_to=reply_to,
+        tell=lambda text: tell(client, respond, body, text),
+    )
+    if outcome is not None and reply_to is None:  # App Home: no channel to answer in
+        tell(client, respond, body, outcome.summary)
 
 
 # --- buttons that open a modal: check who may act first, so nobody fills in a form
 # --- only to be refused at the end.
 
 
-def open_decline(body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_decline(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), RequestRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract, request = queries.decidable_request(
@@ -117,10 +128,11 @@ def open_decline(body: dict[str, Any], context: Any, client: WebClient) -> None:
             ModalContext(channel_id=_channel(body), contract_id=contract.id, request_id=request.id),
             request,
         )
+    ack()
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_request_changes(body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_request_changes(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), MilestoneRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract, milestone = queries.reviewable_milestone(
@@ -135,10 +147,11 @@ def open_request_changes(body: dict[str, Any], context: Any, client: WebClient) 
             ),
             milestone,
         )
+    ack()
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_propose(body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)
@@ -149,10 +162,11 @@ def open_propose(body: dict[str, Any], context: Any, client: WebClient) -> None:
             contract,
             direct=direct,
         )
+    ack()
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_add(body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_add(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)
@@ -161,4 +175,5 @@ def open_add(body: dict[str, Any], context: Any, client: WebClient) -> None:
             ModalContext(channel_id=_channel(body) or contract.channel_id, contract_id=contract.id),
             contract,
         )
+    ack()
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())

@@ -1,18 +1,21 @@
 """`/milestone …`: parse the text, call one domain service, answer the person.
 
-The command is acked at once (an empty ack: nothing is shown yet); the work runs
-after the ack (bolt's lazy listener) and answers through `respond` (ephemeral). Errors
-are raised, and the one error policy (handlers.errors) turns them into a message for
-the person who typed the command.
+A command that changes something is committed before it is acked (handlers.flow); its
+answer is delivered from the outbox right after the ack, through `respond`
+(ephemeral). A command that only shows something (help, status, history) or opens a
+form is acked at once and answers afterwards. Errors are raised, and the one error
+policy (handlers.errors) turns them into a message for the person who typed the
+command.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import App, Respond
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
@@ -22,15 +25,18 @@ from domain.errors import InvalidInput, NotAllowed
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
 from handlers import grammar
 from handlers.blocks import cards, modals
+from handlers.blocks.message import Message
 from handlers.deps import Deps, deps_of
-from handlers.errors import acked_then
+from handlers.errors import guarded, tell
+from handlers.flow import perform
 from handlers.payloads import ModalContext
+from handlers.replies import reply_address
 
 COMMAND = "/milestone"
 
 
 def register(app: App) -> None:
-    app.command(COMMAND)(**acked_then(handle_milestone_command))
+    app.command(COMMAND)(guarded(handle_milestone_command))
 
 
 @dataclass(frozen=True)
@@ -38,26 +44,33 @@ class Invocation:
     """One slash command: who typed what, where."""
 
     deps: Deps
+    ack: Ack
+    body: dict[str, Any]
     user_id: str
     team_id: str
     channel_id: str
     trigger_id: str
     respond: Respond
     client: WebClient
+    started: float
 
 
 def handle_milestone_command(
-    command: dict[str, Any], context: Any, respond: Respond, client: WebClient
+    ack: Ack, command: dict[str, Any], context: Any, respond: Respond, client: WebClient
 ) -> None:
+    started = time.monotonic()
     parsed = grammar.parse(command.get("text", ""))
     call = Invocation(
         deps=deps_of(context),
+        ack=ack,
+        body=command,
         user_id=command["user_id"],
         team_id=command.get("team_id", ""),
         channel_id=command["channel_id"],
         trigger_id=command.get("trigger_id", ""),
         respond=respond,
         client=client,
+        started=started,
     )
     HANDLERS[type(parsed)](call, parsed)
 
@@ -72,17 +85,25 @@ def _contract_id(call: Invocation, cmd: grammar.Command) -> int:
         ).id
 
 
-def _run(call: Invocation, service: Callable[[Session], Outcome]) -> Outcome:
-    """Run one service, deliver what it queued, and confirm to the person."""
-    with call.deps.sessions() as session:
-        outcome = service(session)
-    call.deps.delivery.deliver(outcome.outbox_ids)
-    notice = cards.build_notice(outcome.summary)
-    call.respond(**notice.as_kwargs(), response_type="ephemeral", replace_original=False)
-    return outcome
+def _run(call: Invocation, service: Callable[[Session], Outcome]) -> None:
+    """Run one service, commit, ack; its answer and cards are delivered after the ack."""
+    perform(
+        call.ack,
+        call.body,
+        call.deps,
+        service,
+        reply_to=reply_address(call.body),
+        started=call.started,
+        tell=lambda text: tell(call.client, call.respond, call.body, text),
+    )
+
+
+def _answer(call: Invocation, message: Message) -> None:
+    call.respond(**message.as_kwargs(), response_type="ephemeral", replace_original=False)
 
 
 def _open_modal(call: Invocation, view: Any) -> None:
+    call.ack()
     call.client.views_open(trigger_id=call.trigger_id, view=view.to_dict())
 
 
@@ -90,7 +111,8 @@ def _open_modal(call: Invocation, view: Any) -> None:
 
 
 def show_help(call: Invocation, cmd: grammar.ShowHelp) -> None:
-    call.respond(**cards.build_help().as_kwargs(), response_type="ephemeral")
+    call.ack()
+    _answer(call, cards.build_help())
 
 
 def open_new_contract(call: Invocation, cmd: grammar.NewModal) -> None:
@@ -258,19 +280,21 @@ def run_contract_service(call: Invocation, cmd: grammar.Command) -> None:
 
 def show_status(call: Invocation, cmd: grammar.ShowStatus) -> None:
     contract_id = _contract_id(call, cmd)
+    call.ack()
     with call.deps.sessions() as session, session.begin():
         message = cards.build_status(snapshot.snapshot(session, contract_id), now=call.deps.now())
-    call.respond(**message.as_kwargs(), response_type="ephemeral")
+    _answer(call, message)
 
 
 def show_history(call: Invocation, cmd: grammar.ShowHistory) -> None:
     contract_id = _contract_id(call, cmd)
+    call.ack()
     with call.deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, contract_id)
         message = cards.build_history(
             contract, queries.history(session, contract_id), now=call.deps.now()
         )
-    call.respond(**message.as_kwargs(), response_type="ephemeral")
+    _answer(call, message)
 
 
 HANDLERS: dict[type[Any], Callable[[Invocation, Any], None]] = {

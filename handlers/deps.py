@@ -18,6 +18,10 @@ class Deliverer(Protocol):
 
     def deliver(self, ids: Sequence[int]) -> None: ...
 
+    def sweep(self, *, limit: int = 50) -> int:
+        """Send whatever is due (an outcome learnt late: its intents are in the outbox)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deps:

@@ -6,6 +6,10 @@ listener raises. It is needed because slack-bolt 1.30 (listener/thread_runner.py
 replaces an ack already given with "no ack" when the listener raises right after
 acking, which Slack would see as a 404 "unhandled request" three seconds later. The
 app's `@app.error` handler applies the same policy to everything else.
+
+A database that does not answer changes nothing (the transaction is rolled back; a
+commit whose fate is unknown is resolved first, handlers.flow), so the person is told
+to try again.
 """
 
 from __future__ import annotations
@@ -16,31 +20,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack
 from slack_bolt.kwargs_injection.args import Args
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import DBAPIError
 
 from domain.errors import DomainError
 from handlers.blocks import cards
 from handlers.blocks.fields import form_errors
 
 log = logging.getLogger(__name__)
-
-
-def acked_then(listener: Callable[..., None]) -> dict[str, Any]:
-    """Register `listener` as bolt's lazy part of a listener that only acks.
-
-        app.action(Action.ACCEPT.value)(**acked_then(press_button))
-
-    The ack goes back at once; the work runs after it, in a thread or in `serve`'s
-    work process (bot/work.py), under the one error policy.
-    """
-    return {"ack": ack_at_once, "lazy": [guarded(listener)]}
-
-
-def ack_at_once(ack: Ack) -> None:
-    ack()
 
 
 def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
@@ -51,14 +40,16 @@ def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
         try:
             listener(**{name: getattr(args, name) for name in wanted})
         except Exception as error:  # noqa: BLE001 - this *is* the one error policy
-            # Not acked yet. (A lazy listener's ack is a fresh one that goes nowhere: the
-            # real ack went out before it ran, so this branch changes nothing there.)
-            if args.ack.response is None:
-                if isinstance(error, DomainError) and args.body.get("type") == "view_submission":
-                    # A form has no channel to answer in: the refusal goes into the form.
+            if args.ack.response is None:  # not acked yet
+                if args.body.get("type") == "view_submission":
+                    # A form has no channel to answer in: the answer goes into the form,
+                    # which stays open with what the person typed.
+                    refusal = (
+                        error if isinstance(error, DomainError) else DomainError(explain(error))
+                    )
                     view = args.body.get("view") or {}
                     present = set((view.get("state") or {}).get("values") or {})
-                    errors = form_errors(str(view.get("callback_id", "")), error, present=present)
+                    errors = form_errors(str(view.get("callback_id", "")), refusal, present=present)
                     args.ack(response_action="errors", errors=errors)
                     return
                 args.ack()  # an answer in time, so Slack shows ours instead of a timeout
@@ -70,16 +61,24 @@ def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
 
 
 def report(error: Exception, body: dict[str, Any], client: WebClient, respond: Any) -> None:
+    tell(client, respond, body, explain(error))
+
+
+def explain(error: Exception) -> str:
+    """What the person is told about `error` (an unexpected one is logged here)."""
     if isinstance(error, DomainError):
-        message = error.message
-    else:
-        correlation = uuid.uuid4().hex[:8]
-        log.error("unexpected error %s", correlation, exc_info=error)
-        message = (
-            f"Sorry, something went wrong on my side (error id `{correlation}`). "
-            "Nothing changed; please try again."
+        return error.message
+    if isinstance(error, DBAPIError):
+        log.error("the database did not answer: %s", str(error).splitlines()[0])
+        return (
+            "I can't reach my database right now, so nothing changed. Please try again in a minute."
         )
-    tell(client, respond, body, message)
+    correlation = uuid.uuid4().hex[:8]
+    log.error("unexpected error %s", correlation, exc_info=error)
+    return (
+        f"Sorry, something went wrong on my side (error id `{correlation}`). "
+        "Nothing changed; please try again."
+    )
 
 
 def tell(client: WebClient, respond: Any, body: dict[str, Any], message: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from handlers.errors import acked_then
+from handlers.errors import guarded
 
 
 def register(app: App, publish: Any) -> None:
@@ -16,4 +16,4 @@ def register(app: App, publish: Any) -> None:
         if event.get("tab", "home") == "home":
             publish(event["user"])
 
-    app.event("app_home_opened")(**acked_then(on_home_opened))
+    app.event("app_home_opened")(guarded(on_home_opened))

@@ -1,6 +1,7 @@
 """Modal submissions. A refusal travels in the ack (`response_action: errors`, shown
-next to the field), so these listeners call the domain *before* they ack; nothing is
-saved until the form is valid. Slack calls happen only after the ack."""
+next to the field), so these listeners call the domain *before* they ack, like every
+listener that changes something (handlers.flow); nothing is saved until the form is
+valid. Slack calls happen only after the ack."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from domain import queries, services
-from domain.errors import DomainError, InvalidInput
+from domain.errors import InvalidInput
 from domain.services import Agency, MilestoneEdit, NewMilestone, Outcome
-from handlers.blocks import cards, fields, modals
+from handlers.blocks import fields, modals
 from handlers.commands import team_ids_of
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded
+from handlers.flow import perform
 from handlers.ids import View
 from handlers.payloads import ModalContext
+from handlers.replies import ephemeral_address
 
 
 def register(app: App) -> None:
@@ -38,42 +41,17 @@ def _values(view: dict[str, Any]) -> Any:
 
 def _submit(
     ack: Ack,
+    body: dict[str, Any],
     view: dict[str, Any],
     deps: Deps,
-    client: WebClient,
-    user_id: str,
     service: Callable[[Session], Outcome],
 ) -> Outcome | None:
-    """Run the service; a refusal is acked as field errors and nothing is saved.
-
-    On success the modal closes, the outbox is delivered and the person is told what
-    happened in the channel the form was opened from.
-    """
-    try:
-        with deps.sessions() as session:
-            outcome = service(session)
-    except DomainError as refusal:
-        present = set(_values(view))
-        ack(
-            response_action="errors",
-            errors=fields.form_errors(view["callback_id"], refusal, present=present),
-        )
-        return None
-    ack()
-    deps.delivery.deliver(outcome.outbox_ids)
-    _confirm(client, ModalContext.load(view.get("private_metadata")), user_id, outcome.summary)
-    return outcome
-
-
-def _confirm(client: WebClient, ctx: ModalContext, user_id: str, text: str) -> None:
-    """Tell the person what happened, in the channel the form was opened from."""
-    if not ctx.channel_id:
-        return
-    notice = cards.build_notice(text)
-    try:
-        client.chat_postEphemeral(channel=ctx.channel_id, user=user_id, **notice.as_kwargs())
-    except SlackApiError:
-        pass  # the channel shows the change anyway (cards and announcements)
+    """Run the service, commit, and close the form (handlers.flow.perform); a refusal is
+    acked as field errors by the error policy and nothing is saved. The person is told
+    what happened in the channel the form was opened from."""
+    ctx = ModalContext.load(view.get("private_metadata"))
+    reply_to = ephemeral_address(ctx.channel_id, str(body["user"]["id"]))
+    return perform(ack, body, deps, service, reply_to=reply_to)
 
 
 def submit_new_contract(
@@ -90,10 +68,9 @@ def submit_new_contract(
     assert client_id is not None  # new_contract_errors checked it
     outcome = _submit(
         ack,
+        body,
         view,
         deps,
-        client,
-        body["user"]["id"],
         lambda s: services.create_contract(
             s,
             title=form["title"],
@@ -135,10 +112,9 @@ def submit_add_milestone(
     change = NewMilestone(form["title"], form["amount"], form["due_date"], form["description"])
     _submit(
         ack,
+        body,
         view,
         deps,
-        client,
-        body["user"]["id"],
         lambda s: services.change_milestones(
             s,
             contract_id=_contract(ctx),
@@ -172,10 +148,9 @@ def submit_edit_milestone(
     )
     _submit(
         ack,
+        body,
         view,
         deps,
-        client,
-        body["user"]["id"],
         lambda s: services.change_milestones(
             s,
             contract_id=contract_id,
@@ -202,10 +177,9 @@ def submit_propose_changes(
         return
     _submit(
         ack,
+        body,
         view,
         deps,
-        client,
-        body["user"]["id"],
         lambda s: services.change_milestones(
             s,
             contract_id=contract_id,
@@ -225,10 +199,9 @@ def submit_decline(
     form = modals.read_decline(_values(view))
     _submit(
         ack,
+        body,
         view,
         deps,
-        client,
-        body["user"]["id"],
         lambda s: services.decline_request(
             s,
             contract_id=_contract(ctx),
@@ -247,10 +220,9 @@ def submit_request_changes(
     form = modals.read_request_changes(_values(view))
     _submit(
         ack,
+        body,
         view,
         deps,
-        client,
-        body["user"]["id"],
         lambda s: services.request_changes(
             s,
             contract_id=_contract(ctx),

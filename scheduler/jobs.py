@@ -1,16 +1,18 @@
-"""The ticker: APScheduler decides *when*; the domain decides *what* is due.
+"""The scheduler: APScheduler decides *when*; the domain decides *what* is due.
 
 One in-memory interval job per process (no persistent job store, nothing pickled):
 every `SWEEP_SECONDS` (with jitter) it applies what the domain says is due through the
-same services a click uses, then retries undelivered outbox intents. Several
-processes may sweep at once: every service re-checks eligibility under a row lock.
+same services a click uses, then sends undelivered outbox intents. Several processes
+may sweep at once: the due rows are claimed with `FOR UPDATE SKIP LOCKED`, so they are
+split between them, and every service re-checks eligibility under a row lock.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -79,24 +81,67 @@ def sweep_reminders(
     return len(queued)
 
 
-def start_scheduler(
-    sweep: Callable[[], None], *, every_seconds: float, jitter_seconds: float | None = None
-) -> BackgroundScheduler:
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(
-        sweep,
-        "interval",
-        seconds=every_seconds,
-        jitter=jitter_seconds if jitter_seconds is not None else max(1.0, every_seconds / 6),
-        id="sweep",
-        max_instances=1,
-        coalesce=True,
-        # Run once right away: a deadline passed while the bot was down is acted on now.
-        next_run_time=datetime.now().astimezone(),
-        misfire_grace_time=None,
-    )
-    scheduler.start()
-    return scheduler
+class Scheduler:
+    """APScheduler in this process: the sweep every `every_seconds` (with jitter), and
+    wake-ups — an extra outbox pass at the instant a deferred delivery may go (a rate
+    limit's Retry-After), so it does not wait for the next sweep.
+
+    In-memory jobs only (no persistent job store, nothing pickled): what is due lives in
+    the database, and every process sweeps it.
+    """
+
+    WAKE = "wake"
+
+    def __init__(
+        self,
+        sweep: Callable[[], None],
+        deliver_due: Callable[[], object],
+        *,
+        every_seconds: float,
+        jitter_seconds: float | None = None,
+    ) -> None:
+        self._deliver_due = deliver_due
+        self._lock = threading.Lock()
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler.add_job(
+            sweep,
+            "interval",
+            seconds=every_seconds,
+            jitter=jitter_seconds if jitter_seconds is not None else max(1.0, every_seconds / 6),
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
+            # Run once right away: a deadline passed while the bot was down is acted on now.
+            next_run_time=datetime.now(UTC),
+            misfire_grace_time=None,
+        )
+
+    def start(self) -> Scheduler:
+        self._scheduler.start()
+        return self
+
+    def wake_at(self, at: datetime) -> None:
+        """Deliver what is due at `at` (the earliest of the wake-ups asked for wins)."""
+        with self._lock:
+            if not self._scheduler.running:
+                return
+            job = self._scheduler.get_job(self.WAKE)
+            if job is not None and job.next_run_time is not None and job.next_run_time <= at:
+                return
+            self._scheduler.add_job(
+                self._deliver_due,
+                "date",
+                run_date=at,
+                id=self.WAKE,
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+
+    def shutdown(self) -> None:
+        """Stop; a sweep under way finishes first."""
+        with self._lock:
+            if self._scheduler.running:
+                self._scheduler.shutdown(wait=True)
 
 
 class Outbox(Protocol):

@@ -165,13 +165,22 @@ def test_the_bot_asks_for_exactly_the_scopes_it_uses() -> None:
 
     assert manifest["oauth_config"]["scopes"] == {"bot": list(BOT_SCOPES)}
     assert sorted(BOT_SCOPES) == sorted(
-        ["commands", "chat:write", "users:read", "channels:read", "groups:read"]
+        [
+            "commands",
+            "chat:write",
+            "users:read",
+            "channels:read",
+            "groups:read",
+            "channels:history",
+            "groups:history",
+        ]
     )
 
 
 def test_every_scope_is_needed_by_a_method_the_bot_calls() -> None:
     needed = {scope for scope in METHOD_SCOPES.values() if scope is not None}
-    needed |= {"commands", "groups:read"}  # the slash command; conversations.info on private
+    # the slash command; conversations.info and .history on a private channel
+    needed |= {"commands", "groups:read", "groups:history"}
 
     assert needed == set(BOT_SCOPES)
     assert METHOD_SCOPES["conversations.info"] == "channels:read"

@@ -99,4 +99,6 @@ def test_every_declared_scope_is_used_by_some_call_or_the_command() -> None:
     used = {METHOD_SCOPES[m] for m in called_methods()} | {"commands"}
     if "channels:read" in used:
         used.add("groups:read")  # conversations.info on a private channel
+    if "channels:history" in used:
+        used.add("groups:history")  # conversations.history on a private channel
     assert set(BOT_SCOPES) <= used

@@ -17,18 +17,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import Engine, event, func, select, text
 
-from bot.app import forget_old_receipts
 from bot.delivery import Delivery
-from domain import outbox, queries, services, snapshot
+from domain import intake, outbox, queries, services, snapshot
 from domain.db import write_transaction
-from domain.model import ChangeRequest, Milestone, MilestoneStatus, RequestReceipt, RequestStatus
+from domain.model import (
+    ChangeRequest,
+    Milestone,
+    MilestoneStatus,
+    OutboxMessage,
+    RequestReceipt,
+    RequestStatus,
+)
 from domain.policy import DEFAULT_POLICY
 from domain.services import MilestoneEdit
 from scheduler.jobs import sweep_auto_releases, sweep_reminders
@@ -239,10 +244,10 @@ def test_the_sweep_and_the_outbox_claim_use_indexes(pg: Database) -> None:
     ids = seeded(pg)
     later = NOW + timedelta(days=15)
     delivery = Delivery(pg.sessions, _FakeSlack(), lambda: later)  # type: ignore[arg-type]
-    runtime = SimpleNamespace(sessions=pg.sessions, clock=lambda: later)
     # Something for the outbox retry to claim: an intent whose first attempt failed.
     with pg.session() as session:
-        stale = outbox.due_ids(session, now=NOW)[0]
+        stale = session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id)).first()
+        assert stale is not None
     with pg.session() as session:
         outbox.retry_later(session, stale, at=later - timedelta(hours=1), error="timeout")
 
@@ -257,8 +262,8 @@ def test_the_sweep_and_the_outbox_claim_use_indexes(pg: Database) -> None:
             policy=DEFAULT_POLICY,
             time_zone_of=lambda _: "UTC",
         )
-        assert delivery.sweep() > 0  # outbox.due_ids, then claim_many / render / mark_sent_many
-        forget_old_receipts(runtime)  # type: ignore[arg-type]
+        assert delivery.sweep() > 0  # claim_due / render / mark_sent_many
+        intake.forget_receipts(pg.sessions, now=later)
 
     assert run_path(pg, sweep) == []
     with pg.session() as session, session.begin():

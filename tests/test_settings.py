@@ -56,6 +56,7 @@ def test_settings_cover_exactly_the_documented_variables_and_log_level() -> None
         "FUND_REMINDER_HOURS",
         "WORKING_HOURS",
         "SWEEP_SECONDS",
+        "SHUTDOWN_SECONDS",
         "MAX_AMOUNT",
         "LOG_LEVEL",
     }
@@ -82,7 +83,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert settings.WORKING_HOURS == WorkingHours(start=time(9, 0), end=time(18, 0))
     assert str(settings.WORKING_HOURS) == "09:00-18:00"
     assert settings.SWEEP_SECONDS == 30
-    assert settings.sweep_interval == timedelta(seconds=30)
+    assert settings.SHUTDOWN_SECONDS == 10
     assert settings.MAX_AMOUNT == 10_000_000
     assert settings.LOG_LEVEL == "INFO"
     assert settings.log_level == logging.INFO
@@ -146,7 +147,7 @@ def test_numbers_and_names_are_read_from_their_variables(monkeypatch: pytest.Mon
     assert settings.request_reminder_first_delay == timedelta(minutes=90)
     assert settings.request_reminder_interval == timedelta(hours=12)
     assert settings.fund_reminder_delay == timedelta(minutes=15)
-    assert settings.sweep_interval == timedelta(milliseconds=500)
+    assert settings.SWEEP_SECONDS == 0.5
     assert settings.MAX_AMOUNT == 250_000
     assert settings.LOG_LEVEL == "DEBUG"
     assert settings.log_level == logging.DEBUG

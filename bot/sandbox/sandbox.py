@@ -1,6 +1,6 @@
 """`Sandbox`: the real bot and the local Slack, wired as production wires them.
 
-The bot is the unmodified bolt app from `bot.app.create_app`, served over HTTP on a
+The bot is the unmodified bot from `bot.app.start_bot`, served over HTTP on a
 random loopback port, with its own SQLite file. The local Slack is `bot.emulator`:
 the bot calls its Web API at `SLACK_API_URL`, and `SlackDriver` sends the bot signed
 requests (with real time, so bolt's five-minute check passes) on behalf of the person
@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -25,16 +24,13 @@ from types import TracebackType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 
-from bot.app import Runtime, create_app, forget_old_receipts
-from bot.delivery import Delivery
-from bot.directory import SlackTimeZones
+from bot.app import Bot, ListenerPool, Runtime, start_bot
 from bot.emulator import Response, SlackDriver, SlackEmulator
-from bot.server import wsgi_app
+from bot.server import SlackFront, wsgi_app
 from bot.settings import Settings
-from scheduler.jobs import start_scheduler, sweep_once
+from scheduler.jobs import Scheduler
 
 from .clock import OffsetClock
 from .people import CHANNEL_ID, TEAM_ID, TEAM_NAME, person, populate
@@ -91,10 +87,7 @@ class Sandbox:
         self._stop_callbacks: list[Callable[[], None]] = []
         self._slack: SlackEmulator | None = None
         self._driver: SlackDriver | None = None
-        self._runtime: Runtime | None = None
-        self._delivery: Delivery | None = None
-        self._time_zones: SlackTimeZones | None = None
-        self._scheduler: BackgroundScheduler | None = None
+        self._bot: Bot | None = None
         self.app_url = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -122,26 +115,23 @@ class Sandbox:
         populate(slack)
         self._stop_callbacks.append(slack.add_listener(lambda _item: self.touch()))
 
-        runtime = Runtime.from_settings(self._settings(slack), clock=self.clock)
-        self._runtime = runtime
-        self._stop_callbacks.append(runtime.engine.dispose)
-        listeners = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sandbox-listener")
-        app, delivery = create_app(
-            runtime,
+        bot = start_bot(
+            self._settings(slack),
             bot_token=BOT_TOKEN,
             signing_secret=self._secret,
-            listener_executor=listeners,
+            clock=self.clock,
+            scheduler=False,  # the sandbox's own ticker below, serialised with `advance`
+            migrate=True,
+            listener_executor=ListenerPool(16),
         )
+        self._bot = bot
         # Stopping (callbacks run last-in first-out): the work started after an ack
         # finishes, then the Homes it gathered go out, while the local Slack answers.
-        self._stop_callbacks.append(delivery.close)
-        self._stop_callbacks.append(lambda: listeners.shutdown(wait=True))
-        self._delivery = delivery
-        self._time_zones = SlackTimeZones(delivery.client)
+        self._stop_callbacks.append(self._stop_bot)
         server = make_server(
             "127.0.0.1",
             0,
-            wsgi_app(app, runtime.database_ok),
+            wsgi_app(SlackFront(bot.app, bot.runtime.database_ok)),
             server_class=_ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )
@@ -157,11 +147,17 @@ class Sandbox:
         self.app_url = f"http://127.0.0.1:{server.server_port}"
         self._driver = SlackDriver(slack, self.app_url, self._secret)
         if self._ticker:
-            scheduler = start_scheduler(
-                self.sweep, every_seconds=self._sweep_seconds, jitter_seconds=0
-            )
-            self._scheduler = scheduler
-            self._stop_callbacks.append(lambda: scheduler.shutdown(wait=True))
+            scheduler = Scheduler(
+                self.sweep,
+                self.sweep,
+                every_seconds=self._sweep_seconds,
+                jitter_seconds=0,
+            ).start()
+            self._stop_callbacks.append(scheduler.shutdown)
+
+    def _stop_bot(self) -> None:
+        if self._bot is not None:
+            self._bot.close(timeout=10)
 
     def _settings(self, slack: SlackEmulator) -> Settings:
         if self._database is None:
@@ -225,9 +221,13 @@ class Sandbox:
 
     @property
     def runtime(self) -> Runtime:
-        if self._runtime is None:
+        return self.bot.runtime
+
+    @property
+    def bot(self) -> Bot:
+        if self._bot is None:
             raise RuntimeError("sandbox not started")
-        return self._runtime
+        return self._bot
 
     # ------------------------------------------------------------------ changes
 
@@ -374,18 +374,10 @@ class Sandbox:
 
     def sweep(self) -> None:
         """One tick of the scheduler, as `serve` runs it (serialised in this process)."""
-        if self._delivery is None or self._time_zones is None or self._runtime is None:
+        if self._bot is None:
             return
-        runtime = self._runtime
         with self._sweep_lock:
-            sweep_once(
-                runtime.sessions,
-                runtime.clock,
-                policy=runtime.policy,
-                outbox=self._delivery,
-                time_zone_of=self._time_zones,
-                housekeeping=lambda: forget_old_receipts(runtime),
-            )
+            self._bot.sweep()
 
     def settle(self, *, quiet: float = 0.3, timeout: float = 10.0) -> None:
         """Wait until the bot has made no Slack call for `quiet` seconds."""

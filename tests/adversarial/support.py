@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.cli import main
 from bot.emulator import Response, build_state_values
 from domain.export import export_contracts
-from domain.model import Base, LedgerEntry, OutboxMessage
+from domain.model import Base, IntentKind, LedgerEntry, OutboxMessage
 from tests.e2e.conftest import CHANNEL, OTHER_TEAM, PARTNER, TEAM, Bot, blocks_text
 
 APOLOGY = "something went wrong"
-# Tables a refusal must leave exactly as they were. `request_receipt` is written for
-# every signed request (replay protection) and `message_ref` by delivery, so they
-# are not part of "the state"; outbox rows are compared by count.
+# Tables a refusal must leave exactly as they were. `request_receipt` (replay protection)
+# and `message_ref` (where delivery put the cards) are not part of "the state"; outbox
+# rows are compared by count, the person's own answers (replies) left out.
 STATE_TABLES = (
     "contract",
     "party",
@@ -136,8 +136,15 @@ def ledger_entries(sessions: sessionmaker[Session]) -> list[LedgerEntry]:
 
 
 def outbox_rows(sessions: sessionmaker[Session]) -> list[OutboxMessage]:
+    """What the bot queued to show in Slack, but the answers to the person who acted."""
     with sessions() as session, session.begin():
-        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+        return list(
+            session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind != IntentKind.REPLY)
+                .order_by(OutboxMessage.id)
+            )
+        )
 
 
 # --- acting as anyone ------------------------------------------------------------------------

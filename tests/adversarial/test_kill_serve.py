@@ -146,7 +146,7 @@ class Operator:
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
-                + ["--port", str(port), "--workers", "1", "--threads", "8"],
+                + ["--port", str(port), "--workers", "1"],
                 cwd=self.workdir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

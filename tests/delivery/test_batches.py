@@ -254,8 +254,9 @@ def test_an_intent_whose_lease_ran_out_and_was_taken_over_is_left_to_the_other_s
     def another_sender_claims_the_announcement() -> None:
         if not taken:
             with db.session() as session:
-                claimed = outbox.claim(session, announce.id, now=clock.now, lease=delivery.lease)
-            assert claimed is not None  # our lease had run out
+                [claimed] = outbox.claim_many(
+                    session, [announce.id], now=clock.now, lease=delivery.lease
+                )  # our lease had run out
             taken.append(claimed)
 
     client.after = another_sender_claims_the_announcement

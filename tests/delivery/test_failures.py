@@ -246,19 +246,19 @@ def test_a_permanent_error_dead_letters_at_once_and_requeue_brings_it_back(
     with db.session() as session:
         contract_id = new_contract(session)
     card = card_intent(db, contract_id)
-    slack.fail_next("chat.postMessage", error="channel_not_found", channel=CHANNEL)
+    slack.fail_next("chat.postMessage", error="invalid_blocks", channel=CHANNEL)
 
     delivery.deliver([card])
 
     row = intent(db, card)
-    assert (row.state, row.attempts, row.last_error) == ("dead", 1, "channel_not_found")
+    assert (row.state, row.attempts, row.last_error) == ("dead", 1, "invalid_blocks")
     clock.advance(hours=1)
     delivery.sweep()
     assert intent(db, card).state == "dead"  # the sweep leaves dead letters alone
     assert failed_calls(slack, "chat.postMessage", CHANNEL) == 1
 
-    with db.session() as session:
-        assert outbox.requeue_dead(session, now=clock.now) == 1
+    with db.session() as session:  # an operator's `milestone-bot outbox retry`
+        assert outbox.retry_now(session, now=clock.now) >= 1
     row = intent(db, card)
     assert (row.state, row.attempts) == ("pending", 0)
     delivery.sweep()
@@ -290,7 +290,7 @@ def test_after_max_attempts_an_intent_is_dead_and_requeue_delivers_it(
     assert failed_calls(slack, "chat.update", CHANNEL) == 3
 
     with db.session() as session:
-        assert outbox.requeue_dead(session, now=clock.now) == 1
+        assert outbox.retry_now(session, now=clock.now) >= 1
     delivery.sweep()
     assert intent(db, card).state == "sent"
     message = slack.message(CHANNEL, ts)

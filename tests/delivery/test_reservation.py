@@ -8,6 +8,7 @@ from datetime import timedelta
 from bot.delivery import Delivery
 from bot.emulator import SlackEmulator
 from domain import outbox
+from domain.outbox import Reservation
 from tests.conftest import Database
 from tests.delivery.support import (
     Clock,
@@ -90,9 +91,10 @@ def test_a_crashed_senders_reservation_is_taken_over_after_the_lease(
     subject = f"contract:{contract_id}"
     # A sender claimed the intent, reserved the card, and died before posting it.
     with db.session() as session:
-        assert outbox.claim(session, card.id, now=NOW, lease=LEASE) is not None
+        assert outbox.claim_many(session, [card.id], now=NOW, lease=LEASE)
     with db.session() as session:
-        assert outbox.reserve(session, subject, channel_id=CHANNEL, now=NOW, stale_after=LEASE)
+        reserved = outbox.reserve(session, subject, channel_id=CHANNEL, now=NOW, stale_after=LEASE)
+        assert reserved == Reservation.FIRST
     with db.session() as session:
         add(session, contract_id, "Wireframes", "900")  # another card intent meanwhile
 
@@ -121,11 +123,13 @@ def test_a_live_reservation_is_respected(
         contract_id = new_contract(session)
     subject = f"contract:{contract_id}"
     with db.session() as session:
-        assert outbox.reserve(session, subject, channel_id=CHANNEL, now=NOW, stale_after=LEASE)
+        reserved = outbox.reserve(session, subject, channel_id=CHANNEL, now=NOW, stale_after=LEASE)
+        assert reserved == Reservation.FIRST
     with db.session() as session:
-        assert not outbox.reserve(
+        again = outbox.reserve(
             session, subject, channel_id=CHANNEL, now=NOW + LEASE / 2, stale_after=LEASE
         )
+        assert again == Reservation.BUSY
     [card] = intents(db, "contract_card", contract_id)
 
     delivery.deliver([card.id])

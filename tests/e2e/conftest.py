@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
@@ -14,10 +13,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from sqlalchemy import select
 
-from bot.app import Runtime, create_app
+from bot.app import ListenerPool, Runtime, start_bot
 from bot.delivery import Delivery
 from bot.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
-from bot.server import wsgi_app
+from bot.server import SlackFront, wsgi_app
 from bot.settings import Settings
 from domain.model import MessageRef
 
@@ -39,37 +38,6 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     request_queue_size = 128
 
 
-class _Listeners(ThreadPoolExecutor):
-    """The app's listener threads, counting the work not yet finished."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._unfinished = 0
-        self._idle = threading.Condition()
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        with self._idle:
-            self._unfinished += 1
-        try:
-            future = super().submit(fn, *args, **kwargs)
-        except BaseException:
-            self._finished(None)
-            raise
-        future.add_done_callback(self._finished)
-        return future
-
-    def _finished(self, _future: Any) -> None:
-        with self._idle:
-            self._unfinished -= 1
-            self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> None:
-        with self._idle:
-            assert self._idle.wait_for(lambda: self._unfinished == 0, timeout), (
-                f"listener work still running after {timeout} s"
-            )
-
-
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -84,7 +52,7 @@ class Bot:
     runtime: Runtime
     delivery: Delivery
     url: str
-    listeners: _Listeners
+    listeners: ListenerPool
     # Web API errors a test provokes on purpose; any other failed call fails the test.
     expected_errors: set[str] = field(default_factory=set)
 
@@ -109,7 +77,7 @@ class Bot:
     def quiet(self, timeout: float = 10.0) -> None:
         """Wait until the work after every ack so far is done and the App Homes it
         gathered are published: nothing the bot does afterwards stems from before."""
-        self.listeners.wait_idle(timeout)
+        assert self.listeners.wait_idle(timeout), f"listener work still running after {timeout} s"
         self.delivery.flush()
 
     def say(self, user: str, text: str, *, channel: str = CHANNEL) -> str:
@@ -119,12 +87,15 @@ class Bot:
         return self.reply_to(response)
 
     def reply_to(self, response: Response, *, timeout: float = 10.0) -> str:
+        """The answer the person got; by then the cards and announcements the request
+        caused have been delivered too (the answer is sent first of all)."""
         url = response.response_url
         post = self.slack.wait_for(
             lambda: [r for r in self.slack.responses if r.url == url],
             timeout=timeout,
             message=f"no reply on {url}",
         )[-1]
+        self.listeners.wait_idle(timeout)
         return _text_of(post.body)
 
     def click(self, user: str, message: StoredMessage, label: str) -> str:
@@ -245,17 +216,22 @@ def running_bot(database_url: str) -> Iterator[Bot]:
             DATABASE_URL=database_url,
             SLACK_API_URL=slack.api_url,
         )
-        runtime = Runtime.from_settings(settings)
-        listeners = _Listeners(max_workers=16, thread_name_prefix="e2e-listener")
-        app, delivery = create_app(
-            runtime, bot_token="xoxb-e2e", signing_secret=SECRET, listener_executor=listeners
+        listeners = ListenerPool(16)
+        started = start_bot(
+            settings,
+            bot_token="xoxb-e2e",
+            signing_secret=SECRET,
+            scheduler=False,
+            migrate=True,
+            listener_executor=listeners,
         )
-        url, server = serve_wsgi(wsgi_app(app, runtime.database_ok))
+        runtime, delivery = started.runtime, started.delivery
+        url, server = serve_wsgi(wsgi_app(SlackFront(started.app, runtime.database_ok)))
         driver = SlackDriver(slack, url, SECRET)
         bot = Bot(slack, driver, runtime, delivery, url, listeners)
         try:
             yield bot
-            listeners.shutdown(wait=True)
+            listeners.wait_idle(30)
             delivery.close()  # the Homes still gathering, while Slack still answers
             failed = [
                 (c.method, c.error)
@@ -268,6 +244,4 @@ def running_bot(database_url: str) -> Iterator[Bot]:
         finally:
             server.shutdown()
             server.server_close()
-            listeners.shutdown(wait=True)  # let work after the acks finish before Slack goes
-            delivery.close()
-            runtime.engine.dispose()
+            started.close(timeout=30)  # work after the acks finishes before Slack goes

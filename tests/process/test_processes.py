@@ -7,7 +7,6 @@ a SQLite file in the test's directory (one test uses a fresh PostgreSQL database
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -23,7 +22,6 @@ import psutil
 import pytest
 
 from bot.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
-from bot.work import WORK_MAIN
 from domain import services
 from domain.db import make_engine, make_session_factory, upgrade_schema
 from domain.export import export_contracts
@@ -158,7 +156,7 @@ def assert_stop_cleanly(*processes: BotProcess) -> None:
         assert "Traceback" not in process.stderr, process.describe()
 
 
-# --- serve over HTTP (one gunicorn, 2 workers x 8 threads, for the module) ---------------
+# --- serve over HTTP (one gunicorn with 2 asyncio workers, for the module) --------------
 
 
 @dataclass
@@ -177,9 +175,7 @@ def http_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpBot]:
     database = Database(url)
     with make_emulator() as slack:
         try:
-            process = launcher.serve(
-                "--workers", "2", "--threads", "8", env=launcher.env(slack, url)
-            )
+            process = launcher.serve("--workers", "2", env=launcher.env(slack, url))
             process.wait_healthy()
             yield HttpBot(slack, process, driver_for(slack, process), database)
         finally:
@@ -187,13 +183,17 @@ def http_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpBot]:
             database.close()
 
 
-def test_serve_runs_gunicorn_gthread_workers_and_answers_healthz_with_json(
+def test_serve_runs_gunicorn_asgi_workers_and_answers_healthz_with_json(
     http_bot: HttpBot,
 ) -> None:
     assert http_bot.process.wait_healthy() == {"ok": True, "database": "up"}
     stderr = http_bot.process.stderr
-    assert "Using worker: gthread" in stderr
-    assert stderr.count("Booting worker") == 2
+    assert "Using worker: asgi" in stderr
+    wait_until(
+        lambda: http_bot.process.stderr.count("ASGI server listening") == 2,
+        timeout=30,
+        what="both workers to listen",
+    )
 
 
 def test_a_signed_new_command_creates_the_contract_and_posts_its_card(http_bot: HttpBot) -> None:
@@ -218,10 +218,9 @@ def test_a_signed_new_command_creates_the_contract_and_posts_its_card(http_bot: 
     assert contract["channel_id"] == CHANNEL and contract["status"] == "negotiating"
 
 
-def work_processes(process: BotProcess) -> list[psutil.Process]:
-    """serve's work processes (bot/work.py): interpreters its workers start."""
-    tree = psutil.Process(process.popen.pid).children(recursive=True)
-    return [p for p in tree if WORK_MAIN in p.cmdline()]
+def workers_of(process: BotProcess) -> list[psutil.Process]:
+    """gunicorn's worker processes under `serve`."""
+    return psutil.Process(process.popen.pid).children()
 
 
 def alive(process: psutil.Process) -> bool:
@@ -231,43 +230,32 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
-def gone(process: psutil.Process) -> bool:
-    """Dead with every file closed. A killed process shows as a zombie while its other
-    threads are still exiting, its pipes still open; a job handed over in that instant
-    is lost with it, like any job a crashing process held."""
-    try:
-        return not alive(process) and len(os.listdir(f"/proc/{process.pid}/task")) <= 1
-    except (FileNotFoundError, PermissionError):
-        return True
-
-
-def test_each_web_worker_hands_the_work_to_a_work_process_and_a_dead_one_is_replaced(
+def test_a_worker_that_dies_is_replaced_and_the_next_command_is_answered(
     launcher: Launcher, slack: SlackEmulator, sqlite_url: str
 ) -> None:
     bot = launcher.serve("--workers", "1", env=launcher.env(slack, sqlite_url))
     bot.wait_healthy()
     driver = driver_for(slack, bot)
     assert "/milestone new" in reply_to(slack, driver.command(CLIENT, "help", channel_id=CHANNEL))
-    [work] = work_processes(bot)
-    [web] = [p for p in psutil.Process(bot.popen.pid).children() if p.pid != work.pid]
-    assert work.parent().pid == web.pid  # one per web worker
-    assert "MALLOC_ARENA_MAX=2" in open(f"/proc/{work.pid}/environ").read().split("\0")
+    [worker] = workers_of(bot)
 
-    work.kill()
-    wait_until(lambda: gone(work), timeout=10, what="the work process to die")
+    worker.kill()  # as the OOM killer would
+    wait_until(lambda: not alive(worker), timeout=10, what="the worker to die")
+    replacement = wait_until(
+        lambda: [w for w in workers_of(bot) if w.pid != worker.pid],
+        timeout=30,
+        what="gunicorn to start another worker",
+    )[0]
+    bot.wait_healthy()
     response = driver.command(FREELANCER, "help", channel_id=CHANNEL)
 
     assert response.status == 200
-    # Answered by a new work process (a new interpreter boots first: slow on a busy host).
-    assert "/milestone new" in reply_to(slack, response, timeout=45)
-    [replacement] = work_processes(bot)
-    assert replacement.pid != work.pid and replacement.parent().pid == web.pid
-    assert "the work process exited" in bot.stderr
+    assert "/milestone new" in reply_to(slack, response, timeout=30)
     assert_stop_cleanly(bot)
-    assert not alive(replacement)  # it went with its web worker
+    assert not alive(replacement)
 
 
-def test_a_replayed_command_is_acked_and_does_nothing_in_the_work_process(
+def test_a_replayed_command_is_acked_and_does_nothing(
     launcher: Launcher, slack: SlackEmulator, sqlite_url: str
 ) -> None:
     bot = launcher.serve(env=launcher.env(slack, sqlite_url))
@@ -287,18 +275,7 @@ def test_a_replayed_command_is_acked_and_does_nothing_in_the_work_process(
     finally:
         exported.close()
     assert titles.count("Replayed site") == 1
-    assert "ignored a replayed request: command:" in bot.stderr
-    assert_stop_cleanly(bot)
-
-
-def test_with_no_work_process_the_web_worker_does_the_work_in_its_threads(
-    launcher: Launcher, slack: SlackEmulator, sqlite_url: str
-) -> None:
-    bot = launcher.serve("--work-processes", "0", env=launcher.env(slack, sqlite_url))
-    bot.wait_healthy()
-    response = driver_for(slack, bot).command(CLIENT, "help", channel_id=CHANNEL)
-    assert "/milestone new" in reply_to(slack, response)
-    assert work_processes(bot) == []
+    assert "ignored a repeated request: command:" in bot.stderr
     assert_stop_cleanly(bot)
 
 
@@ -333,7 +310,7 @@ def test_serve_and_worker_start_together_on_a_fresh_postgresql_database(
 ) -> None:
     env = launcher.env(slack, fresh_postgres_url)
     # Both migrate at start-up, at the same moment: the advisory lock serialises them.
-    bot = launcher.serve("--workers", "2", "--threads", "8", env=env)
+    bot = launcher.serve("--workers", "2", env=env)
     worker = launcher.start("worker", env=env)
     assert bot.wait_healthy()["ok"] is True
     worker.wait_for_stderr("worker running")
@@ -451,7 +428,7 @@ def test_sigterm_stops_serve_and_worker_cleanly(
     launcher: Launcher, slack: SlackEmulator, sqlite_url: str
 ) -> None:
     env = launcher.env(slack, sqlite_url, SWEEP_SECONDS="1")
-    bot = launcher.serve("--workers", "2", "--threads", "8", env=env)
+    bot = launcher.serve("--workers", "2", env=env)
     bot.wait_healthy()  # schema in place before the worker starts (see the note below)
     worker = launcher.start("worker", env=env)
     worker.wait_for_stderr("worker running")
