@@ -72,7 +72,7 @@ CHANNEL_ERRORS = frozenset({"channel_not_found", "is_archived", "not_in_channel"
 REPLY_TTL = timedelta(minutes=25)  # Slack's response_urls work for 30 minutes
 LOOK_BACK = timedelta(minutes=10)  # how far before an intent its earlier post may be
 METADATA_TYPE = "milestone_bot_post"
-TEAM_CHECK = (15.0, 600.0)  # first and longest pause between token checks, seconds
+TEAM_CHECK = (5.0, 300.0)  # first and longest pause between token checks, seconds
 CHANNEL_CHECK = (60.0, 3600.0)
 
 # The order within a batch: the actor's answer, the cards, the news, reminders (thread
@@ -101,7 +101,7 @@ class Delivery:
         clock: Clock,
         *,
         max_attempts: int = 8,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = timedelta(seconds=30),
         base_backoff: float = 2.0,
         home_delay: float | None = None,
         wake: Wake | None = None,
@@ -352,17 +352,14 @@ class Delivery:
 
     def _hold(self, scope: str, reason: str, claimed: Claimed, pauses: tuple[float, float]) -> None:
         now = self.clock()
+        check_at = now + timedelta(seconds=pauses[0])
         with self.sessions() as session:
             new = outbox.hold(
-                session,
-                scope,
-                reason=reason,
-                now=now,
-                check_at=now + timedelta(seconds=pauses[0]),
-                parked=[claimed.id],
+                session, scope, reason=reason, now=now, check_at=check_at, parked=[claimed.id]
             )
         if new:
             log.warning("%s refuses our messages (%s): its deliveries wait", scope, reason)
+            self._wake(check_at)
 
     def _retry(
         self,
@@ -412,12 +409,9 @@ class Delivery:
                     continue
                 first, longest = TEAM_CHECK if hold.kind == "team" else CHANNEL_CHECK
                 pause = min(longest, first * 2 ** max(0, hold.checks - 1))
-                outbox.still_refused(
-                    session,
-                    hold.scope,
-                    reason=refusal,
-                    check_at=self.clock() + timedelta(seconds=pause * (0.8 + random.random() / 2)),
-                )
+                check_at = self.clock() + timedelta(seconds=pause * (0.8 + random.random() / 2))
+                outbox.still_refused(session, hold.scope, reason=refusal, check_at=check_at)
+            self._wake(check_at)
 
     def _refusal(self, hold: Hold) -> str | None:
         """What Slack says now about the held workspace or channel (None: all is well)."""

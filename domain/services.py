@@ -322,13 +322,13 @@ class _Tx:
         if origin is not None and origin.reply_to is not None:
             rows.insert(
                 0,
-                {
+                {  # its own address: no workspace or channel hold stops it
                     "kind": IntentKind.REPLY,
                     "contract_id": contract.id,
                     "subject_id": None,
                     "user_id": None,
-                    "team_id": contract.team_id,
-                    "channel_id": contract.channel_id,
+                    "team_id": None,
+                    "channel_id": None,
                     "address": origin.reply_to,
                     "body": summary,
                 },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
 import time
@@ -34,7 +35,9 @@ class SentRequest:
 
 @dataclass(frozen=True)
 class Response:
-    """The app's HTTP answer (header names lower-cased)."""
+    """The app's HTTP answer (header names lower-cased). `status` 0: no answer at all
+    (the connection was refused or dropped, or it timed out), which Slack shows the
+    person as a failure; `body` then says why."""
 
     status: int
     body: bytes
@@ -153,6 +156,8 @@ class SlackDriver:
             status = exc.code
             body = exc.read()
             headers = {k.lower(): v for k, v in exc.headers.items()}
+        except (OSError, http.client.HTTPException) as exc:  # refused, dropped, timed out
+            status, body, headers = 0, repr(exc).encode(), {}
         return Response(status=status, body=body, headers=headers, request=request)
 
     # ------------------------------------------------------------------ payload parts

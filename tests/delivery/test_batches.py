@@ -39,7 +39,7 @@ from tests.factories import (
     new_contract,
 )
 
-LEASE_SECONDS = 60
+LEASE_SECONDS = 30  # Delivery's default lease
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from tests.delivery.support import (
 )
 from tests.factories import CHANNEL, NOW, add, new_contract
 
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=30)  # Delivery's default lease
 
 
 def pending_ids(db: Database, contract_id: int) -> list[int]:
@@ -106,7 +106,7 @@ def test_a_crashed_senders_reservation_is_taken_over_after_the_lease(
     [_, later_card] = intents(db, "contract_card", contract_id)
     assert (later_card.state, later_card.last_error) == ("pending", "another sender is posting it")
 
-    clock.advance(seconds=51)  # the lease has run out
+    clock.advance(seconds=21)  # the lease has run out
     deliver_all(delivery)
 
     ts = posted_ts(db, subject)
