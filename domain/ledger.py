@@ -8,6 +8,7 @@ calls; a release or refund can never take more than is held for the milestone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +52,18 @@ def held_for_milestone(session: Session, milestone_id: int) -> int:
     return int(total or 0)
 
 
+def held_for_milestones(session: Session, milestone_ids: Sequence[int]) -> dict[int, int]:
+    """`held_for_milestone` of several milestones, in one query."""
+    if not milestone_ids:
+        return {}
+    rows = session.execute(
+        select(LedgerEntry.milestone_id, func.sum(_signed_amount()))
+        .where(LedgerEntry.milestone_id.in_(milestone_ids))
+        .group_by(LedgerEntry.milestone_id)
+    )
+    return {milestone_id: int(total or 0) for milestone_id, total in rows}
+
+
 def record(
     session: Session,
     *,
@@ -63,9 +76,12 @@ def record(
     key: str,
     request_id: int | None = None,
     held_minor: int | None = None,
+    flush: bool = True,
 ) -> LedgerEntry:
     """Append one entry. `held_minor`: what the caller read with `held_for_milestone`
-    in this transaction, under the contract's lock (read again when not given)."""
+    in this transaction, under the contract's lock (read again when not given).
+    `flush=False`: written with the transaction's other rows (a second entry with the
+    same key still fails, at the flush)."""
     if amount_minor <= 0:
         raise LedgerInvariantError(f"ledger amounts are positive ({key}: {amount_minor})")
     if kind in OUTFLOWS:
@@ -85,7 +101,8 @@ def record(
         request_id=request_id,
     )
     session.add(entry)
-    session.flush()  # the unique key fails here, inside the caller's transaction
+    if flush:
+        session.flush()  # the unique key fails here, inside the caller's transaction
     return entry
 
 

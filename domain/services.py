@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, insert, or_, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from domain import intake, ledger, queries, reminders
-from domain.db import write_transaction
+from domain.db import is_postgres, write_transaction
 from domain.errors import (
     ContractClosed,
     DomainError,
@@ -239,24 +240,123 @@ _EVENT = cast(Table, Event.__table__)
 _OUTBOX = cast(Table, OutboxMessage.__table__)
 
 
-class _Tx:
-    """Collects what one transaction writes besides the state itself.
+class _Writes:
+    """History events, reminder changes and outbox intents, written together after the
+    state changes: a statement per table for one transaction, whether it changed one
+    contract (a click) or a batch of them (the automatic-release sweep). A refusal
+    raised before `write` writes none of them. An announcement names its event, so the
+    intents are written last; the actor's answer comes first, then the rest in the
+    order they were made."""
 
-    History events, reminder changes and outbox intents are kept here and written
-    together by `outcome`, a statement per table, after the state changes (a refusal
-    raised before then writes none of them). An announcement names its event, so the
-    intents are written last, in the order they were made.
-    """
-
-    def __init__(self, session: Session, contract: Contract, now: datetime) -> None:
+    def __init__(self, session: Session, now: datetime) -> None:
         self.session = session
-        self.contract = contract
         self.now = now
         self.reminders = reminders.Changes()
         self._events: list[dict[str, Any]] = []
-        # (kind, subject id, user id, or for an announcement the index of its event)
-        self._intents: list[tuple[IntentKind, int | None, str | None, int | None]] = []
-        self._keys: set[tuple[IntentKind, int | None, str | None]] = set()
+        # (contract, kind, subject id, user id, for an announcement its event's index)
+        self._intents: list[tuple[Contract, IntentKind, int | None, str | None, int | None]] = []
+        self._keys: set[tuple[int, IntentKind, int | None, str | None]] = set()
+        self._replies: list[tuple[Contract, str, str]] = []  # (contract, address, text)
+
+    def event(self, contract: Contract, row: dict[str, Any], *, announce: bool) -> None:
+        if announce:
+            self._intents.append((contract, IntentKind.ANNOUNCE, None, None, len(self._events)))
+        self._events.append(row)
+
+    def intent(
+        self, contract: Contract, kind: IntentKind, subject_id: int | None, user_id: str | None
+    ) -> None:
+        key = (contract.id, kind, subject_id, user_id)
+        if key not in self._keys:
+            self._keys.add(key)
+            self._intents.append((contract, kind, subject_id, user_id, None))
+
+    def reply(self, contract: Contract, address: str, text: str) -> None:
+        self._replies.append((contract, address, text))
+
+    def write(self) -> dict[int, list[int]]:
+        """Write everything; the new outbox ids of each contract, in order."""
+        self.session.flush()
+        event_ids = _insert(self.session, _EVENT, self._events)
+        self.reminders.write(self.session)
+        owners: list[int] = []
+        rows: list[dict[str, Any]] = []
+        for contract, address, text in self._replies:
+            owners.append(contract.id)
+            rows.append(  # its own address: no workspace or channel hold stops it
+                _outbox_row(IntentKind.REPLY, contract.id, address=address, body=text)
+            )
+        for contract, kind, subject_id, user_id, event in self._intents:
+            owners.append(contract.id)
+            rows.append(
+                _outbox_row(
+                    kind,
+                    contract.id,
+                    subject_id=subject_id if event is None else event_ids[event],
+                    user_id=user_id,
+                    team_id=contract.team_id,
+                    channel_id=None if kind == IntentKind.HOME else contract.channel_id,
+                )
+            )
+        for row in rows:
+            row.update(
+                created_at=self.now,
+                next_attempt_at=self.now,
+                attempts=0,
+                state=OutboxState.PENDING,
+            )
+        written: dict[int, list[int]] = {}
+        for owner, outbox_id in zip(owners, _insert(self.session, _OUTBOX, rows), strict=True):
+            written.setdefault(owner, []).append(outbox_id)
+        return written
+
+
+def _outbox_row(kind: IntentKind, contract_id: int, **values: Any) -> dict[str, Any]:
+    row = dict.fromkeys(("subject_id", "user_id", "team_id", "channel_id", "address", "body"))
+    row.update(kind=kind, contract_id=contract_id, **values)
+    return row
+
+
+def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert the rows in one statement; their new ids, in the rows' order.
+
+    On PostgreSQL the rows go as one array per column (`INSERT … SELECT unnest(…)`):
+    a short statement whatever the number of rows, so the driver converts it once
+    instead of parsing a `VALUES (…), (…), …` list of thousands of parameters every
+    time (the automatic-release sweep writes hundreds of rows a batch). The ids come
+    from the table's sequence in the order the rows are inserted."""
+    if not rows:
+        return []
+    if is_postgres(session) and len(rows) > 1:
+        names = list(rows[0])
+        arrays = [
+            func.unnest(
+                bindparam(
+                    f"rows_{name}", [row[name] for row in rows], type_=ARRAY(table.c[name].type)
+                )
+            )
+            for name in names
+        ]
+        statement = insert(table).from_select(names, select(*arrays)).returning(table.c.id)
+        return sorted(session.scalars(statement))
+    inserted = session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    )
+    return list(inserted.scalars())
+
+
+class _Tx:
+    """One contract's changes in a transaction: what the services write besides the state
+    itself goes through here into `_Writes` (the transaction's own, or a batch's)."""
+
+    def __init__(
+        self, session: Session, contract: Contract, now: datetime, writes: _Writes | None = None
+    ) -> None:
+        self.session = session
+        self.contract = contract
+        self.now = now
+        self.writes = writes or _Writes(session, now)
+        self.reminders = self.writes.reminders
 
     def event(
         self,
@@ -268,28 +368,21 @@ class _Tx:
         announce: bool = True,
         **data: Any,
     ) -> None:
-        if announce:
-            self._intents.append((IntentKind.ANNOUNCE, None, None, len(self._events)))
-        self._events.append(
-            {
-                "contract_id": self.contract.id,
-                "at": self.now,
-                "actor": actor,
-                "kind": kind,
-                "milestone_number": milestone_number,
-                "request_number": request_number,
-                "data": _jsonable(data),
-            }
-        )
+        row = {
+            "contract_id": self.contract.id,
+            "at": self.now,
+            "actor": actor,
+            "kind": kind,
+            "milestone_number": milestone_number,
+            "request_number": request_number,
+            "data": _jsonable(data),
+        }
+        self.writes.event(self.contract, row, announce=announce)
 
     def intent(
         self, kind: IntentKind, *, subject_id: int | None = None, user_id: str | None = None
     ) -> None:
-        key = (kind, subject_id, user_id)
-        if key in self._keys:
-            return
-        self._keys.add(key)
-        self._intents.append((kind, subject_id, user_id, None))
+        self.writes.intent(self.contract, kind, subject_id, user_id)
 
     def changed(self) -> None:
         """The contract changed: bump its version, refresh its card and every party's Home."""
@@ -299,63 +392,18 @@ class _Tx:
             self.intent(IntentKind.HOME, user_id=party.user_id)
 
     def outcome(self, summary: str, **kwargs: Any) -> Outcome:
-        """Write what was collected and the outcome; with an origin that wants an answer
-        (domain.intake), the actor's confirmation is an intent too, sent first."""
-        self.session.flush()
-        event_ids = self._insert(_EVENT, self._events)
-        self.reminders.write(self.session)
-        contract = self.contract
-        rows: list[dict[str, Any]] = [
-            {
-                "kind": kind,
-                "contract_id": contract.id,
-                "subject_id": subject_id if event is None else event_ids[event],
-                "user_id": user_id,
-                "team_id": contract.team_id,
-                "channel_id": None if kind == IntentKind.HOME else contract.channel_id,
-                "address": None,
-                "body": None,
-            }
-            for kind, subject_id, user_id, event in self._intents
-        ]
+        """Write what was collected and return the outcome; with an origin that wants an
+        answer (domain.intake), the actor's confirmation is an intent too, sent first."""
         origin = intake.attached(self.session)
         if origin is not None and origin.reply_to is not None:
-            rows.insert(
-                0,
-                {  # its own address: no workspace or channel hold stops it
-                    "kind": IntentKind.REPLY,
-                    "contract_id": contract.id,
-                    "subject_id": None,
-                    "user_id": None,
-                    "team_id": None,
-                    "channel_id": None,
-                    "address": origin.reply_to,
-                    "body": summary,
-                },
-            )
-        for row in rows:
-            row.update(
-                created_at=self.now,
-                next_attempt_at=self.now,
-                attempts=0,
-                state=OutboxState.PENDING,
-            )
-        outbox_ids = self._insert(_OUTBOX, rows)
+            self.writes.reply(self.contract, origin.reply_to, summary)
+        written = self.writes.write()
         return Outcome(
-            contract_id=contract.id,
+            contract_id=self.contract.id,
             summary=summary,
-            outbox_ids=tuple(outbox_ids),
+            outbox_ids=tuple(written.get(self.contract.id, ())),
             **kwargs,
         )
-
-    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert the rows in one statement; their new ids, in the rows' order."""
-        if not rows:
-            return []
-        inserted = self.session.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-        )
-        return list(inserted.scalars())
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -1292,11 +1340,25 @@ def submit_work(
         )
 
 
-def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool, policy: Policy) -> int:
+def _release(
+    tx: _Tx,
+    milestone: Milestone,
+    *,
+    actor: str,
+    automatic: bool,
+    policy: Policy,
+    pending: Sequence[ChangeRequest] | None = None,
+    held: int | None = None,
+) -> int:
+    """Release what is held for `milestone` to the provider. `pending` and `held`: the
+    contract's pending requests and the escrow held for the milestone, when the caller
+    read them already (for a whole batch at once)."""
     contract = tx.contract
     # Read before anything changes, so no read has to flush half-made changes first.
-    pending = _pending_requests(tx.session, contract)
-    held = ledger.held_for_milestone(tx.session, milestone.id)
+    if pending is None:
+        pending = _pending_requests(tx.session, contract)
+    if held is None:
+        held = ledger.held_for_milestone(tx.session, milestone.id)
     action = MilestoneAction.AUTO_RELEASE if automatic else MilestoneAction.APPROVE
     milestone.status = milestone_next(milestone.status, action)
     milestone.released_at = tx.now
@@ -1312,6 +1374,7 @@ def _release(tx: _Tx, milestone: Milestone, *, actor: str, automatic: bool, poli
         at=tx.now,
         key=f"release:{milestone.id}",
         held_minor=held,
+        flush=False,  # with the rest of the transaction (the unique key still holds)
     )
     tx.event(
         "milestone_released",
@@ -1426,35 +1489,143 @@ def auto_release(
 ) -> Outcome:
     """Release submitted work whose review period ran out. Safe to call any number of
     times from any number of processes: eligibility is re-checked under the lock."""
+    [outcome] = _release_due(
+        session, Milestone.id == milestone_id, now=now, policy=policy, limit=1, one=milestone_id
+    )
+    return outcome
+
+
+def release_due(
+    session: Session, *, now: datetime, policy: Policy = DEFAULT_POLICY, limit: int = 50
+) -> list[Outcome]:
+    """Release up to `limit` submitted milestones whose review period ran out, in one
+    transaction; what was released (none: nothing more is due, or others hold it).
+
+    Their contracts are claimed `FOR UPDATE SKIP LOCKED`: several processes sweeping at
+    once each take different ones, and a contract a click is changing is left to a
+    later sweep. Each is re-checked under its lock and released through the step an
+    approval uses, `_release`."""
+    return _release_due(session, _DUE_FOR_RELEASE(now), now=now, policy=policy, limit=limit)
+
+
+def _DUE_FOR_RELEASE(now: datetime) -> ColumnElement[bool]:  # noqa: N802 - reads as a name
+    return and_(Milestone.status == MilestoneStatus.SUBMITTED, Milestone.auto_release_at <= now)
+
+
+def _release_due(
+    session: Session,
+    which: ColumnElement[bool],
+    *,
+    now: datetime,
+    policy: Policy,
+    limit: int,
+    one: int | None = None,
+) -> list[Outcome]:
+    """Release the milestones `which` selects (at most `limit`); with `one` (a
+    milestone id), its outcome also when it is not due or its contract is busy."""
     with write_transaction(session):
-        # A sweeper skips a contract another transaction is changing (a click, or
-        # another sweeper): whoever holds the lock decides, and a later sweep re-checks.
-        locked = _select_contract_for_update(
-            session, Milestone.id == milestone_id, via=Milestone, skip_locked=True
-        )
-        if locked is None:  # busy, or no such milestone (then NotFound)
-            contract_id = _contract_id_of_milestone(session, milestone_id)
-            return Outcome(contract_id, "The contract is busy; will retry.", already_done=True)
-        contract = locked
-        tx = _Tx(session, contract, now)
-        milestone = _milestone_by_id(contract, milestone_id)
-        due = milestone.auto_release_at
-        if (
-            contract.status != ContractStatus.ACTIVE
-            or milestone.status != MilestoneStatus.SUBMITTED
-            or due is None
-            or due > now
-        ):
-            return tx.outcome(
-                f"Milestone {milestone.number} is not due for automatic release.",
-                already_done=True,
-                milestone_number=milestone.number,
+        claimed = list(
+            session.scalars(
+                select(Contract.id)
+                .join(Milestone, Milestone.contract_id == Contract.id)
+                .where(which)
+                .order_by(Milestone.auto_release_at, Milestone.id)
+                .limit(limit)
+                .with_for_update(of=Contract, skip_locked=True)
             )
-        held = _release(tx, milestone, actor=SYSTEM_ACTOR, automatic=True, policy=policy)
-        return tx.outcome(
-            f"Released milestone {milestone.number} automatically: {_money(contract, held)}.",
-            milestone_number=milestone.number,
         )
+        if not claimed:
+            if one is None:
+                return []
+            contract_id = _contract_id_of_milestone(session, one)  # NotFound if there is none
+            return [Outcome(contract_id, "The contract is busy; will retry.", already_done=True)]
+        contracts = list(
+            session.scalars(
+                select(Contract)
+                .where(Contract.id.in_(claimed))
+                .options(selectinload(Contract.parties), selectinload(Contract.milestones))
+                .order_by(Contract.id)
+                .execution_options(populate_existing=True)
+            )
+        )
+        due = {
+            contract.id: next(
+                (
+                    m
+                    for m in contract.milestones
+                    if (one is None or m.id == one)
+                    and m.status == MilestoneStatus.SUBMITTED
+                    and m.auto_release_at is not None
+                    and m.auto_release_at <= now
+                    and contract.status == ContractStatus.ACTIVE
+                ),
+                None,
+            )
+            for contract in contracts
+        }
+        releasing = [m for m in due.values() if m is not None]
+        pending = _pending_requests_of(session, [m.contract_id for m in releasing])
+        held = ledger.held_for_milestones(session, [m.id for m in releasing])
+        writes = _Writes(session, now)
+        released: list[tuple[Contract, Milestone, int]] = []
+        for contract in contracts:
+            milestone = due[contract.id]
+            if milestone is None:
+                continue
+            tx = _Tx(session, contract, now, writes)
+            amount = _release(
+                tx,
+                milestone,
+                actor=SYSTEM_ACTOR,
+                automatic=True,
+                policy=policy,
+                pending=pending.get(contract.id, []),
+                held=held.get(milestone.id, 0),
+            )
+            released.append((contract, milestone, amount))
+        written = writes.write()
+        outcomes = [
+            Outcome(
+                contract.id,
+                f"Released milestone {milestone.number} automatically: {_money(contract, amount)}.",
+                milestone_number=milestone.number,
+                outbox_ids=tuple(written.get(contract.id, ())),
+            )
+            for contract, milestone, amount in released
+        ]
+        if one is not None and not released:
+            [contract] = contracts
+            milestone = _milestone_by_id(contract, one)
+            outcomes = [
+                Outcome(
+                    contract.id,
+                    f"Milestone {milestone.number} is not due for automatic release.",
+                    already_done=True,
+                    milestone_number=milestone.number,
+                )
+            ]
+        return outcomes
+
+
+def _pending_requests_of(
+    session: Session, contract_ids: Sequence[int]
+) -> dict[int, list[ChangeRequest]]:
+    """The pending change requests of several contracts, with their changes."""
+    if not contract_ids:
+        return {}
+    found: dict[int, list[ChangeRequest]] = {}
+    for request in session.scalars(
+        select(ChangeRequest)
+        .where(
+            ChangeRequest.contract_id.in_(contract_ids),
+            ChangeRequest.status == RequestStatus.PENDING,
+        )
+        .options(joinedload(ChangeRequest.changes))
+        .order_by(ChangeRequest.contract_id, ChangeRequest.number)
+        .execution_options(populate_existing=True)
+    ).unique():
+        found.setdefault(request.contract_id, []).append(request)
+    return found
 
 
 def due_auto_releases(session: Session, *, now: datetime, limit: int = 100) -> list[int]:

@@ -19,7 +19,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain import reminders, services
-from domain.errors import DomainError
 from domain.policy import Clock, Policy
 from domain.reminders import TimeZoneOf
 
@@ -37,34 +36,19 @@ def sweep_auto_releases(
 ) -> int:
     """Release every submitted milestone whose review period ran out; returns how many.
 
-    Each release is its own transaction through `services.auto_release`, which re-checks
-    eligibility under the contract's lock; a contract another process holds is left for
-    the next sweep.
+    A batch at a time, each in one transaction through `services.release_due`, which
+    claims contracts nobody else holds (several processes split the due work) and
+    re-checks each under its lock. A contract another transaction holds is left for a
+    later sweep.
     """
     released = 0
-    attempted: set[int] = set()
     while True:
         with sessions() as session:
-            due = [
-                milestone_id
-                for milestone_id in services.due_auto_releases(session, now=now, limit=BATCH)
-                if milestone_id not in attempted
-            ]
-        if not due:
+            outcomes = services.release_due(session, now=now, policy=policy, limit=BATCH)
+        if not outcomes:
             return released
-        for milestone_id in due:
-            attempted.add(milestone_id)
-            try:
-                with sessions() as session:
-                    outcome = services.auto_release(
-                        session, milestone_id=milestone_id, now=now, policy=policy
-                    )
-            except DomainError as refusal:
-                log.info("automatic release of milestone %s skipped: %s", milestone_id, refusal)
-                continue
-            if not outcome.already_done:
-                released += 1
-                deliver(outcome.outbox_ids)
+        released += len(outcomes)
+        deliver([outbox_id for outcome in outcomes for outbox_id in outcome.outbox_ids])
 
 
 def sweep_reminders(

@@ -90,23 +90,35 @@ class TcpProxy:
             server.settimeout(None)
             with self._lock:
                 self._pairs.append((client, server))
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            muted = threading.Event()  # the server's answers no longer reach the client
+            threading.Thread(
+                target=self._pump, args=(client, server, True, muted), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, False, muted), daemon=True
+            ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, from_client: bool, muted: threading.Event
+    ) -> None:
         transaction = b""  # what the client sent since its last COMMIT
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                if from_client:
-                    transaction = (transaction + data)[-65536:]
+                if not from_client:
+                    if not muted.is_set():
+                        sink.sendall(data)
+                    continue
+                transaction = (transaction + data)[-65536:]
+                if COMMIT in data and self._take_commit_drop(transaction):
+                    muted.set()
+                    sink.sendall(data)
+                    time.sleep(0.3)  # the server applies it meanwhile; its answer is lost
+                    break
                 sink.sendall(data)
-                if from_client and COMMIT in data:
-                    if self._take_commit_drop(transaction):
-                        time.sleep(0.3)  # the server applies it meanwhile; its answer is lost
-                        break
+                if COMMIT in data:
                     transaction = b""
         except OSError:
             pass

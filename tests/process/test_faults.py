@@ -132,7 +132,7 @@ def test_a_commit_whose_answer_is_lost_is_found_applied_and_told_as_done_once(ri
     contract_id = seed_negotiating(rig.database)
     rig.start(SWEEP_SECONDS="3600")
     rig.contract_card_posted(contract_id)
-    rig.proxy.drop_commit_of(b"request_receipt")  # the next change's COMMIT loses its answer
+    rig.proxy.drop_commit_of(b"INSERT INTO request_receipt")  # the next change loses its answer
 
     answer = reply_to(rig.slack, rig.say(FREELANCER, f'add "Lost answer" 300 {DUE}'))
 

@@ -151,7 +151,7 @@ def test_a_larger_accept_writes_each_table_once_whatever_it_changes(pg: Database
 
 
 @pytest.mark.postgres
-def test_an_automatic_release_sends_eleven_statements(pg: Database) -> None:
+def test_an_automatic_release_sends_thirteen_statements(pg: Database) -> None:
     with pg.session() as session:
         contract_id = submitted_contract(session)
         milestone_id = load(session, contract_id).milestones[0].id
@@ -162,11 +162,29 @@ def test_an_automatic_release_sends_eleven_statements(pg: Database) -> None:
             lambda: services.auto_release(session, milestone_id=milestone_id, now=later(days=15)),
         )
 
-        # Lock (through the milestone) with parties; milestones; pending requests; what
-        # is held; the milestone and the ledger entry; the version and the event; the
-        # reminders cancelled and the nudge to fund the next one; the intents.
-        assert len(sent) == 11, "\n".join(sent)
+        # Claim the contract (skip locked); load it, its parties and milestones; pending
+        # requests; what is held; the version; the ledger entry; the milestone; the
+        # event; the reminders cancelled and the nudge to fund the next one; the intents.
+        assert len(sent) == 13, "\n".join(sent)
         assert statuses(session, contract_id)[1] == MilestoneStatus.RELEASED
+
+
+@pytest.mark.postgres
+def test_a_batch_of_automatic_releases_sends_as_many_statements_as_one(pg: Database) -> None:
+    with pg.session() as session:
+        contract_ids = [submitted_contract(session) for _ in range(5)]
+
+        outcomes: list[services.Outcome] = []
+        sent = statements(
+            pg,
+            session,
+            lambda: outcomes.extend(services.release_due(session, now=later(days=15))),
+        )
+
+        assert len(sent) == 13, "\n".join(sent)
+        assert sorted(o.contract_id for o in outcomes) == sorted(contract_ids)
+        assert all(statuses(session, c)[1] == MilestoneStatus.RELEASED for c in contract_ids)
+        assert all(o.outbox_ids for o in outcomes)  # each its own intents
 
 
 def test_a_contract_reads_in_two_statements_and_its_pending_requests_in_one(
