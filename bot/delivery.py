@@ -67,7 +67,7 @@ TOKEN_ERRORS = frozenset(
     {"token_revoked", "invalid_auth", "account_inactive", "token_expired", "not_authed"}
 )
 # The channel is gone or we are not in it: hold the channel.
-CHANNEL_ERRORS = frozenset({"channel_not_found", "is_archived", "not_in_channel"})
+CHANNEL_ERRORS = frozenset({"channel_not_found", "is_archived", "is_inactive", "not_in_channel"})
 
 REPLY_TTL = timedelta(minutes=25)  # Slack's response_urls work for 30 minutes
 LOOK_BACK = timedelta(minutes=10)  # how far before an intent its earlier post may be
@@ -677,6 +677,8 @@ def render_homes(session: Session, user_ids: Sequence[str], *, now: datetime) ->
     contracts = queries.contracts_of_users(session, user_ids)
     distinct = list({c.id: c for mine in contracts.values() for c in mine}.values())
     snaps = {snap.contract.id: snap for snap in snapshot.snapshots(session, distinct)}
+    held = outbox.held_scopes(session, {outbox.channel_scope(c.channel_id) for c in distinct})
+    unreachable = {hold.target: hold.reason for hold in held.values()}
     views: dict[str, View] = {}
     for user_id, mine in contracts.items():
         by_id = {c.id: c for c in mine}
@@ -685,7 +687,9 @@ def render_homes(session: Session, user_ids: Sequence[str], *, now: datetime) ->
             for e in queries.recent_events_for_user(session, user_id)
             if e.contract_id in by_id
         ]
-        views[user_id] = home.build_home(user_id, [snaps[c.id] for c in mine], recent, now=now)
+        views[user_id] = home.build_home(
+            user_id, [snaps[c.id] for c in mine], recent, now=now, unreachable=unreachable
+        )
     return views
 
 

@@ -434,6 +434,20 @@ class SlackEmulator:
             self._state.channels[channel_id] = channel
             return copy.deepcopy(channel)
 
+    def archive_channel(self, channel_id: str) -> None:
+        """Archive a channel: posting and updating in it fail with `is_archived`."""
+        self._set_archived(channel_id, True)
+
+    def unarchive_channel(self, channel_id: str) -> None:
+        self._set_archived(channel_id, False)
+
+    def _set_archived(self, channel_id: str, archived: bool) -> None:
+        with self._lock:
+            channel = self._state.channels.get(channel_id)
+            if channel is None:
+                raise LookupError(f"unknown channel {channel_id}")
+            channel.is_archived = archived
+
     def set_membership(self, channel_id: str, *, is_member: bool) -> None:
         """Let the bot join (True) or leave (False) a channel."""
         with self._lock:
@@ -1443,6 +1457,9 @@ class SlackEmulator:
 
     def _chat_update(self, params: JsonDict) -> JsonDict:
         msg = self._own_message(params, "ts", "cant_update_message")
+        channel = self._state.channels.get(msg.channel)
+        if channel is not None and channel.is_archived:
+            raise _ApiError("is_inactive")  # Slack: not in a frozen, archived or deleted channel
         # Validate everything before changing anything: a refused update leaves no trace.
         blocks = self._blocks_param(params, "blocks")
         attachments = self._list_param(params, "attachments")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from slack_sdk.models.blocks import Block, HeaderBlock
@@ -28,19 +28,31 @@ MAX_CONTRACTS = 20
 MAX_RECENT = 10
 
 
+# Why a channel refuses the bot's messages (Slack's error code), in words.
+UNREACHABLE = {
+    "is_archived": "the channel was archived",
+    "is_inactive": "the channel was archived",
+    "not_in_channel": "I was removed from the channel",
+    "channel_not_found": "I can't find the channel any more",
+}
+
+
 def build_home(
     user_id: str,
     items: Sequence[ContractSnapshot],
     recent: Sequence[tuple[Contract, Event]],
     *,
     now: datetime,
+    unreachable: Mapping[str, str] | None = None,
 ) -> View:
     """The Home tab of `user_id`.
 
     `items`: snapshots of the person's contracts (open first, as
     `queries.contracts_of_user` orders them); `recent`: (contract, event) pairs, newest
     first. "Waiting for you" lists items whose next action this person owes, with the
-    card's buttons. At most 100 blocks.
+    card's buttons. `unreachable`: channels that refuse the bot's messages for now
+    (channel id → Slack's reason): their contracts are told about here, where the
+    person can still be reached. At most 100 blocks.
     """
     waiting = [s for s in items if user_id in s.next_action.owed_by][:MAX_WAITING]
     blocks: list[Block] = [
@@ -49,8 +61,12 @@ def build_home(
             "Create one in a channel with `/milestone new`; `/milestone help` lists every "
             "command."
         ),
-        HeaderBlock(text=plain("Waiting for you")),
     ]
+    for snap in items:
+        reason = (unreachable or {}).get(snap.contract.channel_id)
+        if reason is not None and snap.contract.status != ContractStatus.CLOSED:
+            blocks.append(_unreachable(snap.contract, reason))
+    blocks.append(HeaderBlock(text=plain("Waiting for you")))
     if waiting:
         for snap in waiting:
             contract = snap.contract
@@ -89,6 +105,17 @@ def build_home(
     ]
     blocks.append(section("\n".join(lines)) if lines else context("No activity yet."))
     return View(type="home", blocks=blocks[:VIEW_BLOCK_LIMIT])
+
+
+def _unreachable(contract: Contract, reason: str) -> Block:
+    why = UNREACHABLE.get(reason, "Slack refuses my messages there")
+    return section(
+        f":warning: I can't post in <#{contract.channel_id}> right now: {why}. Contract "
+        f"{contract.id} (*{contract_title(contract, SHORT_TITLE_LIMIT)}*) goes on here: what "
+        "needs you is below, with its buttons. Invite me back (`/invite @milestone-bot`) or "
+        "unarchive the channel, and the cards and announcements that waited are posted.",
+        block_id=f"home_unreachable_{contract.id}",
+    )
 
 
 def _contract_summary(snap: ContractSnapshot, user_id: str) -> Block:
