@@ -4,22 +4,34 @@
 or malformed value stops start-up with a `SettingsError` whose message is a single
 line naming the variable and what is wrong with it, ready to print as is.
 Environment variables win over the `.env` file; names are upper case and
-case-sensitive; unknown variables are ignored.
+case-sensitive; unknown variables are ignored; blanks around a value are ignored.
+
+Each variable's rule is its type: the annotated types below say what is accepted,
+and how a refusal reads.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
-from pydantic import SecretStr, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 from sqlalchemy.engine import make_url
@@ -86,11 +98,7 @@ class SocketModeCredentials:
     app_token: str = field(repr=False)
 
 
-def _got(value: object) -> str:
-    text = repr(value)
-    if len(text) > _GOT_MAX_CHARS:
-        text = text[: _GOT_MAX_CHARS - 4] + "…" + text[-3:]
-    return f"(got {text})"
+# ----- how a refusal reads (the variable's name is added by `describe_validation_error`)
 
 
 def _invalid(reason: str) -> PydanticCustomError:
@@ -98,47 +106,185 @@ def _invalid(reason: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_setting", "{reason}", {"reason": reason})
 
 
-def _as_text(value: object) -> str | None:
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if isinstance(value, str):
-        return value.strip()
-    return None
+def _got(value: object) -> str:
+    text = repr(value)
+    if len(text) > _GOT_MAX_CHARS:
+        text = text[: _GOT_MAX_CHARS - 4] + "…" + text[-3:]
+    return f"(got {text})"
 
 
-def _number(value: object, *, what: str, maximum: float) -> float:
-    """A finite number in (0, maximum], from a string or a number."""
-    reason = f"must be a positive number of {what} {_got(value)}"
-    if isinstance(value, bool):
-        raise _invalid(reason)
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        text = _as_text(value)
-        if text is None:
-            raise _invalid(reason)
+def _refused_as(explain: Callable[[ErrorDetails], str]) -> WrapValidator:
+    """Whatever the rules inside refuse reads `explain(first problem) (got <value>)`.
+
+    The value shown is the one given, before any parsing. Not for secrets.
+    """
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         try:
-            number = float(text)
-        except ValueError:
-            raise _invalid(reason) from None
-    if not math.isfinite(number) or number <= 0:
-        raise _invalid(reason)
-    if number > maximum:
-        raise _invalid(f"must be at most {maximum:g} {what} {_got(value)}")
-    return number
+            return handler(value)
+        except ValidationError as error:
+            raise _invalid(f"{explain(error.errors()[0])} {_got(value)}") from None
+
+    return WrapValidator(check)
 
 
-def _optional_secret(value: object, *, prefix: str | None = None, help_text: str = "") -> Any:
-    text = _as_text(value)
-    if text is None:
-        return value
-    if not text:
-        return None
-    if prefix is not None and not text.startswith(prefix):
-        seen = _SLACK_TOKEN_PREFIX_RE.match(text)
-        got = f"a token starting with {seen.group(0)}" if seen else "something else"
-        raise _invalid(f"must start with {prefix} (got {got}); use {help_text}")
+def _saying(reason: str) -> WrapValidator:
+    """Any refusal reads `reason (got <value>)`."""
+    return _refused_as(lambda _problem: reason)
+
+
+def _quantity_of(unit: str, *, kind: str = "number") -> WrapValidator:
+    """A refused `Field(gt=0, le=…)` quantity reads as being over its maximum, or not positive."""
+
+    def explain(problem: ErrorDetails) -> str:
+        if problem["type"] != "less_than_equal":
+            return f"must be a positive {kind} of {unit}"
+        limit = problem["ctx"]["le"]
+        shown = f"{limit:g}" if isinstance(limit, float) else str(limit)  # 3650.0 reads 3650
+        return f"must be at most {shown} {unit}"
+
+    return _refused_as(explain)
+
+
+# For the custom validators below, which raise their own reason: adds the value given.
+_WITH_THE_VALUE = _refused_as(lambda problem: problem["msg"])
+
+
+# ----- the custom rules
+
+
+def _blank_is_unset(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _upper_case(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _slack_token(prefix: str, help_text: str) -> AfterValidator:
+    """The token must start with `prefix`; a refusal names the kind given, never the token."""
+
+    def check(token: SecretStr) -> SecretStr:
+        text = token.get_secret_value()
+        if not text.startswith(prefix):
+            seen = _SLACK_TOKEN_PREFIX_RE.match(text)
+            got = f"a token starting with {seen.group(0)}" if seen else "something else"
+            raise _invalid(f"must start with {prefix} (got {got}); use {help_text}")
+        return token
+
+    return AfterValidator(check)
+
+
+_HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
+def _valid_http_url(text: str) -> str:
+    """`text` as given, once pydantic parses it as a URL (its host and port are valid)."""
+    _HTTP_URL.validate_python(text)
     return text
+
+
+def _sqlite_or_postgresql(text: str) -> str:
+    """A SQLite or PostgreSQL URL, PostgreSQL on the psycopg driver; refusals never echo it."""
+    example = "such as sqlite:///milestone-bot.sqlite3 or postgresql://user:password@host/db"
+    if not text:
+        raise _invalid(f"must be a SQLite or PostgreSQL URL, {example} (got an empty value)")
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        # Never echo the value: it may hold a password.
+        raise _invalid(f"is not a valid database URL; expected one {example}") from None
+    backend = url.get_backend_name()
+    if backend == "postgres":  # the old Heroku-style spelling
+        url = url.set(drivername="postgresql")
+        backend = "postgresql"
+    if backend not in ("sqlite", "postgresql"):
+        raise _invalid(f"must be a SQLite or PostgreSQL URL, {example} (got a {backend}:// URL)")
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",")] if value.strip() else []
+    return value
+
+
+def _distinct_longest_first(days: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(sorted(set(days), reverse=True))
+
+
+def _hh_mm_range(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    match = _WORKING_HOURS_RE.match(value)
+    if match is None:
+        raise _invalid("expected HH:MM-HH:MM such as 09:00-18:00")
+    h1, m1, h2, m2 = (int(group) for group in match.groups())
+    if not (h1 < 24 and h2 < 24 and m1 < 60 and m2 < 60):
+        raise _invalid("hours must be 00-23 and minutes 00-59, as in 09:00-18:00")
+    return WorkingHours(time(h1, m1), time(h2, m2))
+
+
+def _start_before_end(hours: WorkingHours) -> WorkingHours:
+    if hours.start >= hours.end:
+        raise _invalid("the start must be before the end, as in 09:00-18:00")
+    return hours
+
+
+# ----- the types of the settings
+
+#: An empty or blank value counts as not set (on an optional setting).
+BlankIsUnset = BeforeValidator(_blank_is_unset)
+
+BotToken = Annotated[SecretStr, _slack_token("xoxb-", BOT_TOKEN_HELP)]
+AppToken = Annotated[SecretStr, _slack_token("xapp-", APP_TOKEN_HELP)]
+
+SlackApiUrl = Annotated[
+    str,
+    Field(pattern=r"^(?i:https?)://[^\s/]\S*$"),  # http(s)://host…, no blanks
+    AfterValidator(_valid_http_url),
+    _saying("must be an http(s) URL of the Slack Web API, such as http://127.0.0.1:9000/api/"),
+]
+
+DatabaseUrl = Annotated[str, AfterValidator(_sqlite_or_postgresql)]
+
+Days = Annotated[float, Field(gt=0, le=MAX_DAYS, allow_inf_nan=False), _quantity_of("days")]
+Hours = Annotated[float, Field(gt=0, le=MAX_HOURS, allow_inf_nan=False), _quantity_of("hours")]
+Seconds = Annotated[
+    float, Field(gt=0, le=MAX_SWEEP_SECONDS, allow_inf_nan=False), _quantity_of("seconds")
+]
+MajorUnits = Annotated[
+    int, Field(gt=0, le=MAX_AMOUNT_LIMIT), _quantity_of("major units", kind="whole number")
+]
+
+#: Comma-separated days such as "7,1", kept distinct and longest first; "" for none.
+DaysList = Annotated[
+    tuple[Days, ...],
+    NoDecode,
+    BeforeValidator(_comma_separated),
+    AfterValidator(_distinct_longest_first),
+    _saying(
+        "must be comma-separated positive numbers of days, such as 7,1 (or empty for no reminders)"
+    ),
+]
+
+#: "HH:MM-HH:MM" such as "09:00-18:00", the start before the end.
+TimeOfDayRange = Annotated[
+    WorkingHours,
+    NoDecode,
+    BeforeValidator(_hh_mm_range),
+    AfterValidator(_start_before_end),
+    _WITH_THE_VALUE,
+]
+
+LogLevelName = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogLevel = Annotated[
+    LogLevelName,
+    BeforeValidator(_upper_case),
+    _saying(f"must be one of {', '.join(get_args(LogLevelName))}"),
+]
 
 
 class Settings(BaseSettings):
@@ -150,175 +296,24 @@ class Settings(BaseSettings):
         case_sensitive=True,
         extra="ignore",
         frozen=True,
+        str_strip_whitespace=True,
     )
 
-    SLACK_BOT_TOKEN: SecretStr | None = None
-    SLACK_SIGNING_SECRET: SecretStr | None = None
-    SLACK_APP_TOKEN: SecretStr | None = None
-    SLACK_API_URL: str | None = None
-    DATABASE_URL: str = DEFAULT_DATABASE_URL
-    AUTO_RELEASE_DAYS: float = 14.0
-    REQUEST_REMINDER_FIRST_HOURS: float = 24.0
-    REQUEST_REMINDER_EVERY_HOURS: float = 48.0
-    REVIEW_REMINDER_DAYS_BEFORE: Annotated[tuple[float, ...], NoDecode] = (7.0, 1.0)
-    FUND_REMINDER_HOURS: float = 48.0
-    WORKING_HOURS: Annotated[WorkingHours, NoDecode] = WorkingHours(time(9, 0), time(18, 0))
-    SWEEP_SECONDS: float = 30.0
-    SHUTDOWN_SECONDS: float = 10.0
-    MAX_AMOUNT: int = 10_000_000
-    LOG_LEVEL: str = "INFO"
-
-    # ----- validation (each raises one readable reason; the variable is added by the loader)
-
-    @field_validator("SLACK_BOT_TOKEN", mode="before")
-    @classmethod
-    def _check_bot_token(cls, value: object) -> Any:
-        return _optional_secret(value, prefix="xoxb-", help_text=BOT_TOKEN_HELP)
-
-    @field_validator("SLACK_APP_TOKEN", mode="before")
-    @classmethod
-    def _check_app_token(cls, value: object) -> Any:
-        return _optional_secret(value, prefix="xapp-", help_text=APP_TOKEN_HELP)
-
-    @field_validator("SLACK_SIGNING_SECRET", mode="before")
-    @classmethod
-    def _check_signing_secret(cls, value: object) -> Any:
-        return _optional_secret(value)
-
-    @field_validator("SLACK_API_URL", mode="before")
-    @classmethod
-    def _check_api_url(cls, value: object) -> str | None:
-        if value is None:
-            return None
-        text = _as_text(value)
-        if text == "":
-            return None
-        reason = (
-            "must be an http(s) URL of the Slack Web API, such as "
-            f"http://127.0.0.1:9000/api/ {_got(value)}"
-        )
-        if text is None or re.search(r"\s", text):
-            raise _invalid(reason)
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _invalid(reason)
-        return text
-
-    @field_validator("DATABASE_URL", mode="before")
-    @classmethod
-    def _check_database_url(cls, value: object) -> str:
-        text = _as_text(value)
-        example = "such as sqlite:///milestone-bot.sqlite3 or postgresql://user:password@host/db"
-        if not text:
-            raise _invalid(f"must be a SQLite or PostgreSQL URL, {example} (got an empty value)")
-        try:
-            url = make_url(text)
-        except (ArgumentError, ValueError):
-            # Never echo the value: it may hold a password.
-            raise _invalid(f"is not a valid database URL; expected one {example}") from None
-        backend = url.get_backend_name()
-        if backend == "postgres":  # the old Heroku-style spelling
-            url = url.set(drivername="postgresql")
-            backend = "postgresql"
-        if backend not in ("sqlite", "postgresql"):
-            raise _invalid(
-                f"must be a SQLite or PostgreSQL URL, {example} (got a {backend}:// URL)"
-            )
-        if url.drivername == "postgresql":
-            url = url.set(drivername="postgresql+psycopg")
-        return url.render_as_string(hide_password=False)
-
-    @field_validator("AUTO_RELEASE_DAYS", mode="before")
-    @classmethod
-    def _check_days(cls, value: object) -> float:
-        return _number(value, what="days", maximum=MAX_DAYS)
-
-    @field_validator(
-        "REQUEST_REMINDER_FIRST_HOURS",
-        "REQUEST_REMINDER_EVERY_HOURS",
-        "FUND_REMINDER_HOURS",
-        mode="before",
-    )
-    @classmethod
-    def _check_hours(cls, value: object) -> float:
-        return _number(value, what="hours", maximum=MAX_HOURS)
-
-    @field_validator("SWEEP_SECONDS", "SHUTDOWN_SECONDS", mode="before")
-    @classmethod
-    def _check_seconds(cls, value: object) -> float:
-        return _number(value, what="seconds", maximum=MAX_SWEEP_SECONDS)
-
-    @field_validator("REVIEW_REMINDER_DAYS_BEFORE", mode="before")
-    @classmethod
-    def _check_review_reminders(cls, value: object) -> tuple[float, ...]:
-        reason = (
-            "must be comma-separated positive numbers of days, such as 7,1 "
-            f"(or empty for no reminders) {_got(value)}"
-        )
-        if isinstance(value, tuple | list):
-            items: list[object] = list(value)
-        else:
-            text = _as_text(value)
-            if text is None:
-                raise _invalid(reason)
-            if not text:
-                return ()
-            items = [item.strip() for item in text.split(",")]
-        days: set[float] = set()
-        for item in items:
-            try:
-                days.add(_number(item, what="days", maximum=MAX_DAYS))
-            except PydanticCustomError:
-                raise _invalid(reason) from None
-        return tuple(sorted(days, reverse=True))
-
-    @field_validator("WORKING_HOURS", mode="before")
-    @classmethod
-    def _check_working_hours(cls, value: object) -> WorkingHours:
-        if isinstance(value, WorkingHours):
-            start, end = value
-        else:
-            text = _as_text(value)
-            match = _WORKING_HOURS_RE.match(text) if text is not None else None
-            if match is None:
-                raise _invalid(f"expected HH:MM-HH:MM such as 09:00-18:00 {_got(value)}")
-            h1, m1, h2, m2 = (int(group) for group in match.groups())
-            if not (h1 < 24 and h2 < 24 and m1 < 60 and m2 < 60):
-                raise _invalid(
-                    f"hours must be 00-23 and minutes 00-59, as in 09:00-18:00 {_got(value)}"
-                )
-            start, end = time(h1, m1), time(h2, m2)
-        if start >= end:
-            raise _invalid(f"the start must be before the end, as in 09:00-18:00 {_got(value)}")
-        return WorkingHours(start, end)
-
-    @field_validator("MAX_AMOUNT", mode="before")
-    @classmethod
-    def _check_max_amount(cls, value: object) -> int:
-        reason = f"must be a positive whole number of major units {_got(value)}"
-        if isinstance(value, bool):
-            raise _invalid(reason)
-        if isinstance(value, int):
-            amount = value
-        else:
-            text = _as_text(value)
-            if text is None or not re.fullmatch(r"\d+", text.replace("_", "")):
-                raise _invalid(reason)
-            amount = int(text.replace("_", ""))
-        if amount <= 0:
-            raise _invalid(reason)
-        if amount > MAX_AMOUNT_LIMIT:
-            raise _invalid(f"must be at most {MAX_AMOUNT_LIMIT} {_got(value)}")
-        return amount
-
-    @field_validator("LOG_LEVEL", mode="before")
-    @classmethod
-    def _check_log_level(cls, value: object) -> str:
-        text = _as_text(value)
-        level = text.upper() if text else ""
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise _invalid(f"must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL {_got(value)}")
-        return level
+    SLACK_BOT_TOKEN: Annotated[BotToken | None, BlankIsUnset] = None
+    SLACK_SIGNING_SECRET: Annotated[SecretStr | None, BlankIsUnset] = None
+    SLACK_APP_TOKEN: Annotated[AppToken | None, BlankIsUnset] = None
+    SLACK_API_URL: Annotated[SlackApiUrl | None, BlankIsUnset] = None
+    DATABASE_URL: DatabaseUrl = DEFAULT_DATABASE_URL
+    AUTO_RELEASE_DAYS: Days = 14.0
+    REQUEST_REMINDER_FIRST_HOURS: Hours = 24.0
+    REQUEST_REMINDER_EVERY_HOURS: Hours = 48.0
+    REVIEW_REMINDER_DAYS_BEFORE: DaysList = (7.0, 1.0)
+    FUND_REMINDER_HOURS: Hours = 48.0
+    WORKING_HOURS: TimeOfDayRange = WorkingHours(time(9, 0), time(18, 0))
+    SWEEP_SECONDS: Seconds = 30.0
+    SHUTDOWN_SECONDS: Seconds = 10.0
+    MAX_AMOUNT: MajorUnits = 10_000_000
+    LOG_LEVEL: LogLevel = "INFO"
 
     # ----- derived values
 

@@ -7,9 +7,11 @@ from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from bot.settings import (
     DEFAULT_DATABASE_URL,
+    HttpCredentials,
     Settings,
     SettingsError,
     WorkingHours,
@@ -139,6 +141,7 @@ def test_numbers_and_names_are_read_from_their_variables(monkeypatch: pytest.Mon
         REQUEST_REMINDER_EVERY_HOURS="12",
         FUND_REMINDER_HOURS="0.25",
         SWEEP_SECONDS="0.5",
+        SHUTDOWN_SECONDS="2.5",
         MAX_AMOUNT="250000",
         LOG_LEVEL="debug",
         SLACK_API_URL="http://127.0.0.1:9000/api/",
@@ -148,6 +151,7 @@ def test_numbers_and_names_are_read_from_their_variables(monkeypatch: pytest.Mon
     assert settings.request_reminder_interval == timedelta(hours=12)
     assert settings.fund_reminder_delay == timedelta(minutes=15)
     assert settings.SWEEP_SECONDS == 0.5
+    assert settings.SHUTDOWN_SECONDS == 2.5
     assert settings.MAX_AMOUNT == 250_000
     assert settings.LOG_LEVEL == "DEBUG"
     assert settings.log_level == logging.DEBUG
@@ -186,6 +190,8 @@ def test_database_url_normalises_postgresql_to_the_psycopg_driver(
         ("SLACK_API_URL", "slack.com/api"),
         ("SLACK_API_URL", "http://"),
         ("SLACK_API_URL", "http://emulator host/api/"),
+        ("SLACK_API_URL", "http://[::1/"),
+        ("SLACK_API_URL", "http:///api/"),
         ("DATABASE_URL", ""),
         ("DATABASE_URL", "not a url"),
         ("DATABASE_URL", "mysql://bot:pw@db/milestones"),
@@ -221,6 +227,11 @@ def test_database_url_normalises_postgresql_to_the_psycopg_driver(
         ("SWEEP_SECONDS", "0"),
         ("SWEEP_SECONDS", "-30"),
         ("SWEEP_SECONDS", "1e9"),
+        ("SHUTDOWN_SECONDS", "soon"),
+        ("SHUTDOWN_SECONDS", "0"),
+        ("SHUTDOWN_SECONDS", "-10"),
+        ("SHUTDOWN_SECONDS", "inf"),
+        ("SHUTDOWN_SECONDS", "1e9"),
         ("MAX_AMOUNT", "ten"),
         ("MAX_AMOUNT", "0"),
         ("MAX_AMOUNT", "-5"),
@@ -251,6 +262,95 @@ def test_the_refusals_read_as_documented(monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AUTO_RELEASE_DAYS", "nan", "must be a positive number of days (got 'nan')"),
+        ("AUTO_RELEASE_DAYS", "1e12", "must be at most 3650 days (got '1e12')"),
+        ("REQUEST_REMINDER_FIRST_HOURS", "0", "must be a positive number of hours (got '0')"),
+        ("FUND_REMINDER_HOURS", "87601", "must be at most 87600 hours (got '87601')"),
+        ("SWEEP_SECONDS", "-30", "must be a positive number of seconds (got '-30')"),
+        ("SHUTDOWN_SECONDS", "1e9", "must be at most 86400 seconds (got '1e9')"),
+        ("MAX_AMOUNT", "1.5", "must be a positive whole number of major units (got '1.5')"),
+        (
+            "MAX_AMOUNT",
+            "1000000000001",
+            "must be at most 1000000000000 major units (got '1000000000001')",
+        ),
+        (
+            "REVIEW_REMINDER_DAYS_BEFORE",
+            "7,,1",
+            "must be comma-separated positive numbers of days, such as 7,1 "
+            "(or empty for no reminders) (got '7,,1')",
+        ),
+        (
+            "WORKING_HOURS",
+            "24:00-25:00",
+            "hours must be 00-23 and minutes 00-59, as in 09:00-18:00 (got '24:00-25:00')",
+        ),
+        (
+            "WORKING_HOURS",
+            "18:00-09:00",
+            "the start must be before the end, as in 09:00-18:00 (got '18:00-09:00')",
+        ),
+        (
+            "SLACK_API_URL",
+            "http://[::1/",
+            "must be an http(s) URL of the Slack Web API, such as http://127.0.0.1:9000/api/ "
+            "(got 'http://[::1/')",
+        ),
+        (
+            "LOG_LEVEL",
+            "{reason}",
+            "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (got '{reason}')",
+        ),
+        (
+            "DATABASE_URL",
+            "  ",
+            "must be a SQLite or PostgreSQL URL, such as sqlite:///milestone-bot.sqlite3 or "
+            "postgresql://user:password@host/db (got an empty value)",
+        ),
+    ],
+)
+def test_each_refusal_names_the_rule_and_the_value_given(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    assert refusal(monkeypatch, name, value) == f"{name}: {message}"
+
+
+def test_blanks_around_values_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_with(
+        monkeypatch,
+        SLACK_BOT_TOKEN=" xoxb-1 ",
+        SLACK_SIGNING_SECRET="\ts3cret\n",
+        SLACK_API_URL=" http://127.0.0.1:9000/api/ ",
+        DATABASE_URL=" sqlite:// ",
+        AUTO_RELEASE_DAYS=" 2 ",
+        MAX_AMOUNT=" 42 ",
+        LOG_LEVEL=" warning ",
+    )
+
+    assert settings.require_http() == HttpCredentials(bot_token="xoxb-1", signing_secret="s3cret")
+    assert settings.SLACK_API_URL == "http://127.0.0.1:9000/api/"
+    assert settings.DATABASE_URL == "sqlite://"
+    assert settings.AUTO_RELEASE_DAYS == 2
+    assert settings.MAX_AMOUNT == 42
+    assert settings.LOG_LEVEL == "WARNING"
+
+
+def test_values_given_in_code_follow_the_same_rules() -> None:
+    settings = Settings(
+        _env_file=None,
+        REVIEW_REMINDER_DAYS_BEFORE=[1, 3, 3],
+        WORKING_HOURS=WorkingHours(time(8, 0), time(16, 0)),
+    )
+
+    assert settings.REVIEW_REMINDER_DAYS_BEFORE == (3.0, 1.0)
+    assert settings.WORKING_HOURS == WorkingHours(time(8, 0), time(16, 0))
+    with pytest.raises(ValidationError, match="the start must be before the end"):
+        Settings(_env_file=None, WORKING_HOURS=WorkingHours(time(18, 0), time(9, 0)))
+
+
 def test_a_wrong_token_is_refused_without_echoing_the_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -260,6 +360,18 @@ def test_a_wrong_token_is_refused_without_echoing_the_secret(
         "SLACK_BOT_TOKEN: must start with xoxb- (got a token starting with xoxp-)"
     )
     assert "OAuth & Permissions" in message
+    assert "supersecret" not in message
+
+
+def test_a_wrong_app_token_is_refused_without_echoing_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = refusal(monkeypatch, "SLACK_APP_TOKEN", "xoxb-1234-supersecret")
+
+    assert message.startswith(
+        "SLACK_APP_TOKEN: must start with xapp- (got a token starting with xoxb-)"
+    )
+    assert "App-Level Tokens" in message
     assert "supersecret" not in message
 
 
