@@ -50,6 +50,7 @@ from domain.model import ChangeRequest, Contract, Event, IntentKind, Milestone, 
 from domain.outbox import Claimed, Hold, Placement, Reservation
 from domain.policy import Clock
 from domain.snapshot import ContractSnapshot
+from domain.text import Said
 from handlers import replies
 from handlers.blocks import cards, home
 from handlers.blocks.message import Message
@@ -443,7 +444,7 @@ class Delivery:
             log.info("outbox %s: the answer is too old to send now", claimed.id)
             return None
         address = replies.decode(claimed.address)
-        notice = cards.build_notice(claimed.body or "")
+        notice = cards.build_notice(Said.from_json(claimed.body or ""))
         if address.response_url is not None:
             url = address.response_url
 

@@ -1,23 +1,30 @@
 """Typed refusals of the business rules.
 
 Every refusal a person can meet is a `DomainError` subclass named for the business
-case. Its `message` is written for the person who tried the action: it says what
-is wrong and, where possible, who can act instead or what to do first. Raising one
-inside a service rolls the transaction back, so a refusal never changes anything.
+case. What it says (`said`, domain.text) is written for the person who tried the
+action: what is wrong and, where possible, who can act instead or what to do first;
+the chat side renders it. Raising one inside a service rolls the transaction back, so
+a refusal never changes anything.
 """
 
 from __future__ import annotations
 
+from domain.text import Said, said
+
 
 class DomainError(Exception):
-    """A business rule refused the action; `message` is shown to the user as is."""
+    """A business rule refused the action."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        # The input the refusal is about (`title`, `amount_minor`, `due_date`, …), if any:
-        # a form can show the message next to that field.
+    def __init__(
+        self, message: Said | str, *, field: str | None = None, milestone: int | None = None
+    ) -> None:
+        self.said = message if isinstance(message, Said) else said(message)
+        self.message = str(self.said)  # plain words, people as @ids (logs, tests)
+        super().__init__(self.message)
+        # The input the refusal is about (`title`, `amount_minor`, `due_date`, …), if any,
+        # and the milestone it concerns (a form listing several shows it at that one).
         self.field = field
+        self.milestone = milestone
 
 
 class InvalidInput(DomainError):

@@ -22,6 +22,7 @@ from domain.model import (
     Party,
     RequestStatus,
 )
+from domain.text import Command, said
 
 # A contract comes with its parties (joined: a few rows) and its milestones (a second
 # statement: joining both would repeat every milestone once per party).
@@ -103,13 +104,16 @@ def resolve_contract(session: Session, *, channel_id: str, contract_id: int | No
     contracts = open_contracts_in_channel(session, channel_id)
     if not contracts:
         raise NotFound(
-            "There is no open contract in this channel. Create one with "
-            '`/milestone new "<title>" client=@client freelancer=@freelancer`.'
+            said(
+                "There is no open contract in this channel. Create one with ",
+                Command('new "<title>" client=@client freelancer=@freelancer'),
+                ".",
+            )
         )
     if len(contracts) > 1:
         listed = ", ".join(f"{c.id} ({c.title})" for c in contracts)
         raise InvalidInput(
-            f"This channel has several open contracts: {listed}. Add `contract=<id>`."
+            f"This channel has several open contracts: {listed}. Add contract=<id> to the command."
         )
     return contracts[0]
 

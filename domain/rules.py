@@ -16,6 +16,7 @@ from domain.model import (
     RequestStatus,
     Role,
 )
+from domain.text import Person, Said, joined, said
 
 
 class MilestoneAction(StrEnum):
@@ -148,36 +149,30 @@ PERMISSIONS: dict[Act, frozenset[Role]] = {
 }
 
 
-def mention(user_id: str) -> str:
-    """How a person is referred to in messages (chat surfaces render it as a name)."""
-    return f"<@{user_id}>"
-
-
-def mid_sentence(phrase: str) -> str:
-    """Close an appositive name ("the client, @alice") when the sentence goes on after it."""
-    return f"{phrase}," if phrase.endswith(">") else phrase
-
-
-def who_can(contract: Contract, act: Act) -> str:
-    """'the client, @alice' / 'the freelancer, @bob' / 'an agency manager (@c or @d)'.
-
-    Joined with "or", each name closed by a comma when more follows ("the client,
-    @alice, or the freelancer, @bob"); wrap in `mid_sentence` when the sentence goes on.
+def who_can(contract: Contract, act: Act) -> Said:
+    """'the client, @alice' / 'the freelancer, @bob' / 'an agency manager (@c or @d)',
+    joined with "or"; each name closed by a comma when more follows ("the client, @alice,
+    or the freelancer, @bob").
     """
     roles = PERMISSIONS[act]
-    parts: list[str] = []
+    parts: list[Said] = []
     if Role.CLIENT in roles:
-        parts.append(f"the client, {mention(contract.client_id)}")
+        parts.append(said("the client, ", Person(contract.client_id)))
     if Role.FREELANCER in roles and contract.freelancer_id:
-        parts.append(f"the freelancer, {mention(contract.freelancer_id)}")
+        parts.append(said("the freelancer, ", Person(contract.freelancer_id)))
     if Role.MANAGER in roles and contract.is_agency:
-        managers = " or ".join(mention(u) for u in contract.ids_with_role(Role.MANAGER))
-        parts.append(f"an agency manager ({managers})")
+        managers = joined([Person(u) for u in contract.ids_with_role(Role.MANAGER)], " or ", " or ")
+        parts.append(said("an agency manager (", managers, ")"))
     if Role.MEMBER in roles and contract.ids_with_role(Role.MEMBER):
-        parts.append("an agency member")
+        parts.append(said("an agency member"))
     if not parts:
-        return "nobody"
-    return " or ".join([*(mid_sentence(p) for p in parts[:-1]), parts[-1]])
+        return said("nobody")
+    return joined([mid_sentence(p) for p in parts[:-1]] + [parts[-1]], " or ", " or ")
+
+
+def mid_sentence(phrase: Said) -> Said:
+    """Close an appositive name ("the client, @alice") when the sentence goes on after it."""
+    return said(phrase, ",") if phrase.parts and isinstance(phrase.parts[-1], Person) else phrase
 
 
 def require(contract: Contract, actor_id: str, act: Act, what: str | None = None) -> Role:
@@ -186,11 +181,14 @@ def require(contract: Contract, actor_id: str, act: Act, what: str | None = None
     doing = what or act.value
     if role is None:
         raise NotAParty(
-            f"You're not a party to contract {contract.id} ({contract.title}). "
-            f"Only {mid_sentence(who_can(contract, act))} can {doing}."
+            said(
+                f"You're not a party to contract {contract.id} ({contract.title}). Only ",
+                mid_sentence(who_can(contract, act)),
+                f" can {doing}.",
+            )
         )
     if role not in PERMISSIONS[act]:
-        raise NotAllowed(f"Only {mid_sentence(who_can(contract, act))} can {doing}.")
+        raise NotAllowed(said("Only ", mid_sentence(who_can(contract, act)), f" can {doing}."))
     return role
 
 

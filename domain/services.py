@@ -62,13 +62,13 @@ from domain.rules import (
     MilestoneAction,
     RequestAction,
     contract_next,
-    mention,
     mid_sentence,
     milestone_next,
     request_next,
     require,
     who_can,
 )
+from domain.text import Command, Person, Said, said
 
 # --------------------------------------------------------------------------------------
 # Inputs and outcomes
@@ -111,7 +111,7 @@ class Outcome:
     """What a service did, for the caller to confirm to the person who acted."""
 
     contract_id: int
-    summary: str
+    said: Said  # what to tell the person who acted
     already_done: bool = False
     milestone_number: int | None = None
     request_id: int | None = None
@@ -119,6 +119,15 @@ class Outcome:
     became_request: bool = False
     contract_activated: bool = False
     outbox_ids: tuple[int, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.said, str):  # plain words
+            object.__setattr__(self, "said", said(self.said))
+
+    @property
+    def summary(self) -> str:
+        """What was said, in plain words (people as @ids)."""
+        return str(self.said)
 
 
 # --------------------------------------------------------------------------------------
@@ -227,8 +236,12 @@ def _require_active(contract: Contract, doing: str) -> None:
     _require_open(contract)
     if contract.status != ContractStatus.ACTIVE:
         raise WrongPhase(
-            f"Contract {contract.id} is still being negotiated, so you can't {doing} yet. "
-            "It becomes active once the client and the provider both `/milestone start`."
+            said(
+                f"Contract {contract.id} is still being negotiated, so you can't {doing} yet. "
+                "It becomes active once the client and the provider both type ",
+                Command("start"),
+                ".",
+            )
         )
 
 
@@ -256,7 +269,7 @@ class _Writes:
         # (contract, kind, subject id, user id, for an announcement its event's index)
         self._intents: list[tuple[Contract, IntentKind, int | None, str | None, int | None]] = []
         self._keys: set[tuple[int, IntentKind, int | None, str | None]] = set()
-        self._replies: list[tuple[Contract, str, str]] = []  # (contract, address, text)
+        self._replies: list[tuple[Contract, str, Said]] = []  # (contract, address, what)
 
     def event(self, contract: Contract, row: dict[str, Any], *, announce: bool) -> None:
         if announce:
@@ -271,8 +284,8 @@ class _Writes:
             self._keys.add(key)
             self._intents.append((contract, kind, subject_id, user_id, None))
 
-    def reply(self, contract: Contract, address: str, text: str) -> None:
-        self._replies.append((contract, address, text))
+    def reply(self, contract: Contract, address: str, what: Said) -> None:
+        self._replies.append((contract, address, what))
 
     def write(self) -> dict[int, list[int]]:
         """Write everything; the new outbox ids of each contract, in order."""
@@ -281,10 +294,10 @@ class _Writes:
         self.reminders.write(self.session)
         owners: list[int] = []
         rows: list[dict[str, Any]] = []
-        for contract, address, text in self._replies:
+        for contract, address, what in self._replies:
             owners.append(contract.id)
             rows.append(  # its own address: no workspace or channel hold stops it
-                _outbox_row(IntentKind.REPLY, contract.id, address=address, body=text)
+                _outbox_row(IntentKind.REPLY, contract.id, address=address, body=what.to_json())
             )
         for contract, kind, subject_id, user_id, event in self._intents:
             owners.append(contract.id)
@@ -391,16 +404,17 @@ class _Tx:
         for party in self.contract.parties:
             self.intent(IntentKind.HOME, user_id=party.user_id)
 
-    def outcome(self, summary: str, **kwargs: Any) -> Outcome:
+    def outcome(self, summary: Said | str, **kwargs: Any) -> Outcome:
         """Write what was collected and return the outcome; with an origin that wants an
         answer (domain.intake), the actor's confirmation is an intent too, sent first."""
+        summary = summary if isinstance(summary, Said) else said(summary)
         origin = intake.attached(self.session)
         if origin is not None and origin.reply_to is not None:
             self.writes.reply(self.contract, origin.reply_to, summary)
         written = self.writes.write()
         return Outcome(
             contract_id=self.contract.id,
-            summary=summary,
+            said=summary,
             outbox_ids=tuple(written.get(self.contract.id, ())),
             **kwargs,
         )
@@ -720,7 +734,8 @@ def create_contract(
     for user_id, role in parties:
         if user_id in seen:
             raise InvalidInput(
-                f"{mention(user_id)} can't be both {seen[user_id].value} and {role.value}."
+                said(Person(user_id), f" can't be both {seen[user_id].value} and {role.value}."),
+                field="parties",
             )
         seen[user_id] = role
     if creator_id not in seen:
@@ -760,8 +775,12 @@ def create_contract(
         )
         tx.changed()
         return tx.outcome(
-            f"Contract {contract.id} ({clean_title}) created in {code}. "
-            "Add milestones, then both sides `/milestone start` to agree."
+            said(
+                f"Contract {contract.id} ({clean_title}) created in {code}. "
+                "Add milestones, then both sides type ",
+                Command("start"),
+                " to agree.",
+            )
         )
 
 
@@ -818,9 +837,12 @@ def change_milestones(
             pending = _pending_requests(session, contract)
             if len(pending) == 1:
                 raise RequestPending(
-                    f"Change request {pending[0].number} from "
-                    f"{mention(pending[0].proposed_by)} is waiting for your answer: accept "
-                    "or decline it before changing milestones directly."
+                    said(
+                        f"Change request {pending[0].number} from ",
+                        Person(pending[0].proposed_by),
+                        " is waiting for your answer: accept or decline it before changing "
+                        "milestones directly.",
+                    )
                 )
             if pending:
                 numbers = [str(r.number) for r in pending]
@@ -893,8 +915,15 @@ def _propose(
     require(contract, actor_id, Act.PROPOSE)
     if contract.status != ContractStatus.ACTIVE:
         raise WrongPhase(
-            "While the contract is being negotiated, change the milestones directly "
-            "(`/milestone add`, `edit`, `delete`); requests are for active contracts."
+            said(
+                "While the contract is being negotiated, change the milestones directly (",
+                Command("add"),
+                ", ",
+                Command("edit"),
+                ", ",
+                Command("delete"),
+                "); requests are for active contracts.",
+            )
         )
     clean_message = _clean_text(message, what="message", limit=MAX_TEXT, required=False)
     tx = _Tx(session, contract, now)
@@ -969,8 +998,11 @@ def _propose(
     tx.changed()
     revised_note = f" It replaces request {revised.number}." if revised else ""
     return tx.outcome(
-        f"Sent change request {request.number} to {mention(contract.client_id)} for a decision."
-        + revised_note,
+        said(
+            f"Sent change request {request.number} to ",
+            Person(contract.client_id),
+            f" for a decision.{revised_note}",
+        ),
         request_id=request.id,
         request_number=request.number,
         became_request=True,
@@ -1145,8 +1177,11 @@ def withdraw_request(
         _require_open(contract)
         if role == Role.FREELANCER and request.proposed_by != actor_id:
             raise NotAllowed(
-                f"Only the proposer, {mention(request.proposed_by)}, can withdraw "
-                f"request {request.number}."
+                said(
+                    "Only the proposer, ",
+                    Person(request.proposed_by),
+                    f", can withdraw request {request.number}.",
+                )
             )
         _withdraw(tx, request, actor_id)
         tx.changed()
@@ -1181,10 +1216,11 @@ def agree_to_terms(session: Session, *, contract_id: int, actor_id: str, now: da
             waiting = (
                 who_can(contract, Act.PROPOSE)
                 if role == Role.CLIENT
-                else f"the client, {mention(contract.client_id)}"
+                else said("the client, ", Person(contract.client_id))
             )
             return tx.outcome(
-                f"Your side has already agreed; waiting for {waiting}.", already_done=True
+                said("Your side has already agreed; waiting for ", waiting, "."),
+                already_done=True,
             )
         if role == Role.CLIENT:
             contract.client_agreed_at = now
@@ -1202,7 +1238,7 @@ def agree_to_terms(session: Session, *, contract_id: int, actor_id: str, now: da
             contract.status = contract_next(contract.status, ContractAction.ACTIVATE)
             contract.activated_at = now
             tx.event("contract_activated", SYSTEM_ACTOR, total_minor=contract.total_minor)
-            summary = (
+            summary = said(
                 f"Contract {contract.id} is active. Next: the client funds milestone "
                 f"{contract.next_to_fund.number if contract.next_to_fund else 1}."
             )
@@ -1210,9 +1246,11 @@ def agree_to_terms(session: Session, *, contract_id: int, actor_id: str, now: da
             other = (
                 who_can(contract, Act.PROPOSE)
                 if role == Role.CLIENT
-                else f"the client, {mention(contract.client_id)}"
+                else said("the client, ", Person(contract.client_id))
             )
-            summary = f"You agreed to the terms. Waiting for {mid_sentence(other)} to agree."
+            summary = said(
+                "You agreed to the terms. Waiting for ", mid_sentence(other), " to agree."
+            )
         tx.changed()
         return tx.outcome(summary, contract_activated=bool(activated))
 
@@ -1308,8 +1346,12 @@ def submit_work(
             if upcoming is None:
                 raise InvalidTransition("There is no milestone waiting for work.")
             raise InvalidTransition(
-                f"Milestone {upcoming.number} ({upcoming.title}) isn't funded yet: work "
-                f"should not start before {mention(contract.client_id)} funds it."
+                said(
+                    f"Milestone {upcoming.number} ({upcoming.title}) isn't funded yet: work "
+                    "should not start before ",
+                    Person(contract.client_id),
+                    " funds it.",
+                )
             )
         if milestone.status == MilestoneStatus.SUBMITTED:
             return tx.outcome(
@@ -1538,7 +1580,8 @@ def _release_due(
             if one is None:
                 return []
             contract_id = _contract_id_of_milestone(session, one)  # NotFound if there is none
-            return [Outcome(contract_id, "The contract is busy; will retry.", already_done=True)]
+            busy = said("The contract is busy; will retry.")
+            return [Outcome(contract_id, busy, already_done=True)]
         contracts = list(
             session.scalars(
                 select(Contract)
@@ -1587,7 +1630,10 @@ def _release_due(
         outcomes = [
             Outcome(
                 contract.id,
-                f"Released milestone {milestone.number} automatically: {_money(contract, amount)}.",
+                said(
+                    f"Released milestone {milestone.number} automatically: "
+                    f"{_money(contract, amount)}."
+                ),
                 milestone_number=milestone.number,
                 outbox_ids=tuple(written.get(contract.id, ())),
             )
@@ -1599,7 +1645,7 @@ def _release_due(
             outcomes = [
                 Outcome(
                     contract.id,
-                    f"Milestone {milestone.number} is not due for automatic release.",
+                    said(f"Milestone {milestone.number} is not due for automatic release."),
                     already_done=True,
                     milestone_number=milestone.number,
                 )

@@ -111,7 +111,7 @@ def press_button(
         tell=lambda text: tell(client, respond, body, text),
     )
     if outcome is not None and reply_to is None:  # App Home: no channel to answer in
-        tell(client, respond, body, outcome.summary)
+        tell(client, respond, body, outcome.said)
 
 
 # --- buttons that open a modal: check who may act first, so nobody fills in a form

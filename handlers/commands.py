@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from domain import queries, rules, services, snapshot
 from domain.errors import InvalidInput, NotAllowed
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
+from domain.text import Person, said
 from handlers import grammar
 from handlers.blocks import cards, modals
 from handlers.blocks.message import Message
@@ -344,10 +345,12 @@ def team_ids_of(client: WebClient, user_ids: list[str]) -> dict[str, str]:
             user = client.users_info(user=user_id)["user"]
         except SlackApiError as error:
             if error.response.get("error") == "user_not_found":
-                raise InvalidInput(f"I can't find the user <@{user_id}>.") from None
+                raise InvalidInput(said("I can't find the user ", Person(user_id), ".")) from None
             raise
         if user.get("is_bot") or user.get("deleted"):
-            raise InvalidInput(f"<@{user_id}> can't be a party: it is a bot or a deactivated user.")
+            raise InvalidInput(
+                said(Person(user_id), " can't be a party: it is a bot or a deactivated user.")
+            )
         if user.get("team_id"):
             teams[user_id] = user["team_id"]
     return teams

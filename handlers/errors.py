@@ -26,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import DBAPIError
 
 from domain.errors import DomainError
+from domain.text import Said
 from handlers.blocks import cards
 from handlers.blocks.fields import form_errors
 
@@ -49,7 +50,12 @@ def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
                     )
                     view = args.body.get("view") or {}
                     present = set((view.get("state") or {}).get("values") or {})
-                    errors = form_errors(str(view.get("callback_id", "")), refusal, present=present)
+                    errors = form_errors(
+                        str(view.get("callback_id", "")),
+                        refusal,
+                        present=present,
+                        name_of=names_via(args.client),
+                    )
                     args.ack(response_action="errors", errors=errors)
                     return
                 args.ack()  # an answer in time, so Slack shows ours instead of a timeout
@@ -60,14 +66,30 @@ def guarded(listener: Callable[..., None]) -> Callable[[Args], None]:
     return guarded_listener
 
 
+def names_via(client: WebClient) -> Callable[[str], str]:
+    """People's names for plain-text surfaces (a form's error can't show a mention)."""
+
+    def name_of(user_id: str) -> str:
+        try:
+            user = client.users_info(user=user_id)["user"]
+        except (SlackApiError, KeyError, TypeError):
+            return user_id
+        profile = user.get("profile") or {}
+        return str(
+            profile.get("display_name") or user.get("real_name") or user.get("name") or user_id
+        )
+
+    return name_of
+
+
 def report(error: Exception, body: dict[str, Any], client: WebClient, respond: Any) -> None:
     tell(client, respond, body, explain(error))
 
 
-def explain(error: Exception) -> str:
+def explain(error: Exception) -> Said | str:
     """What the person is told about `error` (an unexpected one is logged here)."""
     if isinstance(error, DomainError):
-        return error.message
+        return error.said
     if isinstance(error, DBAPIError):
         log.error("the database did not answer: %s", str(error).splitlines()[0])
         return (
@@ -81,7 +103,7 @@ def explain(error: Exception) -> str:
     )
 
 
-def tell(client: WebClient, respond: Any, body: dict[str, Any], message: str) -> None:
+def tell(client: WebClient, respond: Any, body: dict[str, Any], message: Said | str) -> None:
     """Show `message` to the person behind `body` only."""
     user_id = (body.get("user") or {}).get("id") or body.get("user_id")
     notice = cards.build_notice(message)

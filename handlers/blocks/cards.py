@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from slack_sdk.models.views import View
 
+from domain.text import Said
 from handlers.blocks.announce import build_announcement
 from handlers.blocks.contract import build_contract_card, build_status
-from handlers.blocks.format import defang, shorten
+from handlers.blocks.format import said_mrkdwn, shorten
 from handlers.blocks.help import build_error, build_help, build_notice
 from handlers.blocks.history import build_history
 from handlers.blocks.kit import plain, section
@@ -17,17 +18,14 @@ from handlers.blocks.request import build_request_card
 from handlers.blocks.work import build_work_card
 
 
-def build_notice_modal(text: str, *, title: str = "milestone-bot") -> View:
-    """A notice as a small modal, for clicks that have no channel to answer in (App Home).
-
-    `text` is bot-made mrkdwn (an outcome or a refusal): broadcasts in it are
-    neutralised like in `build_notice`.
-    """
+def build_notice_modal(text: Said | str, *, title: str = "milestone-bot") -> View:
+    """A notice as a small modal, for clicks that have no channel to answer in (App Home);
+    rendered like `build_notice`."""
     return View(
         type="modal",
         title=plain(title[:24]),
         close=plain("OK"),
-        blocks=[section(shorten(defang(text.strip()) or "Done.", 3000), block_id="notice")],
+        blocks=[section(shorten(said_mrkdwn(text).strip() or "Done.", 3000), block_id="notice")],
     )
 
 

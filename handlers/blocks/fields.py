@@ -8,9 +8,11 @@ Each input uses the same string as block id and action id, so a view submission'
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 from domain.errors import DomainError, InvalidAmount
+from handlers.blocks.format import said_plain
 from handlers.ids import View
 
 # New contract
@@ -119,7 +121,11 @@ def error_field(error: DomainError) -> str | None:
 
 
 def form_errors(
-    callback_id: str, error: DomainError, *, present: set[str] | None = None
+    callback_id: str,
+    error: DomainError,
+    *,
+    present: set[str] | None = None,
+    name_of: Callable[[str], str] | None = None,
 ) -> dict[str, str]:
     """`{block_id: message}` for `ack(response_action="errors", errors=...)`.
 
@@ -146,4 +152,4 @@ def form_errors(
     default = DEFAULT_BLOCK.get(callback_id, TITLE)
     if block is None or (present is not None and block not in present):
         block = default
-    return {block: error.message}
+    return {block: said_plain(error.said, name_of=name_of)}

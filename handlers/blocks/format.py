@@ -9,11 +9,12 @@ nobody. Bot-made text (amounts, dates, mentions of party ids) is not escaped.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from domain.model import SYSTEM_ACTOR
 from domain.money import format_amount
+from domain.text import Command, Person, Said
 
 SECTION_LIMIT = 3000  # section text (Slack)
 FIELD_LIMIT = 2000  # one section field (Slack; slack_sdk does not check it)
@@ -180,22 +181,30 @@ def pack_counted(
     return texts
 
 
-_SAFE_MARKUP = re.compile(r"<(?:@[UW][A-Z0-9]+|#C[A-Z0-9]+|!date\^[^<>|]*\|[^<>]*)>")
-_ANY_MARKUP = re.compile(r"<[^<>]*>")
+def said_mrkdwn(what: Said | str) -> str:
+    """What the domain said (domain.text), as mrkdwn: every word escaped (a title someone
+    typed shows as text, never as a link or a broadcast), people as mentions, commands
+    as code. A plain string is words, escaped the same way."""
+    parts = what.parts if isinstance(what, Said) else (what,)
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, Person):
+            out.append(user(part.user_id))
+        elif isinstance(part, Command):
+            out.append(f"`{escape(str(part))}`")
+        else:
+            out.append(escape(part))
+    return "".join(out)
 
 
-def defang(text: str) -> str:
-    """Neutralise broadcasts in bot-made text that may embed user-typed parts.
-
-    Keeps user mentions (`<@U…>`), channel links (`<#C…>`) and date tokens; every
-    other `<…>` (`<!channel>`, `<!here>`, `<!subteam^…>`, links) is shown as text.
-    Meant for domain messages (refusals, outcomes) that quote a title as typed.
-    """
-
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if _SAFE_MARKUP.fullmatch(token):
-            return token
-        return "&lt;" + token[1:-1] + "&gt;"
-
-    return _ANY_MARKUP.sub(replace, text)
+def said_plain(what: Said | str, *, name_of: Callable[[str], str] | None = None) -> str:
+    """What the domain said, as plain text (a form's error, a notification's text):
+    people by name (`name_of`, else "@id"), commands as typed."""
+    parts = what.parts if isinstance(what, Said) else (what,)
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, Person):
+            out.append(f"@{name_of(part.user_id)}" if name_of else str(part))
+        else:
+            out.append(str(part))
+    return "".join(out)

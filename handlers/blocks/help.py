@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from slack_sdk.models.blocks import Block
 
-from handlers.blocks.format import defang, escape, pack
+from domain.text import Said
+from handlers.blocks.format import escape, pack, said_mrkdwn
 from handlers.blocks.kit import context, section
 from handlers.blocks.message import Message
 from handlers.grammar import HELP_EXAMPLES, USAGE
@@ -34,22 +35,19 @@ def build_help(topic: str | None = None) -> Message:
     )
 
 
-def build_notice(text: str, *, emoji: str = "") -> Message:
-    """A short ephemeral reply: one section with `text`.
-
-    `text` is bot-made mrkdwn (a service's outcome or a refusal) that may quote a
-    title as typed: broadcasts and links in it are neutralised (`defang`), user
-    mentions and date tokens kept. Escape user-typed parts yourself if you add any.
-    """
-    body = defang(text.strip()) or "Done."
+def build_notice(text: Said | str, *, emoji: str = "") -> Message:
+    """A short ephemeral reply: one section with what the domain said (an outcome or a
+    refusal), or a bot-made sentence, rendered by `said_mrkdwn`: every word escaped,
+    people as mentions, commands as code."""
+    body = said_mrkdwn(text).strip() or "Done."
     shown = f"{emoji} {body}" if emoji else body
     return Message(text=shown, blocks=[section(shown, block_id="notice")])
 
 
-def build_error(text: str, *, reference: str | None = None) -> Message:
+def build_error(text: Said | str, *, reference: str | None = None) -> Message:
     """A refusal or an apology; `reference` (a correlation id) is shown small below."""
-    body = defang(text.strip()) or "Something went wrong."
+    body = said_mrkdwn(text).strip() or "Something went wrong."
     blocks: list[Block] = [section(f":warning: {body}", block_id="notice")]
     if reference:
-        blocks.append(context(f"Reference: `{defang(reference)}`"))
+        blocks.append(context(f"Reference: `{escape(reference)}`"))
     return Message(text=body, blocks=blocks)

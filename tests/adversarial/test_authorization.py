@@ -162,6 +162,11 @@ class Matrix:
             self.attempts.append(Attempt(actor, f"submits {view['callback_id']!r}", run, names))
 
 
+def name_of(bot: Bot, user_id: str) -> str:
+    found = bot.slack.user(user_id)
+    return found.name if found is not None else user_id
+
+
 def attack(bot: Bot, matrix: Matrix) -> int:
     """Run every attempt; each must be refused, naming who can act, changing nothing."""
     failures: list[str] = []
@@ -179,7 +184,12 @@ def attack(bot: Bot, matrix: Matrix) -> int:
             failures.append(f"{label}: something changed (reply: {reply!r})")
         if APOLOGY in reply or "Only" not in reply:
             failures.append(f"{label}: not a clear refusal: {reply!r}")
-        missing = [user for user in attempt.names if f"<@{user}>" not in reply]
+        # A message mentions people; a form's error (plain text) names them.
+        missing = [
+            user
+            for user in attempt.names
+            if f"<@{user}>" not in reply and f"@{name_of(bot, user)}" not in reply
+        ]
         if missing:
             failures.append(f"{label}: the refusal does not name {missing}: {reply!r}")
         if attempt.no_modal and len(bot.slack.open_views(attempt.actor)) != views_before:

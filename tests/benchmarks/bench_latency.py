@@ -3,10 +3,14 @@
 Four servers run at once, each a real process on a loopback port, all talking to one
 Slack emulator (in its own process):
 
-- `bare`: a slack-bolt app that only acks (tests/benchmarks/bare_app.py), same gunicorn;
-- `sqlite-100`, `postgresql-100`: `milestone-bot serve` on a 100-contract database (its
-  defaults: one gunicorn web worker that acks, and the work process it hands the work
-  after the ack to);
+- `bare`: a slack-bolt app that only acks (tests/benchmarks/bare_app.py), served the
+  same way as the bot (`bot.server.serve`: gunicorn, `AsgiFront` + `SlackFront`, as
+  many ASGI workers as serve's default);
+- `sqlite-100`, `postgresql-100`: `milestone-bot serve` with its defaults on a
+  100-contract database: gunicorn's master and its ASGI workers, each running the whole
+  bot (bolt's listeners, the outbox delivery, the scheduler). A listener that changes
+  something commits before it acks, and delivers the outbox after the ack in the same
+  thread (handlers/flow.py);
 - `postgresql-100k`: `milestone-bot serve` on the 100,000-contract database.
 
 For each scenario (`/milestone status`, an Accept click on a change request card) and
@@ -26,7 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -35,14 +38,13 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app import forget_old_receipts
 from bot.delivery import Delivery
-from bot.work import WORK_MAIN
-from domain import outbox, queries, reminders, services, snapshot
+from domain import intake, outbox, queries, reminders, services, snapshot
 from domain.db import make_engine, make_session_factory, write_transaction
 from domain.model import Contract, ContractStatus, Milestone, OutboxMessage
 from domain.policy import DEFAULT_POLICY, system_clock
 from domain.services import MilestoneEdit
+from handlers import replies
 from handlers.ids import Action
 from scheduler.jobs import sweep_auto_releases
 from tests.benchmarks import load
@@ -88,16 +90,21 @@ class Target:
 
 class CpuMeter:
     """CPU seconds used by a server's processes, its PostgreSQL backends and the Slack
-    emulator (user + system, from psutil), so a batch can be charged per interaction."""
+    emulator (user + system, from psutil), so a batch can be charged per interaction.
+
+    `app` is the whole gunicorn tree; `master` (the arbiter: it forks, watches and
+    signals, and serves no request) and `workers` (every ASGI worker: the front end,
+    bolt, the services, the delivery and the scheduler) are its two parts."""
 
     def __init__(self, target: Target, slack_pid: int | None) -> None:
         self.target = target
         self.slack_pid = slack_pid
 
     def _processes(self) -> dict[str, list[psutil.Process]]:
-        tree = self.target.server.tree()
-        groups: dict[str, list[psutil.Process]] = {"app": tree}
-        groups["work"] = [p for p in tree if _is_work_process(p)]  # part of "app"
+        server = self.target.server
+        groups: dict[str, list[psutil.Process]] = {"app": server.tree()}
+        groups["master"] = server.master()  # part of "app"
+        groups["workers"] = server.workers()  # part of "app"
         groups["slack"] = [psutil.Process(self.slack_pid)] if self.slack_pid else []
         groups["postgres"] = []
         if self.target.database:
@@ -131,14 +138,6 @@ class CpuMeter:
             )
             for group, pids in after.items()
         }
-
-
-def _is_work_process(process: psutil.Process) -> bool:
-    """serve's work process (bot/work.py): an interpreter the web worker started."""
-    try:
-        return WORK_MAIN in process.cmdline()
-    except psutil.Error:
-        return False
 
 
 def open_target(
@@ -297,8 +296,8 @@ def measure(
     """Every scenario at every concurrency on every target; samples summarized.
 
     The bare app runs right after `donor_name` in every round, with the same requests,
-    each held in flight after its ack for as long as the donor's took from ack to
-    reply: both servers see the same offered load.
+    each held in flight after its ack for as long as the donor's took from ack to its
+    last effect: both servers see the same offered load.
     """
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url, timeout=30)
     deliveries = {t.name: Delivery(t.sessions, client, system_clock) for t in targets if t.sessions}
@@ -308,6 +307,7 @@ def measure(
     rng = random.Random(5)
     samples: dict[tuple[str, int, str], list[load.Sample]] = {}
     cpu: dict[tuple[str, int, str], dict[str, float]] = {}
+    walls: dict[tuple[str, int, str], float] = {}  # seconds the counted rounds took
     meters = {t.name: CpuMeter(t, slack.pid if not t.bare else None) for t in targets}
 
     def prepare(target: Target, scenario: str, count: int | None) -> list[load.Interaction]:
@@ -319,6 +319,7 @@ def measure(
         target: Target, interactions: list[load.Interaction], concurrency: int, scenario: str = ""
     ) -> list[load.Sample]:
         before = meters[target.name].read()
+        began = time.monotonic()
         got = load.run(
             target.server.events_url,
             interactions,
@@ -328,7 +329,9 @@ def measure(
         )
         if scenario:
             used = CpuMeter.used(before, meters[target.name].read())
-            total = cpu.setdefault((scenario, concurrency, target.name), {"interactions": 0.0})
+            key = (scenario, concurrency, target.name)
+            walls[key] = walls.get(key, 0.0) + time.monotonic() - began
+            total = cpu.setdefault(key, {"interactions": 0.0})
             total["interactions"] += len(got)
             for group, seconds in used.items():
                 total[group] = total.get(group, 0.0) + seconds
@@ -362,9 +365,7 @@ def measure(
                         log,
                     )
                     if target is donor:
-                        holds = [max(0.0, s.reply - s.ack) for s in got if s.ok and s.reply] or [
-                            0.0
-                        ]
+                        holds = [in_flight_after_ack(s) for s in got if s.ok] or [0.0]
                         paced = [
                             dataclasses.replace(i, hold=holds[n % len(holds)])
                             for n, i in enumerate(interactions)
@@ -382,7 +383,14 @@ def measure(
                             rounds,
                             log,
                         )
-    return summarize_all(samples, cpu)
+    return summarize_all(samples, cpu, walls)
+
+
+def in_flight_after_ack(sample: load.Sample) -> float:
+    """How long the load generator waited after the ack: until the last of the effects
+    it waits for (an Accept's reply now comes before its card)."""
+    last = max((t for t in (sample.reply, sample.completion) if t is not None), default=None)
+    return max(0.0, last - sample.ack) if last is not None else 0.0
 
 
 def _keep(
@@ -408,13 +416,19 @@ def _keep(
 def summarize_all(
     samples: dict[tuple[str, int, str], list[load.Sample]],
     cpu: dict[tuple[str, int, str], dict[str, float]],
+    walls: dict[tuple[str, int, str], float],
 ) -> dict[str, Any]:
+    """Percentiles per cell; CPU per interaction by group; interactions per second over
+    the counted rounds (with the concurrency, Little's law gives the mean time each
+    spends in flight)."""
     out: dict[str, Any] = {}
     for (scenario, concurrency, target), got in sorted(samples.items()):
-        used = cpu.get((scenario, concurrency, target), {})
+        used = dict(cpu.get((scenario, concurrency, target), {}))
         count = used.pop("interactions", 0.0) or 1.0
+        wall = walls.get((scenario, concurrency, target))
         entry = {
             "cpu_ms_per_interaction": {k: round(v * 1000 / count, 1) for k, v in used.items()},
+            "per_second": round(count / wall, 1) if wall else None,
             "ack": load.summarize(got, "ack").as_dict(),
             "completion": load.summarize(got, "completion").as_dict(),
             "reply": load.summarize(got, "reply").as_dict(),
@@ -431,8 +445,9 @@ def summarize_all(
 
 
 def explain_hot_paths(target: Target, slack: SlackProcess) -> list[dict[str, Any]]:
-    """Run status, an Accept (with its delivery) and one sweep on the seeded database,
-    capture every statement, and EXPLAIN each with the planner free to choose."""
+    """Run status, an Accept (with its receipt, its delivery and the clicker's answer)
+    and one sweep on the seeded database, capture every statement, and EXPLAIN each
+    with the planner free to choose."""
     assert target.engine is not None and target.sessions is not None
     engine, sessions = target.engine, target.sessions
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url, timeout=30)
@@ -457,12 +472,22 @@ def explain_hot_paths(target: Target, slack: SlackProcess) -> list[dict[str, Any
             now=now,
         )
     delivery.deliver(outcome.outbox_ids)
+    client_id = client_of(contract_id - 1)
+    [reply_url] = slack.ask("response_urls", [(channel_of(contract_id), client_id, None)])
 
     def accept() -> None:
+        """As handlers.flow.perform runs it: the request's receipt and the clicker's
+        answer in the service's transaction, then the delivery of what it queued."""
+        origin = intake.Origin(
+            key=f"action:{client_id}:{time.time():.6f}",
+            at=system_clock(),
+            reply_to=replies.Address(response_url=reply_url).encode(),
+        )
         with sessions() as session:
+            intake.attach(session, origin)
             done = services.accept_request(
                 session,
-                actor_id=client_of(contract_id - 1),
+                actor_id=client_id,
                 now=system_clock(),
                 request_id=outcome.request_id,
                 contract_id=contract_id,
@@ -473,7 +498,7 @@ def explain_hot_paths(target: Target, slack: SlackProcess) -> list[dict[str, Any
         sweep_auto_releases(sessions, now, delivery.deliver, policy=DEFAULT_POLICY)
         reminders.send_due(sessions, now=now, time_zone_of=lambda _: "UTC", policy=DEFAULT_POLICY)
         delivery.sweep()
-        forget_old_receipts(SimpleNamespace(sessions=sessions, clock=system_clock))  # type: ignore[arg-type]
+        intake.forget_receipts(sessions, now=system_clock())
 
     report: list[dict[str, Any]] = []
     partial = partial_indexes(engine)

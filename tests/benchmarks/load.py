@@ -41,7 +41,8 @@ class Interaction:
     card_key: str | None = None  # "channel:ts" of the card whose chat.update completes it
     expect: str = ""  # text the reply must contain
     # The bare app: how long the interaction stays in flight after its ack (the real
-    # app's time from ack to reply for the same request), so both see the same load.
+    # app's time from ack to its last effect for the same request), so both see the
+    # same load.
     hold: float = 0.0
 
 

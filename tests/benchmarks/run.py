@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from tests.benchmarks.servers import (
     RssSampler,
     Server,
     serve_command,
+    serve_workers,
     start_bare,
     start_serve,
 )
@@ -47,6 +49,26 @@ DEFAULT_PG = os.environ.get(
     os.environ.get("MILESTONE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
 )
 SMALL = 100
+
+
+OWN_PATHS = ("tests/benchmarks/", "scripts/bench", "docs/benchmarks")
+
+
+def code_state() -> dict[str, Any]:
+    """The commit measured, and the files that differed from it when the run started
+    (read-only git commands; others may be editing the same work tree). The harness's
+    own files and the report are left out of the list."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.splitlines()
+    except OSError:
+        return {"commit": None, "changed": []}
+    changed = [line[3:] for line in status if not line[3:].startswith(OWN_PATHS)]
+    return {"commit": commit or None, "changed": changed}
 
 
 def log(message: str) -> None:
@@ -151,15 +173,17 @@ def latency_and_scale(
         status_per_round=args.status,
         rounds={1: args.rounds_c1, 20: args.rounds_c20},
     )
+    workers = serve_workers()
     try:
-        log("starting the servers (bare bolt app, milestone-bot serve x3)")
+        log(f"starting the servers (bare bolt app, milestone-bot serve x3; {workers} workers each)")
         servers = [
-            start_bare("bare", slack.api_url, workdir),
+            start_bare("bare", slack.api_url, workdir, workers=workers),
             start_serve("sqlite-100", small_sqlite, slack.api_url, workdir),
             start_serve("postgresql-100", small_pg, slack.api_url, workdir),
             start_serve(large_name, large_pg, slack.api_url, workdir),
         ]
         with running(servers), RssSampler(servers) as sampler:
+            trees = {s.name: len(s.workers()) for s in servers}
             targets = [
                 bench_latency.open_target("bare", servers[0], None, 0, []),
                 bench_latency.open_target("sqlite-100", servers[1], small_sqlite, SMALL, []),
@@ -186,6 +210,7 @@ def latency_and_scale(
                 "peak_largest_mb": round(s.peak_largest / 2**20, 1),
                 "peak_pss_mb": round(s.peak_pss / 2**20, 1),
                 "phases_mb": {k: round(v / 2**20, 1) for k, v in s.phase_peaks.items()},
+                "workers": trees[s.name],
             }
             for s in servers
         }
@@ -202,6 +227,7 @@ def latency_and_scale(
         "plans": plans,
         "memory": memory,
         "slack": stats,
+        "workers": workers,
         "sizes": {
             "clicks_per_round": sizes.clicks_per_round,
             "status_per_round": sizes.status_per_round,
@@ -218,7 +244,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--contracts", type=int, help="the large database (default 100000)")
-    parser.add_argument("--releases", type=int, help="due automatic releases (default 10000)")
+    parser.add_argument("--releases", type=int, help="due automatic releases (default 100000)")
     parser.add_argument("--only", choices=("latency", "throughput"), help="run one part")
     parser.add_argument("--no-verify", action="store_true", help="skip ledger verify of the seed")
     parser.add_argument("--out", type=Path, help="where the report goes (default docs/)")
@@ -226,12 +252,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.contracts = args.contracts or (10_000 if quick else 100_000)
-    args.releases = args.releases or (1_000 if quick else 10_000)
+    args.releases = args.releases or (1_000 if quick else 100_000)
     args.clicks = 40 if quick else 80
     args.status = 50 if quick else 100
     args.rounds_c1 = 1 if quick else 2
     args.rounds_c20 = 1 if quick else 4
     args.pgbench_seconds = 5 if quick else 15
+    args.delivery_seconds = 15.0 if quick else 60.0
     args.out = args.out or (ROOT / ("test-artifacts/benchmarks" if quick else "docs"))
     return args
 
@@ -247,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "machine": machine.describe(args.pg),
         "serve_command": serve_command()[1],
+        "code": code_state(),
     }
     log(
         "machine: {cores} cores ({cpu}), {memory_gib} GiB, Python {python}, "
@@ -267,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                     database=databases.create,
                     drop=databases.drop,
                     log=log,
+                    delivery_seconds=args.delivery_seconds,
                 )
     finally:
         databases.drop_all()

@@ -2,9 +2,11 @@
 
 `milestone-bot serve` (the console script, or `python -m bot.cli` without it) and the
 bare bolt app run as separate processes on loopback ports, configured through the
-environment exactly as an operator would. A sampler thread reads the resident set
-size (RSS) of each server's whole process tree — the gunicorn master and its worker —
-with psutil every 100 ms and keeps the peak, per server and per phase of the run.
+environment exactly as an operator would. Both are gunicorn: the process started here is
+the master, its children are the ASGI workers (`Server.master`, `Server.workers`), so
+CPU can be charged to each role. A sampler thread reads the resident set size (RSS) of
+each server's whole process tree with psutil every 100 ms, and its proportional set size
+(PSS) every second, and keeps the peaks, per server and per phase of the run.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ def serve_command() -> tuple[list[str], str]:
     return [sys.executable, "-m", "bot.cli"], "python -m bot.cli serve"
 
 
+def serve_workers() -> int:
+    """`milestone-bot serve`'s default number of workers, read from its own parser, so
+    the bare app is served by as many as the bot."""
+    from bot.cli import _parser
+
+    return int(_parser().parse_args(["serve"]).workers)
+
+
 @dataclass
 class Server:
     name: str
@@ -76,6 +86,14 @@ class Server:
             return [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+    def master(self) -> list[psutil.Process]:
+        """gunicorn's arbiter: the process started here."""
+        return self.tree()[:1]
+
+    def workers(self) -> list[psutil.Process]:
+        """The ASGI workers: the master's children."""
+        return self.tree()[1:]
 
     def rss(self) -> tuple[int, int]:
         sizes = []
@@ -144,7 +162,8 @@ def _start(name: str, command: list[str], env: dict[str, str], workdir: Path, po
 def start_serve(
     name: str, database_url: str, api_url: str, workdir: Path, *, sweep_seconds: float = 30.0
 ) -> Server:
-    """`milestone-bot serve` with its defaults (1 worker, 16 threads, the scheduler on)."""
+    """`milestone-bot serve` with its defaults (gunicorn, serve's default number of ASGI
+    workers, each building the bot and running its scheduler)."""
     port = free_port()
     command, _ = serve_command()
     env = clean_environment(
@@ -160,7 +179,8 @@ def start_serve(
     return _start(name, [*command, "serve", "--port", str(port), *extra], env, workdir, port)
 
 
-def start_bare(name: str, api_url: str, workdir: Path) -> Server:
+def start_bare(name: str, api_url: str, workdir: Path, *, workers: int) -> Server:
+    """The bare bolt app on `workers` ASGI workers (tests/benchmarks/bare_app.py)."""
     port = free_port()
     env = clean_environment(
         {
@@ -170,6 +190,7 @@ def start_bare(name: str, api_url: str, workdir: Path) -> Server:
         }
     )
     command = [sys.executable, "-m", "tests.benchmarks.bare_app", "--port", str(port)]
+    command += ["--workers", str(workers)]
     return _start(name, command, env, workdir, port)
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+from domain.text import Command, Person, said
 from handlers.blocks.format import (
     clip,
-    defang,
     due,
     escape,
     instant,
@@ -13,6 +13,8 @@ from handlers.blocks.format import (
     pack_counted,
     plural,
     quote,
+    said_mrkdwn,
+    said_plain,
     shorten,
     user,
     users,
@@ -78,12 +80,18 @@ def test_pack_groups_lines_under_the_limit() -> None:
     assert pack(["y" * 150], limit=100) == ["y" * 99 + "…"]
 
 
-def test_defang_keeps_mentions_and_dates_but_not_broadcasts() -> None:
-    text = "Only <@U1> can. <!channel> <!here|here> <https://x.y|x> <#C1> <!date^1^{date}|d>"
-    assert defang(text) == (
-        "Only <@U1> can. &lt;!channel&gt; &lt;!here|here&gt; &lt;https://x.y|x&gt; <#C1> "
-        "<!date^1^{date}|d>"
+def test_what_the_domain_said_renders_people_and_commands_and_escapes_every_word() -> None:
+    typed = "<!channel> <https://x.y|x> & <@U9>"
+    what = said("Only ", Person("U1"), f" can fund ({typed}); type ", Command("fund"), ".")
+
+    assert said_mrkdwn(what) == (
+        "Only <@U1> can fund (&lt;!channel&gt; &lt;https://x.y|x&gt; &amp; &lt;@U9&gt;); "
+        "type `/milestone fund`."
     )
+    assert said_plain(what, name_of={"U1": "carol"}.get) == (  # type: ignore[arg-type]
+        f"Only @carol can fund ({typed}); type /milestone fund."
+    )
+    assert said_mrkdwn("a <b> & c") == "a &lt;b&gt; &amp; c"
 
 
 def test_shorten_never_breaks_a_token_or_an_entity() -> None:

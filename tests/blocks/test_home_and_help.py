@@ -4,6 +4,7 @@ from slack_sdk.models.views import View
 
 from domain.ledger import Escrow
 from domain.model import ChangeKind, ContractStatus, MilestoneStatus
+from domain.text import Person, said
 from handlers.blocks import build_error, build_help, build_home, build_notice, cards
 from handlers.ids import Action
 
@@ -88,7 +89,7 @@ def test_help_and_notices() -> None:
     assert "`contract=&lt;id&gt;`" in text and "<id>" not in text
     topic = check_message(build_help("fund"))
     assert topic[0]["text"]["text"] == "*Usage:* `/milestone fund`"
-    notice = build_notice("Only <@U1> can fund contract 3 (Site <!channel>).")
+    notice = build_notice(said("Only ", Person("U1"), " can fund contract 3 (Site <!channel>)."))
     assert notice.text == "Only <@U1> can fund contract 3 (Site &lt;!channel&gt;)."
     check_message(notice)
     error = check_message(build_error("Sorry, that failed.", reference="abc123"))
@@ -96,7 +97,7 @@ def test_help_and_notices() -> None:
 
 
 def test_notice_modal_for_clicks_without_a_channel() -> None:
-    view = cards.build_notice_modal("Only <@U1> can fund this. <!channel>")
+    view = cards.build_notice_modal(said("Only ", Person("U1"), " can fund this. <!channel>"))
     raw = view.to_dict()
     assert View(**raw).to_dict() == raw
     assert raw["type"] == "modal" and raw["close"]["text"] == "OK" and "submit" not in raw

@@ -20,13 +20,13 @@ from domain.rules import (
     MilestoneAction,
     RequestAction,
     contract_next,
-    mention,
     mid_sentence,
     milestone_next,
     request_next,
     require,
     who_can,
 )
+from domain.text import Person, Said, said
 from tests.factories import CLIENT, FREELANCER, MANAGER, MANAGER_2, MEMBER, OUTSIDER
 
 M = MilestoneStatus
@@ -266,14 +266,14 @@ def test_outsider_is_never_allowed_and_told_who_can(make: Callable[[], Contract]
 def test_refusal_names_the_client_when_only_the_client_can_act() -> None:
     with pytest.raises(NotAllowed) as caught:
         require(individual(), FREELANCER, Act.ACCEPT, "accept request 1")
-    assert caught.value.message == f"Only the client, <@{CLIENT}>, can accept request 1."
+    assert caught.value.message == f"Only the client, @{CLIENT}, can accept request 1."
 
 
 def test_refusal_names_both_speakers_when_either_can_act() -> None:
     with pytest.raises(NotAllowed) as caught:
         require(agency(), MEMBER, Act.END)
     assert caught.value.message == (
-        f"Only the client, <@{CLIENT}>, or an agency manager (<@{MANAGER}> or <@{MANAGER_2}>) "
+        f"Only the client, @{CLIENT}, or an agency manager (@{MANAGER} or @{MANAGER_2}) "
         "can end the contract."
     )
 
@@ -284,47 +284,49 @@ def test_refusal_names_both_speakers_when_either_can_act() -> None:
 @pytest.mark.parametrize(
     ("make", "act", "expected"),
     [
-        (individual, Act.FUND, f"the client, <@{CLIENT}>"),
-        (individual, Act.PROPOSE, f"the freelancer, <@{FREELANCER}>"),
-        (individual, Act.SUBMIT, f"the freelancer, <@{FREELANCER}>"),
-        (individual, Act.END, f"the client, <@{CLIENT}>, or the freelancer, <@{FREELANCER}>"),
-        (agency, Act.ACCEPT, f"the client, <@{CLIENT}>"),
-        (agency, Act.PROPOSE, f"an agency manager (<@{MANAGER}> or <@{MANAGER_2}>)"),
+        (individual, Act.FUND, f"the client, @{CLIENT}"),
+        (individual, Act.PROPOSE, f"the freelancer, @{FREELANCER}"),
+        (individual, Act.SUBMIT, f"the freelancer, @{FREELANCER}"),
+        (individual, Act.END, f"the client, @{CLIENT}, or the freelancer, @{FREELANCER}"),
+        (agency, Act.ACCEPT, f"the client, @{CLIENT}"),
+        (agency, Act.PROPOSE, f"an agency manager (@{MANAGER} or @{MANAGER_2})"),
         (
             agency,
             Act.SUBMIT,
-            f"an agency manager (<@{MANAGER}> or <@{MANAGER_2}>) or an agency member",
+            f"an agency manager (@{MANAGER} or @{MANAGER_2}) or an agency member",
         ),
         (
             agency,
             Act.AGREE,
-            f"the client, <@{CLIENT}>, or an agency manager (<@{MANAGER}> or <@{MANAGER_2}>)",
+            f"the client, @{CLIENT}, or an agency manager (@{MANAGER} or @{MANAGER_2})",
         ),
     ],
 )
 def test_who_can_names_the_people_who_can_act(
     make: Callable[[], Contract], act: Act, expected: str
 ) -> None:
-    assert who_can(make(), act) == expected
+    assert str(who_can(make(), act)) == expected
 
 
 def test_who_can_leaves_out_members_when_the_agency_has_none() -> None:
-    assert who_can(agency(members=False), Act.SUBMIT) == (
-        f"an agency manager (<@{MANAGER}> or <@{MANAGER_2}>)"
+    assert str(who_can(agency(members=False), Act.SUBMIT)) == (
+        f"an agency manager (@{MANAGER} or @{MANAGER_2})"
     )
 
 
-def test_mention_is_slack_user_syntax() -> None:
-    assert mention("U123") == "<@U123>"
+def test_who_can_names_people_as_facts_not_chat_markup() -> None:
+    named = who_can(individual(), Act.AGREE)
+    assert named.people() == [CLIENT, FREELANCER]
+    assert "<" not in str(named)
 
 
 @pytest.mark.parametrize(
     ("phrase", "expected"),
     [
-        ("the client, <@U1>", "the client, <@U1>,"),
-        ("an agency manager (<@U1>)", "an agency manager (<@U1>)"),
-        ("an agency member", "an agency member"),
+        (said("the client, ", Person("U1")), "the client, @U1,"),
+        (said("an agency manager (", Person("U1"), ")"), "an agency manager (@U1)"),
+        (said("an agency member"), "an agency member"),
     ],
 )
-def test_mid_sentence_closes_an_appositive_name(phrase: str, expected: str) -> None:
-    assert mid_sentence(phrase) == expected
+def test_mid_sentence_closes_an_appositive_name(phrase: Said, expected: str) -> None:
+    assert str(mid_sentence(phrase)) == expected

@@ -813,8 +813,11 @@ def test_a_decline_form_from_the_proposer_is_refused_in_the_ack(world: World) ->
     [ack] = world.ack.calls
     assert ack.kwargs["response_action"] == "errors"
     assert list(ack.kwargs["errors"]) == [fields.REASON]
+    # A form shows plain text: the client is named, not mentioned (users.info).
+    assert "<@" not in ack.kwargs["errors"][fields.REASON]
+    assert [c.name for c in world.slack.calls()] == ["users_info"]
     assert "request_declined" not in world.event_kinds()
-    assert world.delivery.delivered == [] and world.slack.calls() == []
+    assert world.delivery.delivered == []
 
 
 def test_a_propose_form_with_no_change_is_acked_with_an_error_and_saves_nothing(

@@ -64,7 +64,7 @@ NOT_CLIENT = [
     pytest.param(MEMBER, True, NotAllowed, id="member"),
     pytest.param(OUTSIDER, False, NotAParty, id="outsider"),
 ]
-AGENCY_MANAGERS = f"an agency manager (<@{MANAGER}> or <@{MANAGER_2}>)"
+AGENCY_MANAGERS = f"an agency manager (@{MANAGER} or @{MANAGER_2})"
 
 
 def change(
@@ -201,7 +201,7 @@ def test_client_cannot_change_milestones_while_request_pending(
         now=NOW,
     )
     assert message == (
-        f"Change request 1 from <@{FREELANCER}> is waiting for your answer: accept or "
+        f"Change request 1 from @{FREELANCER} is waiting for your answer: accept or "
         "decline it before changing milestones directly."
     )
 
@@ -306,7 +306,7 @@ def test_provider_change_on_active_contract_becomes_a_change_request(
 
     assert outcome.became_request
     assert outcome.request_number == 1
-    assert outcome.summary == f"Sent change request 1 to <@{CLIENT}> for a decision."
+    assert outcome.summary == f"Sent change request 1 to @{CLIENT} for a decision."
     assert exported(session, contract_id)["milestones"] == before
     shown = request(session, contract_id, 1)
     assert shown["status"] == "pending"
@@ -331,7 +331,7 @@ def test_provider_change_on_active_contract_becomes_a_change_request(
         pytest.param(
             OUTSIDER,
             NotAParty,
-            f"Only the client, <@{CLIENT}>, can change milestones directly.",
+            f"Only the client, @{CLIENT}, can change milestones directly.",
             id="outsider",
         ),
     ],
@@ -362,7 +362,7 @@ def test_member_and_outsider_cannot_change_an_active_contract(
     ("actor", "agency", "error", "expected"),
     [
         pytest.param(
-            CLIENT, False, NotAllowed, f"Only the freelancer, <@{FREELANCER}>, can", id="client"
+            CLIENT, False, NotAllowed, f"Only the freelancer, @{FREELANCER}, can", id="client"
         ),
         pytest.param(MEMBER, True, NotAllowed, f"Only {AGENCY_MANAGERS} can", id="member"),
         pytest.param(OUTSIDER, False, NotAParty, "You're not a party", id="outsider"),
@@ -667,7 +667,7 @@ def test_only_the_client_accepts(
         now=NOW,
         request_id=outcome.request_id,
     )
-    assert message.endswith(f"Only the client, <@{CLIENT}>, can accept request 1.")
+    assert message.endswith(f"Only the client, @{CLIENT}, can accept request 1.")
 
 
 @pytest.mark.parametrize(("actor", "agency", "error"), NOT_CLIENT)
@@ -684,7 +684,7 @@ def test_only_the_client_declines(
         now=NOW,
         request_id=outcome.request_id,
     )
-    assert message.endswith(f"Only the client, <@{CLIENT}>, can decline request 1.")
+    assert message.endswith(f"Only the client, @{CLIENT}, can decline request 1.")
 
 
 # --- declining, withdrawing, revising ---------------------------------------------
@@ -727,7 +727,7 @@ def test_proposer_or_any_agency_manager_withdraws(
     ("actor", "agency", "error", "expected"),
     [
         pytest.param(
-            CLIENT, False, NotAllowed, f"Only the freelancer, <@{FREELANCER}>, can", id="client"
+            CLIENT, False, NotAllowed, f"Only the freelancer, @{FREELANCER}, can", id="client"
         ),
         pytest.param(CLIENT, True, NotAllowed, f"Only {AGENCY_MANAGERS} can", id="agency-client"),
         pytest.param(MEMBER, True, NotAllowed, f"Only {AGENCY_MANAGERS} can", id="member"),
@@ -798,7 +798,7 @@ def test_revise_withdraws_the_old_request_and_sends_the_new_one_in_one_step(
     assert revised.became_request
     assert revised.request_number == 2
     assert revised.summary == (
-        f"Sent change request 2 to <@{CLIENT}> for a decision. It replaces request 1."
+        f"Sent change request 2 to @{CLIENT} for a decision. It replaces request 1."
     )
     assert request(session, contract_id, 1)["status"] == "withdrawn"
     assert request(session, contract_id, 2)["status"] == "pending"

@@ -131,22 +131,22 @@ def test_agency_without_a_manager_is_refused(session: Session) -> None:
 @pytest.mark.parametrize(
     ("freelancer", "agency", "expected"),
     [
-        (CLIENT, None, f"<@{CLIENT}> can't be both client and freelancer."),
-        (None, Agency("Pixel", [CLIENT]), f"<@{CLIENT}> can't be both client and manager."),
+        (CLIENT, None, f"@{CLIENT} can't be both client and freelancer."),
+        (None, Agency("Pixel", [CLIENT]), f"@{CLIENT} can't be both client and manager."),
         (
             None,
             Agency("Pixel", [MANAGER], [CLIENT]),
-            f"<@{CLIENT}> can't be both client and member.",
+            f"@{CLIENT} can't be both client and member.",
         ),
         (
             None,
             Agency("Pixel", [MANAGER], [MANAGER]),
-            f"<@{MANAGER}> can't be both manager and member.",
+            f"@{MANAGER} can't be both manager and member.",
         ),
         (
             None,
             Agency("Pixel", [MANAGER, MANAGER]),
-            f"<@{MANAGER}> can't be both manager and manager.",
+            f"@{MANAGER} can't be both manager and manager.",
         ),
     ],
 )

@@ -96,7 +96,7 @@ def test_member_and_outsider_cannot_end(
         session, error, services.end_contract, contract_id=contract_id, actor_id=actor, now=NOW
     )
     assert message.endswith(
-        f"Only the client, <@{CLIENT}>, or an agency manager (<@{MANAGER}> or <@{MANAGER_2}>) "
+        f"Only the client, @{CLIENT}, or an agency manager (@{MANAGER} or @{MANAGER_2}) "
         "can end the contract."
     )
 

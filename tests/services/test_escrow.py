@@ -171,7 +171,7 @@ def test_only_the_client_funds(
     message = refuse(
         session, error, services.fund_milestone, contract_id=contract_id, actor_id=actor, now=NOW
     )
-    assert message.endswith(f"Only the client, <@{CLIENT}>, can fund milestones.")
+    assert message.endswith(f"Only the client, @{CLIENT}, can fund milestones.")
 
 
 def test_only_one_milestone_is_in_progress_at_a_time(session: Session) -> None:
@@ -317,8 +317,7 @@ def test_client_and_outsider_cannot_submit(
         session, error, services.submit_work, contract_id=contract_id, actor_id=actor, now=NOW
     )
     assert message.endswith(
-        f"Only an agency manager (<@{MANAGER}> or <@{MANAGER_2}>) or an agency member can "
-        "submit work."
+        f"Only an agency manager (@{MANAGER} or @{MANAGER_2}) or an agency member can submit work."
     )
 
 
@@ -336,7 +335,7 @@ def test_submitting_an_unfunded_milestone_is_refused_with_the_explanation(
         now=NOW,
     )
     assert message == (
-        f"Milestone 1 (Milestone 1) isn't funded yet: work should not start before <@{CLIENT}> "
+        f"Milestone 1 (Milestone 1) isn't funded yet: work should not start before @{CLIENT} "
         "funds it."
     )
 
@@ -412,7 +411,7 @@ def test_only_the_client_approves(
     message = refuse(
         session, error, services.approve_work, contract_id=contract_id, actor_id=actor, now=NOW
     )
-    assert message.endswith(f"Only the client, <@{CLIENT}>, can approve work.")
+    assert message.endswith(f"Only the client, @{CLIENT}, can approve work.")
 
 
 @pytest.mark.parametrize("contract", [active_contract, funded_contract])
@@ -510,7 +509,7 @@ def test_only_the_client_requests_changes(
         note="x",
         now=NOW,
     )
-    assert message.endswith(f"Only the client, <@{CLIENT}>, can request changes.")
+    assert message.endswith(f"Only the client, @{CLIENT}, can request changes.")
 
 
 def test_requesting_changes_without_submitted_work_is_refused(session: Session) -> None:

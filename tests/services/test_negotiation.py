@@ -183,9 +183,9 @@ def test_member_and_outsider_cannot_add_while_negotiating(
         now=NOW,
     )
     speakers = (
-        f"the client, <@{CLIENT}>, or an agency manager (<@{MANAGER}> or <@{MANAGER_2}>)"
+        f"the client, @{CLIENT}, or an agency manager (@{MANAGER} or @{MANAGER_2})"
         if agency
-        else f"the client, <@{CLIENT}>, or the freelancer, <@{FREELANCER}>,"
+        else f"the client, @{CLIENT}, or the freelancer, @{FREELANCER},"
     )
     assert message.endswith(f"Only {speakers} can change milestones.")
     if error is NotAParty:
@@ -425,7 +425,7 @@ def test_client_agreeing_first_waits_for_the_freelancer_by_name(session: Session
     outcome = agree(session, contract_id, CLIENT)
 
     assert outcome.summary == (
-        f"You agreed to the terms. Waiting for the freelancer, <@{FREELANCER}>, to agree."
+        f"You agreed to the terms. Waiting for the freelancer, @{FREELANCER}, to agree."
     )
     contract = load(session, contract_id)
     assert contract.client_agreed_at == NOW
@@ -439,8 +439,7 @@ def test_manager_agreeing_first_waits_for_the_client_by_name(session: Session) -
     outcome = agree(session, contract_id, MANAGER)
 
     assert (
-        outcome.summary
-        == f"You agreed to the terms. Waiting for the client, <@{CLIENT}>, to agree."
+        outcome.summary == f"You agreed to the terms. Waiting for the client, @{CLIENT}, to agree."
     )
     assert load(session, contract_id).provider_agreed_by == MANAGER
 
@@ -533,7 +532,7 @@ def test_member_and_outsider_cannot_agree(
         now=NOW,
     )
     assert message.endswith("can agree to the terms.")
-    assert f"the client, <@{CLIENT}>" in message
+    assert f"the client, @{CLIENT}" in message
 
 
 @pytest.mark.parametrize(
