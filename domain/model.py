@@ -7,7 +7,7 @@ services pass `now`), never from a database default. Money is integer minor unit
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -30,6 +30,21 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from domain.rules import (
+    REQUEST_TARGET,
+    ContractAction,
+    MilestoneAction,
+    RequestAction,
+    contract_next,
+    milestone_next,
+    request_next,
+)
+from domain.states import ChangeKind as ChangeKind  # the model's vocabulary, re-exported
+from domain.states import ContractStatus as ContractStatus
+from domain.states import MilestoneStatus as MilestoneStatus
+from domain.states import RequestStatus as RequestStatus
+from domain.states import Role as Role
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -63,41 +78,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class ContractStatus(StrEnum):
-    NEGOTIATING = "negotiating"
-    ACTIVE = "active"
-    CLOSED = "closed"
-
-
-class MilestoneStatus(StrEnum):
-    PENDING = "pending"
-    FUNDED = "funded"
-    SUBMITTED = "submitted"
-    RELEASED = "released"
-    DELETED = "deleted"
-
-
-class RequestStatus(StrEnum):
-    PENDING = "pending"
-    ACCEPTED = "accepted"
-    DECLINED = "declined"
-    WITHDRAWN = "withdrawn"
-    CANCELLED = "cancelled"
-
-
-class ChangeKind(StrEnum):
-    ADD = "add"
-    EDIT = "edit"
-    DELETE = "delete"
-
-
-class Role(StrEnum):
-    CLIENT = "client"
-    FREELANCER = "freelancer"
-    MANAGER = "manager"
-    MEMBER = "member"
 
 
 class LedgerKind(StrEnum):
@@ -211,6 +191,38 @@ class Contract(Base):
     def total_minor(self) -> int:
         return sum(m.amount_minor for m in self.live_milestones)
 
+    # --- transitions (domain/rules.py decides which are allowed) ------------------
+    def agree(self, *, role: Role, by: str, at: datetime) -> bool:
+        """`by` agrees, for the client or the provider side, to the terms as they stand;
+        False if that side had agreed already."""
+        if role == Role.CLIENT:
+            if self.client_agreed_at is not None:
+                return False
+            self.client_agreed_at = at
+            return True
+        if self.provider_agreed_by is not None:
+            return False
+        self.provider_agreed_by, self.provider_agreed_at = by, at
+        return True
+
+    @property
+    def both_agreed(self) -> bool:
+        return self.client_agreed_at is not None and self.provider_agreed_by is not None
+
+    def clear_agreement(self) -> bool:
+        """The terms changed: earlier agreement no longer counts. True if there was any."""
+        had = self.client_agreed_at is not None or self.provider_agreed_by is not None
+        self.client_agreed_at = self.provider_agreed_by = self.provider_agreed_at = None
+        return had
+
+    def activate(self, *, at: datetime) -> None:
+        self.status = contract_next(self.status, ContractAction.ACTIVATE)
+        self.activated_at = at
+
+    def end(self, *, by: str, at: datetime) -> None:
+        self.status = contract_next(self.status, ContractAction.END)
+        self.closed_at, self.closed_by = at, by
+
 
 class Party(Base):
     __tablename__ = "party"
@@ -270,6 +282,41 @@ class Milestone(Base):
         ),
     )
 
+    # --- transitions (domain/rules.py decides which are allowed) ------------------
+    def fund(self, *, by: str, at: datetime) -> None:
+        self.status = milestone_next(self.status, MilestoneAction.FUND)
+        self.funded_at, self.funded_by = at, by
+
+    def submit(self, *, by: str, at: datetime, note: str, review: timedelta) -> None:
+        """Work delivered: the review clock starts (automatic release after `review`)."""
+        self.status = milestone_next(self.status, MilestoneAction.SUBMIT)
+        self.submitted_at, self.submitted_by = at, by
+        self.submission_note = note or None
+        self.submission_count += 1
+        self.auto_release_at = at + review
+
+    def send_back(self, *, at: datetime, note: str) -> None:
+        """The client asks for changes: the review clock stops."""
+        self.status = milestone_next(self.status, MilestoneAction.REQUEST_CHANGES)
+        self.changes_requested_at, self.changes_requested_note = at, note
+        self.auto_release_at = None
+
+    def release(self, *, by: str, at: datetime, automatic: bool) -> None:
+        action = MilestoneAction.AUTO_RELEASE if automatic else MilestoneAction.APPROVE
+        self.status = milestone_next(self.status, action)
+        self.released_at, self.released_by = at, by
+        self.released_automatically = automatic
+
+    def refund(self, *, at: datetime) -> None:
+        """The contract ended: what was held goes back; the milestone is no longer funded."""
+        self.status = milestone_next(self.status, MilestoneAction.REFUND)
+        self.refunded_at = at
+        self.auto_release_at = None
+
+    def delete(self, *, at: datetime) -> None:
+        self.status = milestone_next(self.status, MilestoneAction.DELETE)
+        self.deleted_at = at
+
     @property
     def is_active(self) -> bool:
         """Funded or submitted: escrow is held and the milestone is locked."""
@@ -304,6 +351,24 @@ class ChangeRequest(Base):
     changes: Mapped[list[Change]] = relationship(
         back_populates="request", lazy="raise", order_by="Change.position"
     )
+
+    def decide(
+        self, action: RequestAction, *, by: str | None, at: datetime, reason: str | None = None
+    ) -> None:
+        """Accept, decline, withdraw (`by` the person) or cancel (by nobody, with the
+        `reason` it can no longer apply); only a pending request can be decided."""
+        self.status = request_next(self.status, action, self.number)
+        self.decided_at = at
+        if action == RequestAction.CANCEL:
+            self.cancel_reason = reason
+            return
+        self.decided_by = by
+        if action == RequestAction.DECLINE:
+            self.decline_reason = reason or None
+
+    def decided_as(self, action: RequestAction, by: str) -> bool:
+        """Whether `by` already did `action` to it (a repeat is harmless)."""
+        return self.status == REQUEST_TARGET[action] and self.decided_by == by
 
     __table_args__ = (
         UniqueConstraint("contract_id", "number"),
@@ -353,6 +418,29 @@ class LedgerEntry(Base):
     )
 
 
+class EventKind(StrEnum):
+    """What happened to a contract (its history, and the announcements in the channel)."""
+
+    CONTRACT_CREATED = "contract_created"
+    MILESTONE_ADDED = "milestone_added"
+    MILESTONE_EDITED = "milestone_edited"
+    MILESTONE_DELETED = "milestone_deleted"
+    AGREEMENT_CLEARED = "agreement_cleared"
+    TERMS_AGREED = "terms_agreed"
+    CONTRACT_ACTIVATED = "contract_activated"
+    REQUEST_PROPOSED = "request_proposed"
+    REQUEST_ACCEPTED = "request_accepted"
+    REQUEST_DECLINED = "request_declined"
+    REQUEST_WITHDRAWN = "request_withdrawn"
+    REQUEST_CANCELLED = "request_cancelled"
+    ESCROW_TOPPED_UP = "escrow_topped_up"
+    MILESTONE_FUNDED = "milestone_funded"
+    WORK_SUBMITTED = "work_submitted"
+    CHANGES_REQUESTED = "changes_requested"
+    MILESTONE_RELEASED = "milestone_released"
+    CONTRACT_ENDED = "contract_ended"
+
+
 class Event(Base):
     """The append-only history: who did what, when, before → after."""
 
@@ -362,7 +450,7 @@ class Event(Base):
     contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, length=40))
     milestone_number: Mapped[int | None] = mapped_column(Integer)
     request_number: Mapped[int | None] = mapped_column(Integer)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -482,6 +570,13 @@ class ReminderKind(StrEnum):
     OVERDUE = "overdue"  # a funded milestone past its due date: one nudge to both sides
 
 
+class ReminderState(StrEnum):
+    PENDING = "pending"  # due at `due_at` (or `not_before`)
+    SENT = "sent"
+    CANCELLED = "cancelled"  # answered before it was due, or no longer relevant
+    SKIPPED = "skipped"  # overtaken by a later slot while the bot was down
+
+
 class Reminder(Base):
     """A nudge that is due at `due_at`, written with the change that started its clock.
 
@@ -501,7 +596,9 @@ class Reminder(Base):
     # Never shifted past this instant (e.g. the automatic release it warns about).
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[ReminderState] = mapped_column(
+        _enum(ReminderState), default=ReminderState.PENDING
+    )
     key: Mapped[str] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

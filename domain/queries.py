@@ -6,6 +6,7 @@ Everything here only reads; rendering code calls these after a service committed
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -243,3 +244,15 @@ def contracts_of_users(
     for contract, user in rows:
         found[user].append(contract)
     return found
+
+
+def due_auto_releases(session: Session, *, now: datetime, limit: int = 100) -> list[int]:
+    """Ids of submitted milestones whose automatic release is due."""
+    return list(
+        session.scalars(
+            select(Milestone.id)
+            .where(Milestone.status == MilestoneStatus.SUBMITTED, Milestone.auto_release_at <= now)
+            .order_by(Milestone.auto_release_at)
+            .limit(limit)
+        )
+    )

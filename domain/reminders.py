@@ -33,16 +33,13 @@ from domain.model import (
     OutboxState,
     Reminder,
     ReminderKind,
+    ReminderState,
     RequestStatus,
 )
 from domain.policy import Policy
 
 log = logging.getLogger(__name__)
 
-PENDING = "pending"
-SENT = "sent"
-CANCELLED = "cancelled"
-SKIPPED = "skipped"
 
 _REMINDER = cast(Table, Reminder.__table__)
 
@@ -94,7 +91,7 @@ class Changes:
                 "due_at": due_at,
                 "deadline_at": deadline_at,
                 "not_before": None,
-                "state": PENDING,
+                "state": ReminderState.PENDING,
                 "key": key,
                 "created_at": now,
                 "sent_at": None,
@@ -107,22 +104,22 @@ class Changes:
         self._cancelled.setdefault(kind, set()).update(subject_ids)
         for row in self._new.values():
             if row["kind"] == kind and row["subject_id"] in subject_ids:
-                row["state"] = CANCELLED
+                row["state"] = ReminderState.CANCELLED
 
     def end_contract(self, contract_id: int) -> None:
         self._ended.add(contract_id)
         for row in self._new.values():
             if row["contract_id"] == contract_id:
-                row["state"] = CANCELLED
+                row["state"] = ReminderState.CANCELLED
 
     def write(self, session: Session) -> None:
         """Cancel first (rows that existed before the transaction), then insert."""
-        pending = Reminder.state == PENDING
+        pending = Reminder.state == ReminderState.PENDING
         if self._ended:
             session.execute(
                 update(Reminder)
                 .where(Reminder.contract_id.in_(sorted(self._ended)), pending)
-                .values(state=CANCELLED)
+                .values(state=ReminderState.CANCELLED)
                 .execution_options(synchronize_session=False)
             )
         if self._cancelled:
@@ -137,7 +134,7 @@ class Changes:
                     ),
                     pending,
                 )
-                .values(state=CANCELLED)
+                .values(state=ReminderState.CANCELLED)
                 .execution_options(synchronize_session=False)
             )
         if self._new:
@@ -302,7 +299,7 @@ def due(session: Session, *, now: datetime, limit: int = 100) -> list[tuple[int,
         rows = session.execute(
             select(Reminder.id, Reminder.recipient_id)
             .where(
-                Reminder.state == PENDING,
+                Reminder.state == ReminderState.PENDING,
                 Reminder.due_at <= now,
                 (Reminder.not_before.is_(None)) | (Reminder.not_before <= now),
             )
@@ -353,13 +350,13 @@ def _send_one(
         if where is None:
             return None  # another sweeper is working on this contract; it will see this one
         reminder = session.get_one(Reminder, reminder_id, populate_existing=True)
-        if reminder.state != PENDING:
+        if reminder.state != ReminderState.PENDING:
             return None
         if not _still_relevant(session, reminder, now):
-            reminder.state = CANCELLED
+            reminder.state = ReminderState.CANCELLED
             return None
         if _overtaken(session, reminder, now):
-            reminder.state = SKIPPED
+            reminder.state = ReminderState.SKIPPED
             return None
         if reminder.kind == ReminderKind.OVERDUE:
             overdue_at = _overdue_at(session.get_one(Milestone, reminder.subject_id).due_date)
@@ -375,7 +372,7 @@ def _send_one(
         if at > now:
             reminder.not_before = at
             return None
-        reminder.state = SENT
+        reminder.state = ReminderState.SENT
         reminder.sent_at = now
         if reminder.kind == ReminderKind.REQUEST:
             _schedule_next_request_nudge(session, reminder, now=now, policy=policy)
@@ -453,7 +450,7 @@ def _overtaken(session: Session, reminder: Reminder, now: datetime) -> bool:
             Reminder.kind == reminder.kind,
             Reminder.subject_id == reminder.subject_id,
             Reminder.recipient_id == reminder.recipient_id,
-            Reminder.state == PENDING,
+            Reminder.state == ReminderState.PENDING,
             Reminder.slot > reminder.slot,
             Reminder.due_at <= now,
         )

@@ -1,22 +1,39 @@
 """The rules as data: transition tables and who may do what.
 
-Services consult these tables instead of branching on status by hand, so the whole
-state machine can be read (and tested) in one place.
+The model's transitions (`Milestone.fund`, `ChangeRequest.decide`, `Contract.end`, …)
+consult these tables instead of branching on status by hand, so the whole state
+machine can be read (and tested) in one place.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Protocol
 
 from domain.errors import InvalidTransition, NotAllowed, NotAParty, RequestNotPending
-from domain.model import (
-    Contract,
-    ContractStatus,
-    MilestoneStatus,
-    RequestStatus,
-    Role,
-)
+from domain.states import ContractStatus, MilestoneStatus, RequestStatus, Role
 from domain.text import Person, Said, joined, said
+
+
+class Parties(Protocol):
+    """What the permission rules read of a contract (domain.model.Contract)."""
+
+    id: int
+    title: str
+    status: ContractStatus
+
+    def role_of(self, user_id: str) -> Role | None: ...
+
+    def ids_with_role(self, *roles: Role) -> list[str]: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def freelancer_id(self) -> str | None: ...
+
+    @property
+    def is_agency(self) -> bool: ...
 
 
 class MilestoneAction(StrEnum):
@@ -149,7 +166,7 @@ PERMISSIONS: dict[Act, frozenset[Role]] = {
 }
 
 
-def who_can(contract: Contract, act: Act) -> Said:
+def who_can(contract: Parties, act: Act) -> Said:
     """'the client, @alice' / 'the freelancer, @bob' / 'an agency manager (@c or @d)',
     joined with "or"; each name closed by a comma when more follows ("the client, @alice,
     or the freelancer, @bob").
@@ -175,7 +192,7 @@ def mid_sentence(phrase: Said) -> Said:
     return said(phrase, ",") if phrase.parts and isinstance(phrase.parts[-1], Person) else phrase
 
 
-def require(contract: Contract, actor_id: str, act: Act, what: str | None = None) -> Role:
+def require(contract: Parties, actor_id: str, act: Act, what: str | None = None) -> Role:
     """The actor's role, if it may do `act`; otherwise a refusal naming who can."""
     role = contract.role_of(actor_id)
     doing = what or act.value
@@ -192,7 +209,7 @@ def require(contract: Contract, actor_id: str, act: Act, what: str | None = None
     return role
 
 
-def changes_apply_directly(contract: Contract, user_id: str) -> bool:
+def changes_apply_directly(contract: Parties, user_id: str) -> bool:
     """Whether this person's milestone changes apply at once (the client, or anyone while
     negotiating) rather than becoming a change request (the provider on an active contract)."""
     return contract.status != ContractStatus.ACTIVE or contract.role_of(user_id) == Role.CLIENT

@@ -33,6 +33,7 @@ from domain.model import (
     Contract,
     ContractStatus,
     Event,
+    EventKind,
     LedgerEntry,
     LedgerKind,
     Milestone,
@@ -40,7 +41,12 @@ from domain.model import (
 )
 
 # The history events that carry money figures.
-_MONEY_EVENTS = ("milestone_funded", "escrow_topped_up", "milestone_released", "contract_ended")
+_MONEY_EVENTS = (
+    EventKind.MILESTONE_FUNDED,
+    EventKind.ESCROW_TOPPED_UP,
+    EventKind.MILESTONE_RELEASED,
+    EventKind.CONTRACT_ENDED,
+)
 
 
 @dataclass(frozen=True)
@@ -267,9 +273,9 @@ def _check_history(
     from_ledger: dict[tuple[str, int | None], list[int]] = defaultdict(list)
     from_history: dict[tuple[str, int | None], list[int]] = defaultdict(list)
     kinds = {
-        LedgerKind.FUND: "milestone_funded",
-        LedgerKind.TOP_UP: "escrow_topped_up",
-        LedgerKind.RELEASE: "milestone_released",
+        LedgerKind.FUND: EventKind.MILESTONE_FUNDED,
+        LedgerKind.TOP_UP: EventKind.ESCROW_TOPPED_UP,
+        LedgerKind.RELEASE: EventKind.MILESTONE_RELEASED,
     }
     refunded = 0
     for entry in entries:
@@ -282,9 +288,10 @@ def _check_history(
     ended: list[int] = []
     for event in events:
         amount = _int(
-            event.data, "refunded_minor" if event.kind == "contract_ended" else "amount_minor"
+            event.data,
+            "refunded_minor" if event.kind == EventKind.CONTRACT_ENDED else "amount_minor",
         )
-        if event.kind == "contract_ended":
+        if event.kind == EventKind.CONTRACT_ENDED:
             ended.append(amount if amount is not None else -1)
         else:
             from_history[(event.kind, event.milestone_number)].append(

@@ -1,4 +1,6 @@
-"""The domain is the business only: it imports nothing from Slack, the scheduler or the app."""
+"""The rooms of the house: the domain is the business only (it imports nothing from Slack,
+the scheduler or the app); each layer imports only the layers below it; and no module
+of the product imports itself back through others."""
 
 from __future__ import annotations
 
@@ -37,8 +39,8 @@ def domain_modules() -> list[Path]:
 
 
 def test_domain_has_modules_to_check() -> None:
-    names = {p.name for p in domain_modules()}
-    assert {"services.py", "model.py", "rules.py"} <= names
+    names = {str(p.relative_to(DOMAIN)) for p in domain_modules()}
+    assert {"services/__init__.py", "model.py", "rules.py"} <= names
 
 
 @pytest.mark.parametrize("path", domain_modules(), ids=lambda p: str(p.relative_to(DOMAIN.parent)))
@@ -70,3 +72,108 @@ def test_the_import_check_catches_every_forbidden_form(tmp_path: Path) -> None:
 
     assert sorted(m for m in modules if m in FORBIDDEN) == sorted(FORBIDDEN)
     assert "domain" in modules
+
+
+# --- layers and circles ------------------------------------------------------------------
+
+ROOT = DOMAIN.parent
+# Each room and the rooms above it, which it must not import.
+LAYERS = {
+    "domain": {"scheduler", "handlers", "bot", "sandbox"},
+    "scheduler": {"handlers", "bot", "sandbox"},
+    "handlers": {"scheduler", "bot", "sandbox"},
+    "bot": {"sandbox"},
+}
+
+
+def product_modules() -> dict[str, Path]:
+    """Every module of the product (not its tests), by dotted name."""
+    found = {}
+    for room in LAYERS:
+        for path in sorted((ROOT / room).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The product modules `path` imports (the longest known name each import names)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    named: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            named += [f"{node.module}.{alias.name}" for alias in node.names]
+            named.append(node.module)
+    edges = set()
+    for name in named:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name:
+            edges.add(name)
+    return edges
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_room_imports_a_room_above_it() -> None:
+    modules = product_modules()
+    wrong = [
+        f"{name} imports {target}"
+        for name, path in modules.items()
+        for target in imports_of(path, set(modules))
+        if target.split(".")[0] in LAYERS[name.split(".")[0]]
+    ]
+    assert wrong == []
+
+
+def test_no_module_of_the_product_imports_itself_back() -> None:
+    modules = product_modules()
+    graph = {
+        name: {t for t in imports_of(path, set(modules)) if t != name}
+        for name, path in modules.items()
+    }
+    # A package's __init__ that hands its modules' names on is not a circle of code.
+    for name in list(graph):
+        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
+    assert cycles(graph) == []
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.model import Contract, Event
+from domain.model import Contract, Event, EventKind
 from handlers.blocks.describe import (
     event_emoji,
     event_text,
@@ -15,27 +15,31 @@ from handlers.blocks.message import Message
 
 # Kinds that have their own message (or none): the request card, the work card, the
 # contract card.
-SILENT_KINDS = frozenset({"request_proposed", "work_submitted", "agreement_cleared"})
+SILENT_KINDS = frozenset(
+    {EventKind.REQUEST_PROPOSED, EventKind.WORK_SUBMITTED, EventKind.AGREEMENT_CLEARED}
+)
 ANNOUNCED_KINDS = frozenset(
     {
-        "contract_created",
-        "milestone_added",
-        "milestone_edited",
-        "milestone_deleted",
-        "terms_agreed",
-        "contract_activated",
-        "milestone_funded",
-        "escrow_topped_up",
-        "request_accepted",
-        "request_declined",
-        "request_withdrawn",
-        "request_cancelled",
-        "changes_requested",
-        "milestone_released",
-        "contract_ended",
+        EventKind.CONTRACT_CREATED,
+        EventKind.MILESTONE_ADDED,
+        EventKind.MILESTONE_EDITED,
+        EventKind.MILESTONE_DELETED,
+        EventKind.TERMS_AGREED,
+        EventKind.CONTRACT_ACTIVATED,
+        EventKind.MILESTONE_FUNDED,
+        EventKind.ESCROW_TOPPED_UP,
+        EventKind.REQUEST_ACCEPTED,
+        EventKind.REQUEST_DECLINED,
+        EventKind.REQUEST_WITHDRAWN,
+        EventKind.REQUEST_CANCELLED,
+        EventKind.CHANGES_REQUESTED,
+        EventKind.MILESTONE_RELEASED,
+        EventKind.CONTRACT_ENDED,
     }
 )
-_REQUEST_APPLIED = frozenset({"milestone_added", "milestone_edited", "milestone_deleted"})
+_REQUEST_APPLIED = frozenset(
+    {EventKind.MILESTONE_ADDED, EventKind.MILESTONE_EDITED, EventKind.MILESTONE_DELETED}
+)
 ANNOUNCE_BLOCK = "announce"
 
 
@@ -69,43 +73,46 @@ def _line(contract: Contract, event: Event) -> str | None:
     kind = event.kind
     data = event.data if isinstance(event.data, dict) else {}
     milestone = contract.milestone(event.milestone_number or 0)
-    if kind == "milestone_funded":
-        workers = users(provider_workers(contract)) or "Provider"
-        name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
-        amount = data.get("amount_minor")
-        held = (
-            f" ({money(amount, contract.currency)} in escrow)"
-            if isinstance(amount, int) and not isinstance(amount, bool)
-            else ""
-        )
-        return f"{workers} milestone {name} is funded — you can start.{held}"
-    if kind == "milestone_released":
-        workers = users(provider_workers(contract)) or "Provider"
-        name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
-        amount = data.get("amount_minor")
-        paid = (
-            money(amount, contract.currency)
-            if isinstance(amount, int) and not isinstance(amount, bool)
-            else "the escrow"
-        )
-        if data.get("automatic"):
-            return (
-                f"{workers} milestone {name} is paid: {paid} released automatically "
-                "(the review period ended with no answer)."
+    match kind:
+        case EventKind.MILESTONE_FUNDED:
+            workers = users(provider_workers(contract)) or "Provider"
+            name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
+            amount = data.get("amount_minor")
+            held = (
+                f" ({money(amount, contract.currency)} in escrow)"
+                if isinstance(amount, int) and not isinstance(amount, bool)
+                else ""
             )
-        return f"{workers} milestone {name} is paid: {user(event.actor)} approved, {paid} released."
-    if kind == "changes_requested":
-        workers = users(provider_workers(contract)) or "the provider"
-        name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
-        note = str(data.get("note") or "").strip()
-        quoted = f"\n{quote(note, 1500)}" if note else ""
-        return (
-            f"{actor(event.actor)} asked {workers} for changes to milestone {name}. "
-            f"The review clock stopped.{quoted}"
-        )
-    if kind == "contract_activated":
-        return (
-            event_text(contract, event, detailed=False)
-            + f" Next: {user(contract.client_id)} funds the first milestone."
-        )
-    return event_text(contract, event, detailed=False, limit=1500)
+            return f"{workers} milestone {name} is funded — you can start.{held}"
+        case EventKind.MILESTONE_RELEASED:
+            workers = users(provider_workers(contract)) or "Provider"
+            name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
+            amount = data.get("amount_minor")
+            paid = (
+                money(amount, contract.currency)
+                if isinstance(amount, int) and not isinstance(amount, bool)
+                else "the escrow"
+            )
+            if data.get("automatic"):
+                return (
+                    f"{workers} milestone {name} is paid: {paid} released automatically "
+                    "(the review period ended with no answer)."
+                )
+            approved = f"{user(event.actor)} approved, {paid} released"
+            return f"{workers} milestone {name} is paid: {approved}."
+        case EventKind.CHANGES_REQUESTED:
+            workers = users(provider_workers(contract)) or "the provider"
+            name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
+            note = str(data.get("note") or "").strip()
+            quoted = f"\n{quote(note, 1500)}" if note else ""
+            return (
+                f"{actor(event.actor)} asked {workers} for changes to milestone {name}. "
+                f"The review clock stopped.{quoted}"
+            )
+        case EventKind.CONTRACT_ACTIVATED:
+            return (
+                event_text(contract, event, detailed=False)
+                + f" Next: {user(contract.client_id)} funds the first milestone."
+            )
+        case _:
+            return event_text(contract, event, detailed=False, limit=1500)

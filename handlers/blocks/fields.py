@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from domain.errors import DomainError, InvalidAmount
+from domain.errors import DomainError
 from handlers.blocks.format import said_plain
 from handlers.ids import View
 
@@ -90,35 +90,6 @@ DEFAULT_BLOCK: Final[dict[str, str]] = {
     View.REQUEST_CHANGES: NOTE,
 }
 
-# Words in a refusal that say which input it is about, most specific first.
-_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bagency name\b", re.I), "agency_name"),
-    (re.compile(r"\bmanagers?\b", re.I), "managers"),
-    (re.compile(r"\bcurrency\b|\bISO 4217\b", re.I), "currency"),
-    (re.compile(r"\bdue date\b", re.I), "due_date"),
-    (re.compile(r"\bamount\b", re.I), "amount"),
-    (re.compile(r"\bdescription\b", re.I), "description"),
-    (re.compile(r"\bmessage\b", re.I), "message"),
-    (re.compile(r"\breason\b", re.I), "reason"),
-    (re.compile(r"\bnote\b", re.I), "note"),
-    (re.compile(r"\btitle\b", re.I), "title"),
-    (re.compile(r"\bfreelancer\b", re.I), "freelancer"),
-    (re.compile(r"\bclient\b", re.I), "client"),
-)
-_MILESTONE_NUMBER = re.compile(r"\b[Mm]ilestone ([0-9]+)\b")
-
-
-def error_field(error: DomainError) -> str | None:
-    """The domain field a refusal is about: `error.field`, else guessed from its words."""
-    if error.field:
-        return error.field
-    if isinstance(error, InvalidAmount):
-        return "amount"
-    for pattern, field in _HINTS:
-        if pattern.search(error.message):
-            return field
-    return None
-
 
 def form_errors(
     callback_id: str,
@@ -127,22 +98,21 @@ def form_errors(
     present: set[str] | None = None,
     name_of: Callable[[str], str] | None = None,
 ) -> dict[str, str]:
-    """`{block_id: message}` for `ack(response_action="errors", errors=...)`.
+    """`{block_id: message}` for `ack(response_action="errors", errors=...)`: the refusal
+    next to the input it names (`error.field`, and in the propose-changes modal
+    `error.milestone`: milestone 2's amount is `m2_amount`, the new milestone's `new_*`).
 
     `present` is the set of block ids of the submitted view (`view["state"]["values"]`
     keys); an error is only put next to an input that exists, else next to the form's
-    default input. In the propose-changes modal, "milestone 2 … amount" goes to
-    `m2_amount`, a refusal about the new milestone to `new_*`.
+    default input. People are named with `name_of` (a form shows plain text).
     """
-    field = error_field(error)
+    field = error.field
     block: str | None = None
     if callback_id == View.PROPOSE:
-        number = _MILESTONE_NUMBER.search(error.message)
         short = {"amount_minor": "amount", "due": "due_date"}.get(field or "", field)
-        if number is not None and short in PROPOSE_FIELDS:
-            block = propose_block(int(number[1]), short)
-        elif number is not None:
-            block = propose_block(int(number[1]), "title")
+        if error.milestone is not None:
+            wanted = short if short in PROPOSE_FIELDS else "title"
+            block = propose_block(error.milestone, wanted or "title")
         elif short in ("title", "amount", "due_date", "description"):
             block = f"new_{short}"
         elif short == "message":

@@ -134,7 +134,7 @@ def test_a_contract_from_start_to_end_renders_valid_blocks_at_every_step(
     services.fund_milestone(s, contract_id=contract_id, actor_id=f.CLIENT, now=f.NOW)
     services.submit_work(s, contract_id=contract_id, actor_id=provider, now=f.NOW)
     later = f.NOW + timedelta(days=15)
-    due = services.due_auto_releases(s, now=later)
+    due = queries.due_auto_releases(s, now=later)
     s.rollback()
     for milestone_id in due:
         services.auto_release(s, milestone_id=milestone_id, now=later)

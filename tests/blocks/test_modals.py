@@ -7,7 +7,13 @@ from typing import Any
 from slack_sdk.models.views import View
 
 from bot.emulator.blocks import build_state_values
-from domain.errors import InvalidAmount, InvalidInput, LimitExceeded, MilestoneLocked
+from domain.errors import (
+    InvalidAmount,
+    InvalidInput,
+    InvalidTransition,
+    LimitExceeded,
+    MilestoneLocked,
+)
 from domain.model import ChangeKind, ContractStatus, MilestoneStatus
 from domain.services import MilestoneDeletion, MilestoneEdit, NewMilestone
 from handlers.blocks import (
@@ -278,27 +284,32 @@ def test_modal_titles_fit_for_big_numbers() -> None:
     assert len(check_view(build_decline_modal(CTX, r))["title"]["text"]) <= 24
 
 
-def test_form_errors_point_at_the_input_concerned() -> None:
-    assert F.form_errors(ViewId.ADD_MILESTONE, InvalidAmount("That is not a number")) == {
-        F.AMOUNT: "That is not a number"
-    }
-    assert F.form_errors(
-        ViewId.ADD_MILESTONE, InvalidInput("The due date 2020-01-01 is in the past.")
-    ) == {F.DUE_DATE: "The due date 2020-01-01 is in the past."}
-    assert F.form_errors(
-        ViewId.EDIT_MILESTONE, LimitExceeded("The description is 3,000 characters long")
-    ) == {F.DESCRIPTION: "The description is 3,000 characters long"}
-    locked = MilestoneLocked("The amount of milestone 4 is funded, so it can only increase")
+def test_form_errors_point_at_the_input_the_refusal_names() -> None:
+    not_a_number = InvalidAmount("That is not a number", field="amount_minor")
+    assert F.form_errors(ViewId.ADD_MILESTONE, not_a_number) == {F.AMOUNT: "That is not a number"}
+    past = InvalidInput("The due date 2020-01-01 is in the past.", field="due_date")
+    assert F.form_errors(ViewId.ADD_MILESTONE, past) == {F.DUE_DATE: past.message}
+    long = LimitExceeded("The description is 3,000 characters long", field="description")
+    assert F.form_errors(ViewId.EDIT_MILESTONE, long) == {F.DESCRIPTION: long.message}
+    locked = MilestoneLocked("It can only increase", field="amount_minor", milestone=4)
     assert F.form_errors(ViewId.PROPOSE, locked) == {"m4_amount": locked.message}
-    assert F.form_errors(ViewId.PROPOSE, InvalidAmount("too large")) == {F.NEW_AMOUNT: "too large"}
-    assert F.form_errors(ViewId.NEW_CONTRACT, InvalidInput("Something odd")) == {
-        F.TITLE: "Something odd"
-    }
+    deleted = InvalidTransition("Milestone 3 was deleted.", milestone=3)
+    assert F.form_errors(ViewId.PROPOSE, deleted) == {"m3_title": deleted.message}
+    too_large = InvalidAmount("too large", field="amount_minor")
+    assert F.form_errors(ViewId.PROPOSE, too_large) == {F.NEW_AMOUNT: "too large"}
     assert F.form_errors(
         ViewId.ADD_MILESTONE, InvalidInput("bad", field="due_date"), present={F.TITLE}
     ) == {F.TITLE: "bad"}
     assert F.parse_propose_block("m12_due_date") == (12, "due_date")
     assert F.parse_propose_block("title") is None
+
+
+def test_a_refusal_that_names_no_input_goes_to_the_forms_first_input_whatever_its_words() -> None:
+    assert F.form_errors(ViewId.NEW_CONTRACT, InvalidInput("The amount and the due date")) == {
+        F.TITLE: "The amount and the due date"
+    }
+    wording = MilestoneLocked("The amount of milestone 4 is funded")  # no field, no milestone
+    assert F.form_errors(ViewId.PROPOSE, wording) == {F.NEW_TITLE: wording.message}
 
 
 def test_direct_changes_by_the_client_only_offer_future_milestones() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain import reminders, services
+from domain import queries, reminders
 from domain.db import read_transaction, write_transaction
 from domain.model import (
     Contract,
@@ -26,6 +26,7 @@ from domain.model import (
     Party,
     Reminder,
     ReminderKind,
+    ReminderState,
 )
 from domain.policy import DEFAULT_POLICY, Policy
 
@@ -69,11 +70,11 @@ def reminder_rows(
 
 
 def pending(session: Session, kind: ReminderKind | None = None) -> list[Row]:
-    return reminder_rows(session, kind=kind, state=reminders.PENDING)
+    return reminder_rows(session, kind=kind, state=ReminderState.PENDING)
 
 
 def sent(session: Session, kind: ReminderKind | None = None) -> list[Row]:
-    return reminder_rows(session, kind=kind, state=reminders.SENT)
+    return reminder_rows(session, kind=kind, state=ReminderState.SENT)
 
 
 def reminder_intents(session: Session) -> list[OutboxMessage]:
@@ -234,6 +235,6 @@ def sweep_until_done(
     for _ in range(1000):
         released += sweep_auto_releases(sessions, now, lambda ids: None, policy=policy)
         with sessions() as session:
-            if not services.due_auto_releases(session, now=now, limit=1):
+            if not queries.due_auto_releases(session, now=now, limit=1):
                 return released
     raise AssertionError("automatic releases never finished")

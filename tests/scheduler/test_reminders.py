@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from domain import reminders, services
-from domain.model import ReminderKind
+from domain import services
+from domain.model import ReminderKind, ReminderState
 from domain.policy import Policy
 from domain.services import MilestoneDeletion, MilestoneEdit
 from tests.conftest import Database
@@ -68,7 +68,7 @@ def test_proposing_a_request_schedules_the_clients_nudge_a_day_later(db: Databas
         assert row.subject_id == request_id
         assert row.recipient_id == CLIENT
         assert row.due_at == NOW + 24 * HOUR
-        assert row.state == reminders.PENDING
+        assert row.state == ReminderState.PENDING
 
         assert send_due(db.sessions, NOW + 24 * HOUR - timedelta(seconds=1)) == []
         assert reminder_intents(session) == []
@@ -157,7 +157,7 @@ def test_answering_a_request_stops_its_nudges(
         answer(session, request_id)
 
         assert pending(session) == []
-        assert [r.state for r in reminder_rows(session)] == [reminders.CANCELLED]
+        assert [r.state for r in reminder_rows(session)] == [ReminderState.CANCELLED]
         assert send_due(db.sessions, NOW + 24 * HOUR) == []
         assert send_due(db.sessions, NOW + 30 * DAY) == []
         assert reminder_intents(session) == []
@@ -182,7 +182,7 @@ def test_a_request_cancelled_because_it_can_no_longer_apply_stops_its_nudges(
 
         [row] = reminder_rows(session, kind=ReminderKind.REQUEST)
         assert row.subject_id == outcome.request_id
-        assert row.state == reminders.CANCELLED
+        assert row.state == ReminderState.CANCELLED
         send_due(db.sessions, NOW + 24 * HOUR)
         send_due(db.sessions, NOW + 30 * DAY)
         assert sent(session, ReminderKind.REQUEST) == []
@@ -373,7 +373,7 @@ def test_after_downtime_with_both_review_slots_overdue_only_the_latest_is_sent(
         assert send_due(db.sessions, back, policy=fifteen) == []
 
         states = {r.slot: r.state for r in reminder_rows(session, kind=ReminderKind.REVIEW)}
-        assert states == {1: reminders.SKIPPED, 2: reminders.SENT}
+        assert states == {1: ReminderState.SKIPPED, 2: ReminderState.SENT}
         assert len(reminder_intents(session)) == 1
 
 
@@ -413,7 +413,7 @@ def test_funding_the_next_milestone_stops_the_fund_nudge(db: Database) -> None:
         services.fund_milestone(session, contract_id=contract_id, actor_id=CLIENT, now=later(2))
 
         assert [r.state for r in reminder_rows(session, kind=ReminderKind.FUND)] == [
-            reminders.CANCELLED
+            ReminderState.CANCELLED
         ]
         assert send_due(db.sessions, later(days=3)) == []
         assert reminder_intents(session) == []

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from domain import services
+from domain import queries, services
 from domain.errors import (
     ContractClosed,
     DomainError,
@@ -951,7 +951,7 @@ def test_a_pending_request_never_expires(session: Session) -> None:
     a_year_later = later(days=400)
     before = snapshot(session)
 
-    services.due_auto_releases(session, now=a_year_later)
+    queries.due_auto_releases(session, now=a_year_later)
     session.rollback()
 
     assert snapshot(session) == before
@@ -993,7 +993,7 @@ def test_request_on_a_milestone_that_gets_released_is_cancelled_with_the_reason(
 def test_request_on_a_milestone_released_automatically_is_cancelled(session: Session) -> None:
     contract_id = submitted_contract(session)
     propose(session, contract_id, MilestoneEdit(1, amount="2000"))
-    milestone_id = services.due_auto_releases(session, now=later(days=15))[0]
+    milestone_id = queries.due_auto_releases(session, now=later(days=15))[0]
     session.rollback()
 
     services.auto_release(session, milestone_id=milestone_id, now=later(days=15))

@@ -310,7 +310,7 @@ def test_several_sweeps_reaching_one_deadline_release_once(pg: Database) -> None
             [released] = events(session, contract_id, "milestone_released")
             assert released.data["automatic"] is True
             assert milestone(session, contract_id, 1).released_automatically is True
-            assert services.due_auto_releases(session, now=at) == []
+            assert queries.due_auto_releases(session, now=at) == []
 
 
 @pytest.mark.postgres

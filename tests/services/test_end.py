@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from domain import services
+from domain import queries, services
 from domain.errors import ContractClosed, DomainError, InvalidTransition, NotAllowed, NotAParty
 from domain.model import LedgerKind
 from domain.services import MilestoneEdit, NewMilestone
@@ -146,7 +146,7 @@ def test_provider_may_end_while_work_is_submitted_and_escrow_goes_back_to_the_cl
         None,
         "2026-11-03T10:00:00Z",
     )
-    assert services.due_auto_releases(session, now=later(days=30)) == []
+    assert queries.due_auto_releases(session, now=later(days=30)) == []
     session.rollback()
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import ledger, services
+from domain import ledger, queries, services
 from domain.db import write_transaction
 from domain.errors import (
     DomainError,
@@ -458,7 +458,7 @@ def test_requesting_changes_stops_the_review_clock(session: Session) -> None:
     loaded = load(session, contract_id).milestone(1)
     assert loaded is not None
     assert loaded.changes_requested_note == "Fix the header"
-    assert services.due_auto_releases(session, now=later(days=100)) == []
+    assert queries.due_auto_releases(session, now=later(days=100)) == []
     session.rollback()
     assert escrow(session, contract_id).balance_minor == 150000
 
@@ -545,7 +545,7 @@ def test_auto_release_before_the_deadline_does_nothing(session: Session) -> None
 def test_auto_release_after_the_deadline_releases_as_the_system(session: Session) -> None:
     contract_id = submitted_contract(session)
     target = milestone_id(session, contract_id, 1)
-    assert services.due_auto_releases(session, now=NOW + REVIEW) == [target]
+    assert queries.due_auto_releases(session, now=NOW + REVIEW) == [target]
     session.rollback()
 
     outcome = services.auto_release(session, milestone_id=target, now=later(days=20))
@@ -566,7 +566,7 @@ def test_auto_release_after_the_deadline_releases_as_the_system(session: Session
         "system",
         True,
     )
-    assert services.due_auto_releases(session, now=later(days=30)) == []
+    assert queries.due_auto_releases(session, now=later(days=30)) == []
     session.rollback()
 
 
@@ -631,12 +631,12 @@ def test_due_auto_releases_lists_only_overdue_submissions_oldest_first(session: 
     submit(session, newer, now=later(days=1))
     waiting = funded_contract(session)
 
-    due = services.due_auto_releases(session, now=later(days=16))
+    due = queries.due_auto_releases(session, now=later(days=16))
     session.rollback()
 
     assert due == [milestone_id(session, older, 1), milestone_id(session, newer, 1)]
     assert milestone_id(session, waiting, 1) not in due
-    assert services.due_auto_releases(session, now=later(days=14, hours=1)) == [due[0]]
+    assert queries.due_auto_releases(session, now=later(days=14, hours=1)) == [due[0]]
     session.rollback()
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from domain import reminders
 from domain.db import read_transaction, write_transaction
-from domain.model import Reminder, ReminderKind
+from domain.model import Reminder, ReminderKind, ReminderState
 from tests.factories import CLIENT, FREELANCER, NOW, new_contract
 
 HOUR = timedelta(hours=1)
@@ -57,9 +57,9 @@ def test_a_reminder_scheduled_then_cancelled_in_one_transaction_is_written_cance
     write(session, changes)
 
     assert states(session) == {
-        (7, 1): reminders.CANCELLED,
-        (7, 2): reminders.PENDING,
-        (8, 1): reminders.PENDING,
+        (7, 1): ReminderState.CANCELLED,
+        (7, 2): ReminderState.PENDING,
+        (8, 1): ReminderState.PENDING,
     }
 
 
@@ -77,7 +77,7 @@ def test_a_cancellation_reaches_reminders_written_by_earlier_transactions(
     then.cancel(ReminderKind.REVIEW, 8)  # another kind: not the request's nudge
     write(session, then)
 
-    assert states(session) == {(7, 1): reminders.CANCELLED, (8, 1): reminders.PENDING}
+    assert states(session) == {(7, 1): ReminderState.CANCELLED, (8, 1): ReminderState.PENDING}
 
 
 def test_a_reminder_whose_key_exists_is_not_written_again(session: Session) -> None:
@@ -94,7 +94,7 @@ def test_a_reminder_whose_key_exists_is_not_written_again(session: Session) -> N
 
     with read_transaction(session):
         rows = session.scalars(select(Reminder)).all()
-        assert [(r.subject_id, r.state) for r in rows] == [(7, reminders.CANCELLED)]
+        assert [(r.subject_id, r.state) for r in rows] == [(7, ReminderState.CANCELLED)]
 
 
 def test_ending_a_contract_cancels_its_reminders_old_and_new_but_no_others(
@@ -113,7 +113,7 @@ def test_ending_a_contract_cancels_its_reminders_old_and_new_but_no_others(
     write(session, changes)
 
     assert states(session) == {
-        (7, 1): reminders.CANCELLED,
-        (8, 1): reminders.PENDING,
-        (9, 1): reminders.CANCELLED,
+        (7, 1): ReminderState.CANCELLED,
+        (8, 1): ReminderState.PENDING,
+        (9, 1): ReminderState.CANCELLED,
     }

@@ -45,7 +45,7 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from domain import services
+from domain import queries, services
 from domain.db import make_engine, make_session_factory
 from domain.errors import DomainError
 from domain.model import (
@@ -950,7 +950,7 @@ class ContractMachine(RuleBasedStateMachine):
             fires_at,
         )
         with self.database.session() as session, session.begin():
-            due = services.due_auto_releases(session, now=self.now)
+            due = queries.due_auto_releases(session, now=self.now)
         owner = {
             mid: cid
             for cid, view in self.world.contracts.items()
@@ -976,7 +976,7 @@ class ContractMachine(RuleBasedStateMachine):
             )
             assert result.done, "a due milestone was not released"
         with self.database.session() as session, session.begin():
-            assert services.due_auto_releases(session, now=self.now) == []
+            assert queries.due_auto_releases(session, now=self.now) == []
 
     @precondition(_any_contract(_is_active))
     @rule(index=CONTRACT, shown=mostly([0], [1, 2, 3]), fires_at=FIRES_AT)
