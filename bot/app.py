@@ -21,7 +21,7 @@ from http.client import RemoteDisconnected
 from typing import Any
 from urllib.error import URLError
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltContext, BoltResponse, Respond
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest as RetryRequest
@@ -151,7 +151,7 @@ def create_app(
     )
 
     @app.middleware
-    def inject_deps(context: Any, next: Any) -> None:  # noqa: A002 - bolt's name
+    def inject_deps(context: BoltContext, next: Any) -> None:  # noqa: A002 - bolt's name
         context["deps"] = deps
         next()
 
@@ -167,7 +167,11 @@ def create_app(
 
 
 def handle_error(
-    error: Exception, body: dict[str, Any], client: WebClient, respond: Any, context: Any
+    error: Exception,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    context: BoltContext,
 ) -> BoltResponse | None:
     """Errors outside listeners (middleware, payload shape) follow the same policy.
 

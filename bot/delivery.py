@@ -51,11 +51,10 @@ from domain.outbox import Claimed, Hold, Placement, Reservation
 from domain.policy import Clock
 from domain.snapshot import ContractSnapshot
 from domain.text import Said
-from handlers import replies
-from handlers.blocks import cards, home
+from handlers import blocks, replies
+from handlers.blocks import home
 from handlers.blocks.message import Message
 from handlers.blocks.reminder import build_reminder
-from handlers.blocks.serialize import to_dict
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +238,7 @@ class Delivery:
             self._attempt(batch, group, self._publisher(user_id, views[user_id]))
 
     def _publisher(self, user_id: str, view: View) -> _Send:
-        return lambda: self.client.views_publish(user_id=user_id, view=to_dict(view))
+        return lambda: self.client.views_publish(user_id=user_id, view=view.to_dict())
 
     def _render(self, reads: _Reads, claimed: Claimed) -> _Send | None:
         try:
@@ -444,7 +443,7 @@ class Delivery:
             log.info("outbox %s: the answer is too old to send now", claimed.id)
             return None
         address = replies.decode(claimed.address)
-        notice = cards.build_notice(Said.from_json(claimed.body or ""))
+        notice = blocks.build_notice(Said.from_json(claimed.body or ""))
         if address.response_url is not None:
             url = address.response_url
 
@@ -574,7 +573,7 @@ class Delivery:
     def _contract_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         assert claimed.subject_id is not None
         snap = reads.snapshot(claimed.subject_id)
-        message = cards.build_contract_card(snap, now=self.clock())
+        message = blocks.build_contract_card(snap, now=self.clock())
         subject = f"contract:{claimed.subject_id}"
         return self._card(reads, claimed, subject, snap.contract.channel_id, message)
 
@@ -582,20 +581,20 @@ class Delivery:
         assert claimed.subject_id is not None
         request = reads.request(claimed.subject_id)
         contract = reads.contract(request.contract_id)
-        message = cards.build_request_card(contract, request)
+        message = blocks.build_request_card(contract, request)
         subject = f"request:{claimed.subject_id}"
         return self._card(reads, claimed, subject, contract.channel_id, message)
 
     def _work_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         contract, milestone = reads.work(claimed)
-        message = cards.build_work_card(contract, milestone)
+        message = blocks.build_work_card(contract, milestone)
         return self._card(reads, claimed, _work_subject(milestone), contract.channel_id, message)
 
     def _announce(self, reads: _Reads, claimed: Claimed) -> _Send | None:
         assert claimed.subject_id is not None
         event = reads.event(claimed.subject_id)
         contract = reads.contract(event.contract_id)
-        message = cards.build_announcement(contract, event)
+        message = blocks.build_announcement(contract, event)
         if message is None:
             return None
         channel = contract.channel_id
@@ -669,7 +668,7 @@ def publish_home(
     """Render and publish one person's App Home from current state."""
     with sessions() as session, session.begin():
         view = render_homes(session, [user_id], now=now)[user_id]
-    client.views_publish(user_id=user_id, view=to_dict(view))
+    client.views_publish(user_id=user_id, view=view.to_dict())
 
 
 def render_homes(session: Session, user_ids: Sequence[str], *, now: datetime) -> dict[str, View]:

@@ -31,8 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from gunicorn.app.base import BaseApplication
-from slack_bolt import App, BoltRequest
-from slack_bolt.context import BoltContext
+from slack_bolt import App, BoltContext, BoltRequest
 from slack_bolt.request.internals import build_context
 
 log = logging.getLogger(__name__)

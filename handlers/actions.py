@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
@@ -97,7 +97,7 @@ BUTTON_SERVICES: dict[Action, ButtonService] = {
 
 
 def press_button(
-    ack: Ack, body: dict[str, Any], context: Any, respond: Respond, client: WebClient
+    ack: Ack, body: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
 ) -> None:
     deps = deps_of(context)
     service = BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
@@ -118,7 +118,7 @@ def press_button(
 # --- only to be refused at the end.
 
 
-def open_decline(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_decline(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps, ref = deps_of(context), RequestRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract, request = queries.decidable_request(
@@ -132,7 +132,9 @@ def open_decline(ack: Ack, body: dict[str, Any], context: Any, client: WebClient
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_request_changes(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_request_changes(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
     deps, ref = deps_of(context), MilestoneRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract, milestone = queries.reviewable_milestone(
@@ -151,7 +153,7 @@ def open_request_changes(ack: Ack, body: dict[str, Any], context: Any, client: W
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_propose(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)
@@ -166,7 +168,7 @@ def open_propose(ack: Ack, body: dict[str, Any], context: Any, client: WebClient
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
-def open_add(ack: Ack, body: dict[str, Any], context: Any, client: WebClient) -> None:
+def open_add(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, ref.contract_id)

@@ -15,20 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from domain import queries, rules, services, snapshot
-from domain.errors import InvalidInput, NotAllowed
+from domain.errors import InvalidInput
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
-from domain.text import Person, said
-from handlers import grammar
-from handlers.blocks import cards, modals
+from handlers import blocks, grammar
+from handlers.blocks import modals
 from handlers.blocks.message import Message
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded, tell
+from handlers.facts import require_bot_in_channel, team_ids_of
 from handlers.flow import perform
 from handlers.payloads import ModalContext
 from handlers.replies import reply_address
@@ -57,7 +56,7 @@ class Invocation:
 
 
 def handle_milestone_command(
-    ack: Ack, command: dict[str, Any], context: Any, respond: Respond, client: WebClient
+    ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
 ) -> None:
     started = time.monotonic()
     parsed = grammar.parse(command.get("text", ""))
@@ -73,7 +72,29 @@ def handle_milestone_command(
         client=client,
         started=started,
     )
-    HANDLERS[type(parsed)](call, parsed)
+    match parsed:
+        case grammar.ShowHelp():
+            show_help(call, parsed)
+        case grammar.NewModal():
+            open_new_contract(call, parsed)
+        case grammar.NewContract():
+            new_contract(call, parsed)
+        case grammar.AddModal():
+            open_add_milestone(call, parsed)
+        case grammar.AddMilestone():
+            add_milestone(call, parsed)
+        case grammar.EditModal():
+            open_edit(call, parsed)
+        case grammar.EditMilestone():
+            edit_milestone(call, parsed)
+        case grammar.DeleteMilestone():
+            delete_milestone(call, parsed)
+        case grammar.ShowStatus():
+            show_status(call, parsed)
+        case grammar.ShowHistory():
+            show_history(call, parsed)
+        case _:
+            contract_service(call, parsed)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -113,7 +134,7 @@ def _open_modal(call: Invocation, view: Any) -> None:
 
 def show_help(call: Invocation, cmd: grammar.ShowHelp) -> None:
     call.ack()
-    _answer(call, cards.build_help())
+    _answer(call, blocks.build_help())
 
 
 def open_new_contract(call: Invocation, cmd: grammar.NewModal) -> None:
@@ -220,70 +241,63 @@ def delete_milestone(call: Invocation, cmd: grammar.DeleteMilestone) -> None:
     _change(call, cmd, MilestoneDeletion(cmd.number), cmd.message)
 
 
-# Subcommands that call one service on the channel's contract with the invoker as actor:
-# (session, invocation, contract id, command) -> outcome.
-ContractService = Callable[[Session, Invocation, int, Any], Outcome]
-
-CONTRACT_SERVICES: dict[type[Any], ContractService] = {
-    grammar.StartContract: lambda s, call, cid, cmd: services.agree_to_terms(
-        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now()
-    ),
-    grammar.FundMilestone: lambda s, call, cid, cmd: services.fund_milestone(
-        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now()
-    ),
-    grammar.SubmitWork: lambda s, call, cid, cmd: services.submit_work(
-        s,
-        contract_id=cid,
-        actor_id=call.user_id,
-        note=cmd.note or "",
-        now=call.deps.now(),
-        policy=call.deps.policy,
-    ),
-    grammar.ApproveWork: lambda s, call, cid, cmd: services.approve_work(
-        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now(), policy=call.deps.policy
-    ),
-    grammar.RequestChanges: lambda s, call, cid, cmd: services.request_changes(
-        s, contract_id=cid, actor_id=call.user_id, note=cmd.note, now=call.deps.now()
-    ),
-    grammar.AcceptRequest: lambda s, call, cid, cmd: services.accept_request(
-        s,
-        contract_id=cid,
-        number=cmd.request_number,
-        actor_id=call.user_id,
-        now=call.deps.now(),
-    ),
-    grammar.DeclineRequest: lambda s, call, cid, cmd: services.decline_request(
-        s,
-        contract_id=cid,
-        number=cmd.request_number,
-        actor_id=call.user_id,
-        reason=cmd.reason or "",
-        now=call.deps.now(),
-    ),
-    grammar.WithdrawRequest: lambda s, call, cid, cmd: services.withdraw_request(
-        s,
-        contract_id=cid,
-        number=cmd.request_number,
-        actor_id=call.user_id,
-        now=call.deps.now(),
-    ),
-    grammar.EndContract: lambda s, call, cid, cmd: services.end_contract(
-        s, contract_id=cid, actor_id=call.user_id, now=call.deps.now()
-    ),
-}
-
-
-def run_contract_service(call: Invocation, cmd: grammar.Command) -> None:
+def contract_service(call: Invocation, cmd: grammar.Command) -> None:
+    """The subcommands that call one service on the channel's contract, as its actor."""
     contract_id = _contract_id(call, cmd)
-    service = CONTRACT_SERVICES[type(cmd)]
-    _run(call, lambda session: service(session, call, contract_id, cmd))
+    user, now, policy = call.user_id, call.deps.now(), call.deps.policy
+
+    def service(s: Session) -> Outcome:
+        match cmd:
+            case grammar.StartContract():
+                return services.agree_to_terms(s, contract_id=contract_id, actor_id=user, now=now)
+            case grammar.FundMilestone():
+                return services.fund_milestone(s, contract_id=contract_id, actor_id=user, now=now)
+            case grammar.SubmitWork(note=note):
+                return services.submit_work(
+                    s,
+                    contract_id=contract_id,
+                    actor_id=user,
+                    note=note or "",
+                    now=now,
+                    policy=policy,
+                )
+            case grammar.ApproveWork():
+                return services.approve_work(
+                    s, contract_id=contract_id, actor_id=user, now=now, policy=policy
+                )
+            case grammar.RequestChanges(note=note):
+                return services.request_changes(
+                    s, contract_id=contract_id, actor_id=user, note=note, now=now
+                )
+            case grammar.AcceptRequest(request_number=number):
+                return services.accept_request(
+                    s, contract_id=contract_id, number=number, actor_id=user, now=now
+                )
+            case grammar.DeclineRequest(request_number=number, reason=reason):
+                return services.decline_request(
+                    s,
+                    contract_id=contract_id,
+                    number=number,
+                    actor_id=user,
+                    reason=reason or "",
+                    now=now,
+                )
+            case grammar.WithdrawRequest(request_number=number):
+                return services.withdraw_request(
+                    s, contract_id=contract_id, number=number, actor_id=user, now=now
+                )
+            case grammar.EndContract():
+                return services.end_contract(s, contract_id=contract_id, actor_id=user, now=now)
+        raise AssertionError(f"not a contract service: {cmd!r}")
+
+    _run(call, service)
 
 
 def show_status(call: Invocation, cmd: grammar.ShowStatus) -> None:
     contract_id = _contract_id(call, cmd)
     call.ack()
     with call.deps.sessions() as session, session.begin():
-        message = cards.build_status(snapshot.snapshot(session, contract_id), now=call.deps.now())
+        message = blocks.build_status(snapshot.snapshot(session, contract_id), now=call.deps.now())
     _answer(call, message)
 
 
@@ -292,65 +306,7 @@ def show_history(call: Invocation, cmd: grammar.ShowHistory) -> None:
     call.ack()
     with call.deps.sessions() as session, session.begin():
         contract = queries.load_contract(session, contract_id)
-        message = cards.build_history(
+        message = blocks.build_history(
             contract, queries.history(session, contract_id), now=call.deps.now()
         )
     _answer(call, message)
-
-
-HANDLERS: dict[type[Any], Callable[[Invocation, Any], None]] = {
-    grammar.ShowHelp: show_help,
-    grammar.NewModal: open_new_contract,
-    grammar.NewContract: new_contract,
-    grammar.AddModal: open_add_milestone,
-    grammar.AddMilestone: add_milestone,
-    grammar.EditModal: open_edit,
-    grammar.EditMilestone: edit_milestone,
-    grammar.DeleteMilestone: delete_milestone,
-    grammar.ShowStatus: show_status,
-    grammar.ShowHistory: show_history,
-    **dict.fromkeys(CONTRACT_SERVICES, run_contract_service),
-}
-
-
-# --- Slack facts a command needs ----------------------------------------------------------
-
-
-def require_bot_in_channel(client: WebClient, channel_id: str) -> None:
-    """Contracts live in a channel the bot is a member of (it posts the cards there)."""
-    how = (
-        "I'm not a member of this channel yet. Invite me with `/invite @milestone-bot` "
-        "(or mention me and choose *Invite*), then run the command again."
-    )
-    if channel_id.startswith("D"):
-        raise NotAllowed(
-            "Contracts live in a channel shared by the client and the provider. "
-            "Create a channel, invite both sides and me, and run the command there."
-        )
-    try:
-        info = client.conversations_info(channel=channel_id)
-    except SlackApiError as error:
-        if error.response.get("error") in ("channel_not_found", "not_in_channel"):
-            raise NotAllowed(how) from None
-        raise
-    if not info["channel"].get("is_member", False):
-        raise NotAllowed(how)
-
-
-def team_ids_of(client: WebClient, user_ids: list[str]) -> dict[str, str]:
-    """Each party's workspace (Slack Connect); refuses bots and unknown or deleted users."""
-    teams: dict[str, str] = {}
-    for user_id in dict.fromkeys(user_ids):
-        try:
-            user = client.users_info(user=user_id)["user"]
-        except SlackApiError as error:
-            if error.response.get("error") == "user_not_found":
-                raise InvalidInput(said("I can't find the user ", Person(user_id), ".")) from None
-            raise
-        if user.get("is_bot") or user.get("deleted"):
-            raise InvalidInput(
-                said(Person(user_id), " can't be a party: it is a bot or a deactivated user.")
-            )
-        if user.get("team_id"):
-            teams[user_id] = user["team_id"]
-    return teams

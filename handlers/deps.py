@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,7 +41,7 @@ class Deps:
         return self
 
 
-def deps_of(context: Any) -> Deps:
+def deps_of(context: BoltContext) -> Deps:
     deps = context["deps"]
     assert isinstance(deps, Deps)
     return deps

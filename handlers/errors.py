@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from slack_bolt import Respond
 from slack_bolt.kwargs_injection.args import Args
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -27,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from domain.errors import DomainError
 from domain.text import Said
-from handlers.blocks import cards
+from handlers import blocks
 from handlers.blocks.fields import form_errors
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def names_via(client: WebClient) -> Callable[[str], str]:
     return name_of
 
 
-def report(error: Exception, body: dict[str, Any], client: WebClient, respond: Any) -> None:
+def report(error: Exception, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
     tell(client, respond, body, explain(error))
 
 
@@ -103,17 +104,17 @@ def explain(error: Exception) -> Said | str:
     )
 
 
-def tell(client: WebClient, respond: Any, body: dict[str, Any], message: Said | str) -> None:
+def tell(client: WebClient, respond: Respond, body: dict[str, Any], message: Said | str) -> None:
     """Show `message` to the person behind `body` only."""
     user_id = (body.get("user") or {}).get("id") or body.get("user_id")
-    notice = cards.build_notice(message)
+    notice = blocks.build_notice(message)
     try:
         if body.get("response_url") or body.get("response_urls"):
             respond(**notice.as_kwargs(), response_type="ephemeral", replace_original=False)
         elif body.get("trigger_id") and body.get("type") == "block_actions":
             # A click in App Home or a modal: no channel to answer in, so show a notice.
             client.views_open(
-                trigger_id=body["trigger_id"], view=cards.build_notice_modal(message).to_dict()
+                trigger_id=body["trigger_id"], view=blocks.build_notice_modal(message).to_dict()
             )
         elif user_id and body.get("channel_id"):
             client.chat_postEphemeral(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import App
@@ -9,7 +10,7 @@ from slack_bolt import App
 from handlers.errors import guarded
 
 
-def register(app: App, publish: Any) -> None:
+def register(app: App, publish: Callable[[str], None]) -> None:
     """`publish(user_id)` renders and publishes one person's Home (bot.delivery)."""
 
     def on_home_opened(event: dict[str, Any]) -> None:

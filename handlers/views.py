@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
@@ -17,9 +17,9 @@ from domain import queries, services
 from domain.errors import InvalidInput
 from domain.services import Agency, MilestoneEdit, NewMilestone, Outcome
 from handlers.blocks import fields, modals
-from handlers.commands import team_ids_of
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded
+from handlers.facts import team_ids_of
 from handlers.flow import perform
 from handlers.ids import View
 from handlers.payloads import ModalContext
@@ -55,7 +55,7 @@ def _submit(
 
 
 def submit_new_contract(
-    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     form = modals.read_new_contract(_values(view))
@@ -102,7 +102,7 @@ def submit_new_contract(
 
 
 def submit_add_milestone(
-    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     form = modals.read_add_milestone(_values(view))
@@ -128,7 +128,7 @@ def submit_add_milestone(
 
 
 def submit_edit_milestone(
-    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     contract_id, number = _contract(ctx), ctx.milestone_number
@@ -164,7 +164,7 @@ def submit_edit_milestone(
 
 
 def submit_propose_changes(
-    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     contract_id = _contract(ctx)
@@ -193,7 +193,7 @@ def submit_propose_changes(
 
 
 def submit_decline(
-    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     form = modals.read_decline(_values(view))
@@ -214,7 +214,7 @@ def submit_decline(
 
 
 def submit_request_changes(
-    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: Any, client: WebClient
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     form = modals.read_request_changes(_values(view))

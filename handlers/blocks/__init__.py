@@ -2,11 +2,12 @@
 
 Messages are `Message(text, blocks)` (`.as_kwargs()` for the Web API); modals and
 Home are `slack_sdk.models.views.View`. Nothing here talks to Slack or the database.
+This package is the one facade: listeners and the delivery import builders from here.
 """
 
 from handlers.blocks.announce import build_announcement
 from handlers.blocks.contract import build_contract_card, build_status
-from handlers.blocks.help import build_error, build_help, build_notice
+from handlers.blocks.help import build_error, build_help, build_notice, build_notice_modal
 from handlers.blocks.history import build_history
 from handlers.blocks.home import build_home
 from handlers.blocks.impact import Impact, request_impact
@@ -43,6 +44,7 @@ __all__ = [
     "build_home",
     "build_new_contract_modal",
     "build_notice",
+    "build_notice_modal",
     "build_propose_changes_modal",
     "build_request_card",
     "build_request_changes_modal",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
 from domain.text import Said
-from handlers.blocks.format import escape, pack, said_mrkdwn
-from handlers.blocks.kit import context, section
+from handlers.blocks.format import escape, pack, said_mrkdwn, shorten
+from handlers.blocks.kit import context, plain, section
 from handlers.blocks.message import Message
 from handlers.grammar import HELP_EXAMPLES, USAGE
 
@@ -51,3 +52,14 @@ def build_error(text: Said | str, *, reference: str | None = None) -> Message:
     if reference:
         blocks.append(context(f"Reference: `{escape(reference)}`"))
     return Message(text=body, blocks=blocks)
+
+
+def build_notice_modal(text: Said | str, *, title: str = "milestone-bot") -> View:
+    """A notice as a small modal, for clicks that have no channel to answer in (App Home);
+    rendered like `build_notice`."""
+    return View(
+        type="modal",
+        title=plain(title[:24]),
+        close=plain("OK"),
+        blocks=[section(shorten(said_mrkdwn(text).strip() or "Done.", 3000), block_id="notice")],
+    )

@@ -7,8 +7,6 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block
 
-from handlers.blocks.serialize import to_dict
-
 
 @dataclass(frozen=True)
 class Message:
@@ -22,4 +20,4 @@ class Message:
 
     def as_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `chat_postMessage` / `chat_update` / `respond`."""
-        return {"text": self.text, "blocks": [to_dict(block) for block in self.blocks]}
+        return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}

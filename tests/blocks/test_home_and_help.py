@@ -5,7 +5,8 @@ from slack_sdk.models.views import View
 from domain.ledger import Escrow
 from domain.model import ChangeKind, ContractStatus, MilestoneStatus
 from domain.text import Person, said
-from handlers.blocks import build_error, build_help, build_home, build_notice, cards
+from handlers import blocks
+from handlers.blocks import build_error, build_help, build_home, build_notice
 from handlers.ids import Action
 
 from .support import (
@@ -97,13 +98,13 @@ def test_help_and_notices() -> None:
 
 
 def test_notice_modal_for_clicks_without_a_channel() -> None:
-    view = cards.build_notice_modal(said("Only ", Person("U1"), " can fund this. <!channel>"))
+    view = blocks.build_notice_modal(said("Only ", Person("U1"), " can fund this. <!channel>"))
     raw = view.to_dict()
     assert View(**raw).to_dict() == raw
     assert raw["type"] == "modal" and raw["close"]["text"] == "OK" and "submit" not in raw
     assert raw["blocks"][0]["text"]["text"] == "Only <@U1> can fund this. &lt;!channel&gt;"
 
 
-def test_the_cards_facade_offers_every_message_builder() -> None:
-    for name in cards.__all__:
-        assert callable(getattr(cards, name))
+def test_the_blocks_facade_offers_every_builder() -> None:
+    for name in blocks.__all__:
+        assert hasattr(blocks, name)
