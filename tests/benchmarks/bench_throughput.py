@@ -70,7 +70,7 @@ def seed_due_releases(url: str, count: int) -> dict[str, Any]:
 
 def sweeper(url: str, now: datetime, start: Barrier, results: Queue[Any]) -> None:
     """A sweeping process: its own engine, the bot's sweep, until nothing is due."""
-    from domain import services
+    from domain import queries
     from scheduler.jobs import sweep_auto_releases
 
     engine = make_engine(url, pool_size=2, max_overflow=2)
@@ -85,7 +85,7 @@ def sweeper(url: str, now: datetime, start: Barrier, results: Queue[Any]) -> Non
             swept = sweep_auto_releases(sessions, now, lambda ids: None, policy=DEFAULT_POLICY)
             released += swept
             with sessions() as session:
-                if not services.due_auto_releases(session, now=now, limit=1):
+                if not queries.due_auto_releases(session, now=now, limit=1):
                     break
             if not swept:
                 # All that is left is claimed by the other sweepers (SKIP LOCKED): a bot

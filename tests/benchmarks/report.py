@@ -403,7 +403,7 @@ def chart_memory(part: dict[str, Any], path: Path) -> None:
     ax.axvline(MEMORY_TARGET_MB, color="#d62728", linestyle="--", label="target")
     ax.set_xlabel("peak memory, MB")
     ax.legend(fontsize=8)
-    ax.set_title("Peak memory of each server's tree (master + workers) during the latency runs")
+    ax.set_title("Peak memory of each server's tree (master + workers)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -501,19 +501,30 @@ def write(results: dict[str, Any], out: Path) -> Path:
 
 
 def _code(results: dict[str, Any]) -> list[str]:
+    """Which code was measured: the commit and the files that differed from it when the
+    run started, and whether that had changed by the end (others may share the tree)."""
     code = results.get("code") or {}
     if not code.get("commit"):
         return []
     changed = code.get("changed") or []
     if not changed:
-        return [f"Code measured: commit `{code['commit']}`, no uncommitted changes.", ""]
-    shown = ", ".join(f"`{name}`" for name in changed[:12])
-    more = f" and {len(changed) - 12} more" if len(changed) > 12 else ""
-    return [
-        f"Code measured: commit `{code['commit']}` with uncommitted changes (work in progress",
-        f"in the same work tree when the run started) in {len(changed)} files: {shown}{more}.",
-        "",
-    ]
+        lines = [f"Code measured: commit `{code['commit']}`, no uncommitted changes."]
+    else:
+        shown = ", ".join(f"`{name}`" for name in changed[:12])
+        more = f" and {len(changed) - 12} more" if len(changed) > 12 else ""
+        lines = [
+            f"Code measured: commit `{code['commit']}` with uncommitted changes (work in",
+            f"progress in the same work tree when the run started) in {len(changed)} files:",
+            f"{shown}{more}.",
+        ]
+    end = results.get("code_at_end")
+    if end and end != code:
+        lines.append(
+            f"The work tree changed during the run (at the end: commit `{end.get('commit')}`, "
+            f"{len(end.get('changed') or [])} files with uncommitted changes); each server "
+            "ran the code it found when it started."
+        )
+    return [*lines, ""]
 
 
 def _check_table(found: list[Check]) -> list[str]:
@@ -683,7 +694,14 @@ def _changes(results: dict[str, Any]) -> list[str]:
         ]
         for name in names:
             lines.append(f"| {name} | {previous['figures'].get(name, '–')} | {now[name]} |")
-        lines.append("")
+        lines += [
+            "",
+            "The Accept reply is not the same moment in both: the work process sent it after",
+            "the cards and the announcement; the delivery now sends it first. The 4-process",
+            "sweep is now judged against the 1-process one (its ratio to pgbench with 4",
+            "clients is still reported).",
+            "",
+        ]
     return lines
 
 

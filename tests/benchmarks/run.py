@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         databases.drop_all()
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["code_at_end"] = code_state()  # others may have changed the tree meanwhile
     results["seconds"] = round(time.monotonic() - began, 1)
     written = report.write(results, args.out)
     log(f"done in {results['seconds']:.0f}s; report: {written}")
