@@ -295,7 +295,7 @@ def _manifest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.sandbox import run_sandbox
+    from sandbox import run_sandbox
 
     return run_sandbox(
         settings, port=args.port, database=args.db, demo=args.demo, browser=not args.no_browser

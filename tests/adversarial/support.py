@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.cli import main
-from bot.emulator import Response, build_state_values
 from domain.export import export_contracts
 from domain.model import Base, IntentKind, LedgerEntry, OutboxMessage
+from sandbox.emulator import Response, build_state_values
 from tests.e2e.conftest import CHANNEL, OTHER_TEAM, PARTNER, TEAM, Bot, blocks_text
 
 APOLOGY = "something went wrong"

@@ -41,7 +41,6 @@ from sqlalchemy import func, select
 
 from bot.delivery import Delivery
 from bot.directory import SlackTimeZones
-from bot.emulator import SlackDriver, SlackEmulator
 from domain.db import make_engine, make_session_factory
 from domain.model import (
     ChangeRequest,
@@ -56,6 +55,7 @@ from domain.model import (
     RequestStatus,
 )
 from domain.policy import DEFAULT_POLICY
+from sandbox.emulator import SlackDriver, SlackEmulator
 from scheduler.jobs import sweep_once
 
 pytestmark = pytest.mark.e2e

@@ -716,7 +716,7 @@ def _latency_section(results: dict[str, Any], images: dict[str, str]) -> list[st
         "## 1. Ack and completion latency",
         "",
         "Four servers run side by side, each a real process tree on a loopback port, all",
-        "calling one Slack emulator (`bot.emulator`, in a process of its own): `bare`, a",
+        "calling one Slack emulator (`sandbox.emulator`, in a process of its own): `bare`, a",
         "slack-bolt app whose listeners only `ack()`, served the same way as the bot —",
         f"`bot.server.serve` (gunicorn, {workers} ASGI workers, the same options),",
         "`AsgiFront` and `SlackFront`, bolt on the bot's listener pool",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bot.emulator import ApiCall, ResponsePost, SlackEmulator
+from sandbox.emulator import ApiCall, ResponsePost, SlackEmulator
 
 REPLY = "reply"
 UPDATE = "update"

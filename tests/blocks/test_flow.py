@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from bot.emulator.blocks import find_button
 from domain import queries, services, snapshot
 from domain.services import MilestoneEdit, NewMilestone
 from handlers.blocks import (
@@ -24,6 +23,7 @@ from handlers.blocks import (
 )
 from handlers.ids import Action
 from handlers.payloads import ModalContext
+from sandbox.emulator.blocks import find_button
 from tests import factories as f
 
 from .support import all_text, buttons, check_message, check_view

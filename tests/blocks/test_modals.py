@@ -6,7 +6,6 @@ from typing import Any
 
 from slack_sdk.models.views import View
 
-from bot.emulator.blocks import build_state_values
 from domain.errors import (
     InvalidAmount,
     InvalidInput,
@@ -34,6 +33,7 @@ from handlers.blocks import (
 from handlers.blocks import fields as F
 from handlers.ids import View as ViewId
 from handlers.payloads import ModalContext
+from sandbox.emulator.blocks import build_state_values
 
 from .support import (
     CLIENT,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import OTHER_CHANNEL, Clock, web_client
 from tests.factories import CHANNEL, CLIENT, FREELANCER, MANAGER, MANAGER_2, MEMBER

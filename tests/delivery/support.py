@@ -10,9 +10,9 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator, StoredMessage
 from domain.db import read_transaction
 from domain.model import MessageRef, OutboxMessage
+from sandbox.emulator import SlackEmulator, StoredMessage
 from tests.conftest import Database
 from tests.factories import NOW
 

@@ -14,9 +14,9 @@ from slack_sdk import WebClient
 from sqlalchemy import event
 
 from bot.delivery import Delivery, render_homes
-from bot.emulator import SlackEmulator
 from domain import outbox, queries, services
 from domain.services import MilestoneEdit
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import (
     Clock,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator
 from domain import services
 from domain.services import MilestoneEdit
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import (
     deliver_all,

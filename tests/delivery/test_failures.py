@@ -12,9 +12,9 @@ from datetime import timedelta
 from slack_sdk import WebClient
 
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator
 from domain import outbox, services
 from domain.services import MilestoneEdit
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import (
     OTHER_CHANNEL,

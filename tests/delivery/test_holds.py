@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator
 from domain import outbox
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import (
     OTHER_CHANNEL,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator
 from domain import reminders, services
 from domain.policy import DEFAULT_POLICY
 from domain.services import MilestoneDeletion
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import (
     Clock,

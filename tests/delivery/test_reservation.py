@@ -6,9 +6,9 @@ import threading
 from datetime import timedelta
 
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator
 from domain import outbox
 from domain.outbox import Reservation
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import (
     Clock,

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from bot.cli import main
 from bot.delivery import Delivery
-from bot.emulator import SlackEmulator
 from domain import outbox, services
 from domain.model import LedgerEntry, OutboxMessage
+from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import Clock, web_client
 from tests.factories import CHANNEL, CLIENT, NOW, active_contract

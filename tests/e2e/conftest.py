@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from bot.app import ListenerPool, Runtime, start_bot
 from bot.delivery import Delivery
-from bot.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
 from bot.server import SlackFront, wsgi_app
 from bot.settings import Settings
 from domain.model import MessageRef
+from sandbox.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
 
 SECRET = "e2e-signing-secret"
 TEAM = "T0001"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from websockets.sync.server import ServerConnection, serve
 
-from bot.emulator import SlackEmulator
+from sandbox.emulator import SlackEmulator
 from tests.e2e.conftest import CHANNEL, CLIENT, FREELANCER, PROXY_VARS
 
 ROOT = Path(__file__).resolve().parents[2]

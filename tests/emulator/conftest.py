@@ -13,7 +13,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.emulator import SlackEmulator
+from sandbox.emulator import SlackEmulator
 
 SIGNING_SECRET = "test-signing-secret"
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")

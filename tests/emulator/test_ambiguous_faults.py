@@ -9,7 +9,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.emulator import SlackEmulator
+from sandbox.emulator import SlackEmulator
 
 
 def test_a_late_answer_times_the_client_out_although_the_message_is_stored(

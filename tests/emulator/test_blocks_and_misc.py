@@ -9,7 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from slack_sdk import WebClient
 
-from bot.emulator import HttpReply, HttpRequest, SlackEmulator, build_state_values, element_value
+from sandbox.emulator import (
+    HttpReply,
+    HttpRequest,
+    SlackEmulator,
+    build_state_values,
+    element_value,
+)
 
 SELECT = {
     "type": "static_select",

@@ -12,7 +12,7 @@ import pytest
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.emulator import SlackDriver, SlackEmulator
+from sandbox.emulator import SlackDriver, SlackEmulator
 
 from .conftest import SIGNING_SECRET, serve_bolt
 

@@ -9,7 +9,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.emulator import SlackEmulator
+from sandbox.emulator import SlackEmulator
 
 METADATA: dict[str, Any] = {
     "event_type": "milestone_posted",

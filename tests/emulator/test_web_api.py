@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot.emulator import SlackEmulator
+from sandbox.emulator import SlackEmulator
 
 BUTTON_BLOCKS: list[dict[str, Any]] = [
     {"type": "section", "block_id": "intro", "text": {"type": "mrkdwn", "text": "Hello"}},

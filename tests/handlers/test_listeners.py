@@ -21,7 +21,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.emulator import build_state_values
 from domain import queries, services
 from domain.db import make_engine, make_session_factory
 from domain.model import ChangeRequest, Contract, Event, IntentKind, Milestone, OutboxMessage
@@ -33,6 +32,7 @@ from handlers.deps import Deps
 from handlers.errors import guarded
 from handlers.ids import Action, View
 from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
+from sandbox.emulator import build_state_values
 from tests import factories as f
 
 TRIGGER = "1111.2222.trigger"

@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from bot.emulator import Response, SlackDriver, SlackEmulator
 from domain import services
 from domain.model import (
     IntentKind,
@@ -35,6 +34,7 @@ from domain.model import (
 )
 from domain.services import NewMilestone
 from domain.verify import check
+from sandbox.emulator import Response, SlackDriver, SlackEmulator
 from tests.process.conftest import CLIENT, FREELANCER, wait_until
 from tests.process.test_processes import Database
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.emulator import SlackDriver, SlackEmulator
+from sandbox.emulator import SlackDriver, SlackEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "process-signing-secret"

@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from bot.emulator import Response, SlackDriver, SlackEmulator
 from domain import services
 from domain.db import upgrade_schema
 from domain.model import DeliveryHold, MessageRef, OutboxMessage, OutboxState
+from sandbox.emulator import Response, SlackDriver, SlackEmulator
 from tests.process.conftest import (
     CHANNEL,
     CLIENT,

@@ -21,12 +21,12 @@ from typing import Any
 import psutil
 import pytest
 
-from bot.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
 from domain import services
 from domain.db import make_engine, make_session_factory, upgrade_schema
 from domain.export import export_contracts
 from domain.policy import DEFAULT_POLICY
 from domain.services import NewMilestone
+from sandbox.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
 from tests.process.conftest import (
     CHANNEL,
     CLIENT,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from bot.emulator import SlackEmulator
 from domain.db import upgrade_schema
+from sandbox.emulator import SlackEmulator
 from tests.process.burst import answers_delivered, burst, judge, seed_submitted, wait_for_work_cards
 from tests.process.conftest import BotProcess, Launcher, driver_for, wait_until
 from tests.process.test_processes import Database

@@ -11,11 +11,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.emulator import HttpRequest
-from bot.sandbox.sandbox import Sandbox
-from bot.sandbox.web import SandboxWeb
 from bot.settings import Settings
 from domain import export
+from sandbox.http import HttpRequest
+from sandbox.sandbox import Sandbox
+from sandbox.web import SandboxWeb
 
 SETTINGS_VARS = (
     "SLACK_BOT_TOKEN",

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bot.sandbox.people import CLIENT, FREELANCER, MANAGER, MEMBER, OUTSIDER
-from bot.sandbox.sandbox import Sandbox
-from bot.sandbox.web import PageServer
+from sandbox.people import CLIENT, FREELANCER, MANAGER, MEMBER, OUTSIDER
+from sandbox.sandbox import Sandbox
+from sandbox.web import PageServer
 from tests.sandbox.conftest import Api, contracts
 
 NEW = '/milestone new "Website redesign" client=@carol freelancer=@fred'
@@ -240,7 +240,7 @@ def test_a_long_poll_answers_as_soon_as_something_changes(api: Api, sandbox: San
 
 
 def test_posts_must_be_json_objects(api: Api) -> None:
-    from bot.emulator import HttpRequest
+    from sandbox.http import HttpRequest
 
     request = HttpRequest(
         "POST",

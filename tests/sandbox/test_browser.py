@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bot.sandbox.demo import seed_demo
-from bot.sandbox.sandbox import Sandbox
-from bot.sandbox.web import PageServer
 from bot.settings import Settings
+from sandbox.demo import seed_demo
+from sandbox.sandbox import Sandbox
+from sandbox.web import PageServer
 from tests.sandbox.conftest import contracts
 
 if TYPE_CHECKING:

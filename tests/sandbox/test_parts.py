@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from bot.cli import _parser
-from bot.sandbox.clock import OffsetClock
-from bot.sandbox.demo import seed_demo
-from bot.sandbox.people import CLIENT, FREELANCER
-from bot.sandbox.sandbox import Sandbox
-from bot.sandbox.typed import NotACommand, escape_like_slack, split_command
+from sandbox.clock import OffsetClock
+from sandbox.demo import seed_demo
+from sandbox.people import CLIENT, FREELANCER
+from sandbox.sandbox import Sandbox
+from sandbox.typed import NotACommand, escape_like_slack, split_command
 from tests.sandbox.conftest import PROXY_VARS, SETTINGS_VARS, contracts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def test_every_emoji_the_bot_uses_has_a_picture_in_the_page() -> None:
     used = set()
     for path in (REPO / "handlers").rglob("*.py"):
         used |= set(re.findall(r":([a-z0-9_+]+):", path.read_text(encoding="utf-8")))
-    page = (REPO / "bot" / "sandbox" / "static" / "app.js").read_text(encoding="utf-8")
+    page = (REPO / "sandbox" / "static" / "app.js").read_text(encoding="utf-8")
     table = page[page.index("const EMOJI = {") : page.index("};", page.index("const EMOJI"))]
     known = set(re.findall(r"'?([a-z0-9_+]+)'?: '", table))
     assert used, "the bot uses emoji"

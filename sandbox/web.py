@@ -1,4 +1,4 @@
-"""The page and its JSON API, on 127.0.0.1 (stdlib `http.server`, one thread a request).
+"""The page and its JSON API, on 127.0.0.1 (`sandbox.http`, one thread a request).
 
     GET  /                      the page (static/index.html, app.js, app.css)
     GET  /api/state?as=U&since=N&wait=S
@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from bot.emulator import HttpReply, HttpRequest
+from sandbox.http import HttpReply, HttpRequest, LoopbackServer
 
 from .people import CAST
 from .sandbox import Sandbox
@@ -52,7 +50,7 @@ class BadRequest(ValueError):
 
 
 def _static(name: str) -> bytes:
-    return resources.files("bot.sandbox").joinpath("static", name).read_bytes()
+    return resources.files("sandbox").joinpath("static", name).read_bytes()
 
 
 class SandboxWeb:
@@ -70,6 +68,8 @@ class SandboxWeb:
         }
 
     def handle(self, request: HttpRequest) -> HttpReply:
+        if not _local_host(request.headers.get("host", "")):
+            return HttpReply.json(421, {"ok": False, "error": "use http://127.0.0.1"})
         try:
             if request.method == "GET":
                 return self._get(request)
@@ -189,89 +189,31 @@ def _optional_text(body: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-# ---------------------------------------------------------------------- HTTP server
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
-
-    def __init__(self, address: tuple[str, int], web: SandboxWeb) -> None:
-        self.web = web
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"
-    server_version = "milestone-bot-sandbox"
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, verb: str) -> None:
-        try:
-            length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        split = urlsplit(self.path)
-        request = HttpRequest(
-            method=verb,
-            path=split.path,
-            query=split.query,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-        )
-        if not _local_host(request.headers.get("host", "")):
-            reply = HttpReply.json(421, {"ok": False, "error": "use http://127.0.0.1"})
-        else:
-            try:
-                reply = self.server.web.handle(request)
-            except Exception:
-                log.exception("sandbox page failed on %s %s", verb, self.path)
-                reply = HttpReply.json(500, {"ok": False, "error": "the sandbox failed; see log"})
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            log.debug("the browser went away before the reply to %s", self.path)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        log.debug("page: " + format, *args)
-
-
 def _local_host(host: str) -> bool:
     """Only loopback names (a guard against DNS rebinding)."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return name in ("127.0.0.1", "localhost", "[::1]", "")
 
 
+# ---------------------------------------------------------------------- HTTP server
+
+
 class PageServer:
     """The page's HTTP server, serving in a daemon thread until `stop()`."""
 
     def __init__(self, sandbox: Sandbox, *, port: int = 0) -> None:
-        self._server = _Server(("127.0.0.1", port), SandboxWeb(sandbox))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+        self._server = LoopbackServer(
+            SandboxWeb(sandbox).handle,
+            port=port,
             name="sandbox-page",
-            daemon=True,
+            server_version="milestone-bot-sandbox",
+            max_body=MAX_BODY,
+            failure="the sandbox failed; see log",
         )
-        self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return f"http://127.0.0.1:{self._server.port}/"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()

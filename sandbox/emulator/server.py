@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
+
+from sandbox.http import DropConnection, HttpReply, HttpRequest, LoopbackServer
 
 from . import blocks as blockkit
 from .models import (
@@ -63,31 +64,6 @@ _REPLIES_LIMITS = (1000, 1000)
 _EVENT_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
-@dataclass(frozen=True)
-class HttpRequest:
-    """An HTTP request as the emulator's router sees it (header names lower-cased)."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    """What the router answers."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @classmethod
-    def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> HttpReply:
-        merged = {"content-type": "application/json; charset=utf-8", **(headers or {})}
-        return cls(status, merged, json.dumps(payload).encode("utf-8"))
-
-
 RouteHandler = Callable[[HttpRequest], HttpReply]
 Listener = Callable[[ApiCall | ResponsePost], None]
 
@@ -100,10 +76,6 @@ class _ApiError(Exception):
 
     def payload(self) -> JsonDict:
         return {"ok": False, "error": self.error, **self.extra}
-
-
-class _DropConnection(Exception):
-    """Raised by ``handle_http`` when the connection must close without any answer."""
 
 
 def _invalid_blocks(error: str, message: str, pointer: str) -> _ApiError:
@@ -196,64 +168,6 @@ class _State:
     deliveries: list[_DeliveryFault] = field(default_factory=list)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # bursts of concurrent clients must not be refused
-
-    def __init__(self, address: tuple[str, int], emulator: SlackEmulator) -> None:
-        self.emulator = emulator
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"
-    server_version = "SlackEmulator/1.0"
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, verb: str) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        split = urlsplit(self.path)
-        request = HttpRequest(
-            method=verb,
-            path=split.path,
-            query=split.query,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-        )
-        try:
-            reply = self.server.emulator.handle_http(request)
-        except _DropConnection:
-            # No status line, no headers: the client sees the connection close unanswered.
-            self.close_connection = True
-            return
-        except Exception:
-            logger.exception("emulator failed on %s %s", verb, self.path)
-            reply = HttpReply.json(500, {"ok": False, "error": "internal_error"})
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:  # client went away
-            logger.debug("client disconnected before the reply to %s", self.path)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s - %s", self.address_string(), format % args)
-
-
 class SlackEmulator:
     """Plays Slack's Web API and ``response_url`` endpoints on a local port.
 
@@ -322,8 +236,7 @@ class SlackEmulator:
         self._ids = itertools.count(1)
         self._routes: dict[str, RouteHandler] = {}
         self._listeners: list[Listener] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         self._methods: dict[str, Callable[[JsonDict], JsonDict]] = {
             "api.test": self._api_test,
             "auth.test": self._auth_test,
@@ -354,26 +267,20 @@ class SlackEmulator:
         """Bind and serve in a daemon thread. Returns ``self``."""
         if self._server is not None:
             raise RuntimeError("emulator already started")
-        server = _Server((self.host, self._requested_port), self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"slack-emulator-{server.server_address[1]}",
-            daemon=True,
+        self._server = LoopbackServer(
+            self.handle_http,
+            host=self.host,
+            port=self._requested_port,
+            name="slack-emulator",
+            server_version="SlackEmulator/1.0",
         )
-        self._server, self._thread = server, thread
-        thread.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port (idempotent)."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
+        server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+            server.stop()
 
     def __enter__(self) -> SlackEmulator:
         return self.start()
@@ -394,7 +301,7 @@ class SlackEmulator:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("emulator not started")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -972,7 +879,7 @@ class SlackEmulator:
     def handle_http(self, request: HttpRequest) -> HttpReply:
         """Route one HTTP request (called from the server threads).
 
-        Raises ``_DropConnection`` when the request must go unanswered (``drop_after_apply``);
+        Raises ``DropConnection`` when the request must go unanswered (``drop_after_apply``);
         may block for an ``answer_late`` pause after the call took effect.
         """
         path = request.path
@@ -1035,7 +942,7 @@ class SlackEmulator:
         self._notify(listeners, call)
         if ambiguous is not None:
             if ambiguous.kind == "dropped":
-                raise _DropConnection(method)
+                raise DropConnection(method)
             time.sleep(ambiguous.seconds)  # outside the lock: the emulator keeps serving meanwhile
         return HttpReply.json(status, response, headers)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.emulator import EphemeralMessage, SlackEmulator, StoredMessage
+from sandbox.emulator import EphemeralMessage, SlackEmulator, StoredMessage
 
 from .people import CAST, CHANNEL_ID
 

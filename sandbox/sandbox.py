@@ -1,7 +1,7 @@
 """`Sandbox`: the real bot and the local Slack, wired as production wires them.
 
 The bot is the unmodified bot from `bot.app.start_bot`, served over HTTP on a
-random loopback port, with its own SQLite file. The local Slack is `bot.emulator`:
+random loopback port, with its own SQLite file. The local Slack is `sandbox.emulator`:
 the bot calls its Web API at `SLACK_API_URL`, and `SlackDriver` sends the bot signed
 requests (with real time, so bolt's five-minute check passes) on behalf of the person
 the page plays. Time moves only through `OffsetClock`, the bot's injected clock; a
@@ -27,9 +27,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from pydantic import SecretStr
 
 from bot.app import Bot, ListenerPool, Runtime, start_bot
-from bot.emulator import Response, SlackDriver, SlackEmulator
 from bot.server import SlackFront, wsgi_app
 from bot.settings import Settings
+from sandbox.emulator import Response, SlackDriver, SlackEmulator
 from scheduler.jobs import Scheduler
 
 from .clock import OffsetClock

@@ -4,7 +4,7 @@ calls the app (``SlackDriver``). Stdlib + slack_sdk only; loopback HTTP, random 
 Typical end-to-end use::
 
     from slack_sdk import WebClient
-    from bot.emulator import SlackDriver, SlackEmulator
+    from sandbox.emulator import SlackDriver, SlackEmulator
 
     with SlackEmulator() as slack:                       # serves on 127.0.0.1:<random>
         slack.add_user("U0001", "alice", tz="Europe/Berlin", tz_offset=3600)
@@ -26,6 +26,8 @@ applied but its answer comes late (``answer_late``) or never (``drop_after_apply
 polls for asynchronous effects (bolt acks first and runs listeners afterwards).
 """
 
+from sandbox.http import HttpReply, HttpRequest
+
 from .blocks import build_state_values, element_value
 from .driver import Response, SentRequest, SlackDriver
 from .models import (
@@ -38,7 +40,7 @@ from .models import (
     StoredMessage,
     User,
 )
-from .server import DEFAULT_SCOPES, HttpReply, HttpRequest, SlackEmulator
+from .server import DEFAULT_SCOPES, SlackEmulator
 
 __all__ = [
     "DEFAULT_SCOPES",

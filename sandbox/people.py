@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.emulator import SlackEmulator
+from sandbox.emulator import SlackEmulator
 
 TEAM_ID = "T0SANDBX"
 TEAM_NAME = "Sandbox"
