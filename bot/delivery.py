@@ -33,6 +33,7 @@ import logging
 import random
 import socket
 import threading
+import time
 import urllib.error
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.webhook import WebhookClient
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain import outbox, queries, reminders, snapshot
@@ -138,9 +140,28 @@ class Delivery:
         `home_delay`, Home publishes follow shortly after, one per person."""
         if not ids or self._stopping.is_set():
             return  # stopping: the sweep of the next process sends them
-        with self.sessions() as session:
-            claims = outbox.claim_many(session, ids, now=self.clock(), lease=self.lease)
-        self._deliver(claims, later_homes=self.home_delay is not None)
+        now = self.clock()
+        try:
+            with self.sessions() as session:
+                claims = outbox.claim_many(session, ids, now=now, lease=self.lease)
+        except DBAPIError:
+            # The change is committed and acked; only its delivery waits. The claim may
+            # have been applied without an answer: give it back as soon as the database
+            # answers, then deliver, rather than leave the person waiting for the lease.
+            log.warning("the database stopped answering before delivery; retrying shortly")
+            lease_until = now + self.lease
+
+            def give_back(session: Session) -> None:
+                outbox.give_back(session, ids, lease_until=lease_until, now=self.clock())
+
+            self._when_database_answers(give_back, then=lambda: self.deliver(ids))
+            return
+        try:
+            self._deliver(claims, later_homes=self.home_delay is not None)
+        except Exception:
+            # Not a failed request: the change is committed and acked. What was not sent
+            # is still in the outbox, claimed until its lease runs out; the sweep sends it.
+            log.warning("delivery after the ack stopped; the sweep will finish it", exc_info=True)
 
     def sweep(self, *, limit: int = 50) -> int:
         """Check the holds that are due, then send what is due; returns how many
@@ -233,9 +254,12 @@ class Delivery:
             by_user.setdefault(claimed.user_id, []).append(claimed)
         batch.working_on(claims)
         with self.sessions() as session, session.begin():
-            views = render_homes(session, list(by_user), now=self.clock())
-        for user_id, group in by_user.items():
-            self._attempt(batch, group, self._publisher(user_id, views[user_id]))
+            viewers = outbox.home_viewers(session, list(by_user))
+            views = render_homes(session, [u for u in by_user if u in viewers], now=self.clock())
+        # Nobody to show the others to: their Home is rendered when they first open it.
+        batch.sent([c for user, group in by_user.items() if user not in viewers for c in group])
+        for user_id, view in views.items():
+            self._attempt(batch, by_user[user_id], self._publisher(user_id, view))
 
     def _publisher(self, user_id: str, view: View) -> _Send:
         return lambda: self.client.views_publish(user_id=user_id, view=view.to_dict())
@@ -298,14 +322,49 @@ class Delivery:
     def _settle(self, batch: _Batch) -> None:
         """Mark what was sent, in one statement. Claims the batch never reached (an
         unexpected error stopped it) are given back at once; the intent that met the
-        error keeps its claim until the lease runs out, as a crashed sender's would."""
-        if batch.sent_ids:
+        error keeps its claim until the lease runs out, as a crashed sender's would.
+        If the database stops answering here, that is done once it answers again."""
+        sent, untouched, now = list(batch.sent_ids), batch.untouched(), self.clock()
+
+        def settle(session: Session) -> None:
+            if sent:
+                outbox.mark_sent_many(session, sent, now=now)
+            if untouched:
+                outbox.unclaim(session, untouched, now=now)
+
+        if not sent and not untouched:
+            return
+        try:
             with self.sessions() as session:
-                outbox.mark_sent_many(session, batch.sent_ids, now=self.clock())
-        untouched = batch.untouched()
-        if untouched:
-            with self.sessions() as session:
-                outbox.unclaim(session, untouched, now=self.clock())
+                settle(session)
+        except DBAPIError:
+            log.warning("the database stopped answering after a delivery; retrying shortly")
+            self._when_database_answers(settle)
+
+    def _when_database_answers(
+        self, work: Callable[[Session], None], *, then: Callable[[], None] | None = None
+    ) -> None:
+        """Do `work` in a transaction of its own once the database answers again (tried
+        in a background thread, backing off, for as long as a claim's lease: after that
+        any sender's sweep takes the intents over), then `then`."""
+
+        def attempt() -> None:
+            pause, until = 0.2, time.monotonic() + self.lease.total_seconds()
+            while not self._stopping.is_set():
+                try:
+                    with self.sessions() as session:
+                        work(session)
+                except DBAPIError:
+                    if time.monotonic() + pause > until:
+                        return
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+                    continue
+                if then is not None:
+                    then()
+                return
+
+        threading.Thread(target=attempt, name="outbox-retry", daemon=True).start()
 
     def _wake(self, at: datetime) -> None:
         if self.wake is not None:
@@ -665,7 +724,10 @@ def _maybe_applied(error: BaseException) -> bool:
 def publish_home(
     sessions: sessionmaker[Session], client: WebClient, user_id: str, *, now: datetime
 ) -> None:
-    """Render and publish one person's App Home from current state."""
+    """`user_id` opened their Home: render and publish it from current state, and keep it
+    up to date from now on."""
+    with sessions() as session:
+        outbox.home_opened(session, user_id, now=now)
     with sessions() as session, session.begin():
         view = render_homes(session, [user_id], now=now)[user_id]
     client.views_publish(user_id=user_id, view=view.to_dict())

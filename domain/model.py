@@ -538,6 +538,16 @@ class DeliveryHold(Base):
     __table_args__ = (Index("ix_delivery_hold_next_check_at", "next_check_at"),)
 
 
+class HomeViewer(Base):
+    """Someone who has opened the app's Home tab: only their Home is kept up to date as
+    contracts change (anyone else's is rendered when they first open it)."""
+
+    __tablename__ = "home_viewer"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class MessageRef(Base):
     """Where a card lives in the chat (channel + message ts), so it is updated in place."""
 

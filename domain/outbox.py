@@ -30,6 +30,7 @@ from domain.db import read_transaction, write_transaction
 from domain.model import (
     Contract,
     DeliveryHold,
+    HomeViewer,
     IntentKind,
     MessageRef,
     OutboxMessage,
@@ -157,6 +158,27 @@ def unclaim(session: Session, ids: Collection[int], *, now: datetime) -> None:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(ids), OutboxMessage.state == OutboxState.PENDING)
+            .values(next_attempt_at=now, attempts=OutboxMessage.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def give_back(
+    session: Session, ids: Collection[int], *, lease_until: datetime, now: datetime
+) -> None:
+    """Give back the claims on `ids` that were made with the lease `lease_until`: the
+    sender could not tell whether its claim was committed (the database stopped
+    answering), so it returns whichever of them did take, and no other sender's."""
+    if not ids:
+        return
+    with write_transaction(session, durable=False):
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(ids),
+                OutboxMessage.state == OutboxState.PENDING,
+                OutboxMessage.next_attempt_at == lease_until,
+            )
             .values(next_attempt_at=now, attempts=OutboxMessage.attempts - 1)
             .execution_options(synchronize_session=False)
         )
@@ -383,6 +405,29 @@ def _refresh_homes_in(session: Session, channel_id: str, *, now: datetime) -> li
     session.add_all(rows)
     session.flush()
     return [row.id for row in rows]
+
+
+# --- App Home viewers ------------------------------------------------------------------
+
+
+def home_opened(session: Session, user_id: str, *, now: datetime) -> None:
+    """`user_id` opened the Home tab: from now on their Home follows every change."""
+    try:
+        with write_transaction(session, durable=False):
+            if session.get(HomeViewer, user_id) is None:
+                session.add(HomeViewer(user_id=user_id, first_opened_at=now))
+    except IntegrityError:
+        pass  # opened in two places at once: recorded by the other
+
+
+def home_viewers(session: Session, user_ids: Collection[str]) -> set[str]:
+    """Those of `user_ids` who have opened their Home tab."""
+    if not user_ids:
+        return set()
+    with read_transaction(session):
+        return set(
+            session.scalars(select(HomeViewer.user_id).where(HomeViewer.user_id.in_(user_ids)))
+        )
 
 
 # --- for an operator ----------------------------------------------------------------

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 import pytest
 
 from bot.delivery import Delivery
+from domain import outbox
 from sandbox.emulator import SlackEmulator
 from tests.conftest import Database
 from tests.delivery.support import OTHER_CHANNEL, Clock, web_client
-from tests.factories import CHANNEL, CLIENT, FREELANCER, MANAGER, MANAGER_2, MEMBER
+from tests.factories import CHANNEL, CLIENT, FREELANCER, MANAGER, MANAGER_2, MEMBER, NOW
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -46,3 +47,12 @@ def clock() -> Clock:
 @pytest.fixture
 def delivery(db: Database, slack: SlackEmulator, clock: Clock) -> Delivery:
     return Delivery(db.sessions, web_client(slack), clock)
+
+
+@pytest.fixture(autouse=True)
+def everyone_opened_home(db: Database) -> None:
+    """In these tests the parties have all opened their App Home once, so their Homes
+    follow every change (test_home_viewers.py checks what happens when they have not)."""
+    for user_id in (CLIENT, FREELANCER, MANAGER, MANAGER_2, MEMBER):
+        with db.session() as session:
+            outbox.home_opened(session, user_id, now=NOW)

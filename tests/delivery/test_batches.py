@@ -325,7 +325,7 @@ def test_homes_rendered_together_are_each_persons_home_rendered_alone(db: Databa
 def test_with_a_home_delay_cards_go_at_once_and_a_burst_of_changes_is_one_home_each(
     db: Database, slack: SlackEmulator, clock: Clock
 ) -> None:
-    delivery = Delivery(db.sessions, web_client(slack), clock, home_delay=0.3)
+    delivery = Delivery(db.sessions, web_client(slack), clock, home_delay=2.0)
     with db.session() as session:
         contract_id = new_contract(session)
     delivery.deliver(pending(db, contract_id))

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
+from typing import cast
 
 from slack_sdk import WebClient
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import Delivery
 from domain import outbox, services
@@ -295,3 +299,58 @@ def test_after_max_attempts_an_intent_is_dead_and_requeue_delivers_it(
     assert intent(db, card).state == "sent"
     message = slack.message(CHANNEL, ts)
     assert message is not None and "Prototype" in text_of(message)
+
+
+def test_a_claim_whose_commit_went_unanswered_is_given_back_and_delivered_at_once(
+    db: Database, slack: SlackEmulator, clock: Clock
+) -> None:
+    """The database applies the claim but its answer is lost: the change is committed and
+    acked, so this must not surface as a failed request, nor leave the intents waiting
+    for the claim's lease (30 s) to run out."""
+    with db.session() as session:
+        contract_id = new_contract(session)
+    ids = [row.id for row in intents(db, "contract_card", contract_id)]
+    first = True
+
+    def sessions() -> Session:
+        nonlocal first
+        session = db.sessions()
+        if first:
+            first = False
+
+            @event.listens_for(session, "after_commit")
+            def answer_lost(_: Session) -> None:
+                raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+        return session
+
+    delivery = Delivery(cast(sessionmaker[Session], sessions), web_client(slack), clock)
+    delivery.deliver(ids)  # raises nothing
+
+    slack.wait_for(
+        lambda: {intent(db, i).state for i in ids} == {"sent"},
+        timeout=10,
+        message="the card, once the database answers again",
+    )
+    assert [intent(db, i).attempts for i in ids] == [1]  # the lost claim was given back
+    assert posts_of(slack, posted_ts(db, f"contract:{contract_id}")) == 1
+
+
+def test_a_database_gone_during_delivery_after_the_ack_raises_nothing_and_the_sweep_sends_it(
+    db: Database, slack: SlackEmulator, clock: Clock
+) -> None:
+    with db.session() as session:
+        contract_id = new_contract(session)
+    ids = [row.id for row in intents(db, "contract_card", contract_id)]
+
+    def gone() -> Session:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    delivery = Delivery(cast(sessionmaker[Session], gone), web_client(slack), clock)
+    delivery.deliver(ids)
+    delivery.close()  # stops its retries
+
+    assert [intent(db, i).state for i in ids] == ["pending"]
+    deliver_all(Delivery(db.sessions, web_client(slack), clock))
+    assert [intent(db, i).state for i in ids] == ["sent"]
+    assert posts_of(slack, posted_ts(db, f"contract:{contract_id}")) == 1

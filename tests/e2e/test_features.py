@@ -315,12 +315,24 @@ def test_export_json_matches_the_interface_after_a_whole_contract(bot: Bot) -> N
     assert [e["kind"] for e in entry["ledger"]] == ["fund", "release"]
 
 
-def test_app_home_is_refreshed_for_every_party_when_something_changes(bot: Bot) -> None:
+def test_app_home_is_refreshed_for_every_party_who_has_opened_it(bot: Bot) -> None:
     negotiated(bot)
-    bot.slack.wait_for(lambda: bot.slack.home_view(FREELANCER))
+    bot.open_home(CLIENT)
+    bot.open_home(FREELANCER)
     bot.quiet()  # the Homes of the negotiation are all out
     published = len(bot.slack.calls_to("views.publish"))
     bot.say(CLIENT, "start")
     bot.slack.wait_for(lambda: len(bot.slack.calls_to("views.publish")) >= published + 2)
     home = blocks_text(bot.slack.home_view(FREELANCER)["blocks"])
     assert "Agree" in home, "the freelancer's Home now shows the agreement it owes"
+
+
+def test_a_home_never_opened_is_rendered_when_it_is_first_opened(bot: Bot) -> None:
+    negotiated(bot)
+    bot.say(CLIENT, "start")
+    bot.quiet()
+    assert bot.slack.calls_to("views.publish") == [], "nobody has opened the Home tab yet"
+
+    home = blocks_text(bot.open_home(FREELANCER)["blocks"])
+
+    assert "Website redesign" in home and "Agree" in home

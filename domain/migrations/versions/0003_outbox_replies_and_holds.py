@@ -1,10 +1,10 @@
-"""outbox replies, workspace and channel of each intent, delivery holds
+"""outbox replies, workspace and channel of each intent, delivery holds, Home viewers
 
 A person's confirmation becomes an outbox intent written with the change (its address
 and text), so it is sent if and only if the change was committed. Each intent records
 the workspace and channel it is shown in, so a workspace whose token is refused, or a
 channel that is gone, holds its intents (`delivery_hold`) instead of dead-lettering
-them.
+them. Home viewers: only the Home of someone who has opened it is kept up to date.
 
 Revision ID: 0003
 Revises: 0002
@@ -60,9 +60,16 @@ def upgrade() -> None:
     op.create_index(
         "ix_delivery_hold_next_check_at", "delivery_hold", ["next_check_at"], unique=False
     )
+    op.create_table(
+        "home_viewer",
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("first_opened_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_home_viewer")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("home_viewer")
     op.drop_index("ix_delivery_hold_next_check_at", table_name="delivery_hold")
     op.drop_table("delivery_hold")
     with op.batch_alter_table("outbox_message") as batch:
