@@ -1,4 +1,11 @@
-"""`milestone-bot`: serve, worker, db upgrade, export, manifest."""
+"""`milestone-bot`: serve, worker, sandbox, db upgrade, export, ledger verify, outbox, manifest.
+
+Every command prints its answer on stdout and its diagnostics on stderr. The one-shot
+commands log warnings only unless `LOG_LEVEL` is set (their answer is what the operator
+asked for, not the libraries' INFO lines); `serve`, `worker` and `sandbox` log at
+`LOG_LEVEL` (INFO by default). The commands that read the bot's data never create an
+empty database in place of a missing one.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,24 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from bot.app import Runtime
+
+
+class Refusal(Exception):
+    """A command that cannot do what was asked: `message` is printed, nothing changed."""
+
+    def __init__(self, message: str, *, code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,14 +44,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        _configure_logging(settings, long_running=getattr(args, "long_running", False))
         return int(args.run(settings, args) or 0)
     except SettingsError as error:
         print(f"milestone-bot: {error.message}", file=sys.stderr)
         return 2
+    except Refusal as refusal:
+        print(f"milestone-bot: {refusal.message}", file=sys.stderr)
+        return refusal.code
+
+
+def _configure_logging(settings: Settings, *, long_running: bool) -> None:
+    """Log records go to stderr: at `LOG_LEVEL` for the long-running commands, and for a
+    one-shot command only when `LOG_LEVEL` is set; otherwise warnings only (alembic says
+    ten INFO lines on every command that opens the database)."""
+    asked = "LOG_LEVEL" in settings.model_fields_set
+    logging.basicConfig(
+        level=settings.log_level if long_running or asked else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,10 +88,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="web only: no automatic release, reminders or outbox retries",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, long_running=True)
 
     worker = commands.add_parser("worker", help="run the scheduler only (no HTTP)")
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_worker, long_running=True)
 
     db = commands.add_parser("db", help="database maintenance")
     db.set_defaults(run=lambda settings, args: _usage(db))
@@ -74,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
 
     ledger = commands.add_parser("ledger", help="escrow ledger checks")
+    ledger.set_defaults(run=lambda settings, args: _usage(ledger))
     verify = ledger.add_subparsers(title="ledger commands").add_parser(
         "verify", help="recompute every contract's escrow from the ledger; exit 1 on a difference"
     )
@@ -98,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--db", metavar="PATH", help="keep data in this SQLite file")
     sandbox.add_argument("--demo", action="store_true", help="start with a contract in progress")
     sandbox.add_argument("--no-browser", action="store_true", help="only print the address")
-    sandbox.set_defaults(run=_sandbox)
+    sandbox.set_defaults(run=_sandbox, long_running=True)
     return parser
 
 
@@ -210,24 +241,134 @@ def _bot_token(settings: Settings) -> str:
 
 
 def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
+
+    from domain.db import current_revision, make_engine, upgrade_schema
+
+    shown = _shown(settings.DATABASE_URL)
+    print(f"milestone-bot: upgrading {shown}", file=sys.stderr)
+    engine = make_engine(settings.DATABASE_URL)
+    try:
+        upgrade_schema(engine)
+        revision = current_revision(engine)
+    except DBAPIError as error:
+        raise Refusal(f"cannot open {shown}: {_first_line(error.orig or error)}") from None
+    except CommandError as error:
+        raise Refusal(f"cannot upgrade {shown}: {_first_line(error)}") from None
+    finally:
+        engine.dispose()
+    print(f"database schema is at revision {revision}")
+    return 0
+
+
+def _shown(database_url: str) -> str:
+    """The URL as it may be printed: any password masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def _existing_database(settings: Settings, *, command: str, verb: str) -> Iterator[Runtime]:
+    """The runtime on the database `DATABASE_URL` names, which must already hold the bot's
+    schema (brought up to date if older): a missing SQLite file, an empty database or one
+    that can't be opened is a `Refusal`, and nothing is created or changed. Says (on
+    stderr) which database it uses."""
+    from alembic.util import CommandError
+    from sqlalchemy.engine import make_url
+
+    from domain.db import upgrade_schema
+
+    url = make_url(settings.DATABASE_URL)
+    shown = _shown(settings.DATABASE_URL)
+    path = None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database or "").absolute()
+        if url.query.get("uri"):
+            path = None  # a `file:` URI: let SQLite read it
+        elif not path.is_file():
+            raise Refusal(_no_database(settings, path=path, command=command))
+    print(f"milestone-bot: {verb} {shown}", file=sys.stderr)
+    runtime = _runtime(settings, migrate=False)
+    try:
+        revision = _schema_revision(runtime, sqlite_file=path, shown=shown)
+        if revision is None:
+            raise Refusal(
+                f"{shown} holds no milestone-bot data (it has no schema), so {command} has "
+                "nothing to read; check DATABASE_URL (`milestone-bot db upgrade` would create "
+                "an empty schema there)"
+            )
+        try:
+            upgrade_schema(runtime.engine)  # an older schema, as `serve` would at start-up
+        except CommandError as error:
+            raise Refusal(f"cannot use {shown}: {_first_line(error)}") from None
+        yield runtime
+    finally:
+        runtime.engine.dispose()
+
+
+def _schema_revision(runtime: Runtime, *, sqlite_file: Path | None, shown: str) -> str | None:
+    """The schema's Alembic revision (None: no schema). A SQLite file is only read: the
+    bot's own engine would switch any file it opens to WAL."""
+    import sqlite3
+    from urllib.parse import quote
+
+    from sqlalchemy.exc import DBAPIError
+
     from domain.db import current_revision
 
-    runtime = _runtime(settings)
-    print(f"database schema is at revision {current_revision(runtime.engine)}", file=sys.stderr)
-    return 0
+    if sqlite_file is None:
+        try:
+            return current_revision(runtime.engine)
+        except DBAPIError as error:
+            raise Refusal(f"cannot open {shown}: {_first_line(error.orig or error)}") from None
+    try:
+        connection = sqlite3.connect(f"file:{quote(sqlite_file.as_posix())}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:  # unreadable, or not a SQLite file at all
+        if "no such table" in str(error):
+            return None
+        raise Refusal(f"cannot open {shown}: {_first_line(error)}") from None
+    return str(rows[0][0]) if rows else None
+
+
+def _no_database(settings: Settings, *, path: Path, command: str) -> str:
+    default = "" if "DATABASE_URL" in settings.model_fields_set else ", the default"
+    return "\n".join(
+        [
+            f"no database at {path} (DATABASE_URL is {_shown(settings.DATABASE_URL)}{default});"
+            f" {command} needs an existing one and never creates it.",
+            "  Point DATABASE_URL at the bot's database, e.g. "
+            f"DATABASE_URL=sqlite:///path/to/milestone-bot.sqlite3 milestone-bot {command}",
+            "  The sandbox keeps its data in a throw-away file, deleted when it stops; to keep "
+            "it, start it with `milestone-bot sandbox --db sandbox.sqlite3`, then run "
+            f"`DATABASE_URL=sqlite:///sandbox.sqlite3 milestone-bot {command}`",
+        ]
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     from domain.errors import DomainError
     from domain.export import export_contracts
 
-    runtime = _runtime(settings)
-    with runtime.sessions() as session, session.begin():
+    with (
+        _existing_database(settings, command="export", verb="reading") as runtime,
+        runtime.sessions() as session,
+        session.begin(),
+    ):
         try:
             data = export_contracts(session, args.contract)
         except DomainError as error:
-            print(f"milestone-bot: {error.message}", file=sys.stderr)
-            return 1
+            raise Refusal(error.message, code=1) from None
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0
@@ -235,24 +376,31 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
 def _ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     from domain.verify import check
+    from handlers.blocks.format import plural
 
-    runtime = _runtime(settings)
-    with runtime.sessions() as session, session.begin():
+    with (
+        _existing_database(settings, command="ledger verify", verb="reading") as runtime,
+        runtime.sessions() as session,
+        session.begin(),
+    ):
         result = check(session)
     for discrepancy in result.discrepancies:
         print(discrepancy)
     if not result.ok:
-        print(f"ledger differs: {len(result.discrepancies)} problem(s)", file=sys.stderr)
+        print(f"ledger differs: {plural(len(result.discrepancies), 'problem')}", file=sys.stderr)
         return 1
-    print(f"ledger OK: {result.contracts} contracts, {result.entries} entries")
+    contracts = plural(result.contracts, "contract")
+    print(f"ledger OK: {contracts}, {plural(result.entries, 'entry', 'entries')}")
     return 0
 
 
 def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
     from domain import outbox
 
-    runtime = _runtime(settings)
-    with runtime.sessions() as session:
+    with (
+        _existing_database(settings, command="outbox", verb="reading") as runtime,
+        runtime.sessions() as session,
+    ):
         items = outbox.waiting(session)
         holds = outbox.holds(session)
     for hold in holds:
@@ -274,11 +422,14 @@ def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def _outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
     from domain import outbox
+    from handlers.blocks.format import plural
 
-    runtime = _runtime(settings)
-    with runtime.sessions() as session:
+    with (
+        _existing_database(settings, command="outbox retry", verb="updating") as runtime,
+        runtime.sessions() as session,
+    ):
         count = outbox.retry_now(session, now=runtime.clock())
-    print(f"{count} message(s) queued for delivery; a running serve or worker sends them")
+    print(f"{plural(count, 'message')} queued for delivery; a running serve or worker sends them")
     return 0
 
 

@@ -3,6 +3,10 @@
 Database tests take the `db` fixture, which runs each test on SQLite and on
 PostgreSQL (127.0.0.1:5432, user postgres, trust auth). When PostgreSQL can't be
 reached the PostgreSQL half fails under CI (env `CI` set) and skips elsewhere.
+
+Every test that needs something this machine may lack (PostgreSQL, Chromium, Slack's
+manifest schema beside the repository) calls `missing_dependency`: it skips naming the
+exact command that provides the missing piece, and under CI it fails instead.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.db import make_engine, make_session_factory, upgrade_schema
@@ -37,7 +42,14 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def under_ci() -> bool:
+    """`CI` is set (`.ci/run` sets it): every test must run, none may skip."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+settings.load_profile("ci" if under_ci() else "dev")
 
 # tests/benchmarks/ holds `scripts/bench`'s timing runs: never collected by pytest.
 collect_ignore = ["benchmarks"]
@@ -48,10 +60,43 @@ PG_ADMIN_URL = os.environ.get(
 NOW = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 
-def _postgres_unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL is required under CI but unreachable: {reason}")
-    pytest.skip(f"PostgreSQL not reachable ({reason}); set it up to run these tests")
+def missing_dependency(what: str, *, fix: str) -> NoReturn:
+    """This test needs `what`, which is missing: skip it, naming `fix`, the command that
+    provides it; under CI (env `CI` set) fail instead, since there every test must run."""
+    if under_ci():
+        pytest.fail(f"{what}, and under CI this fails instead of skipping; run: {fix}")
+    pytest.skip(f"{what}; run: {fix}")
+
+
+def postgres_unavailable(reason: str) -> NoReturn:
+    """The test PostgreSQL server (PG_ADMIN_URL) can't be used: skip, or fail under CI."""
+    missing_dependency(f"PostgreSQL not usable ({reason})", fix=postgres_fix(reason))
+
+
+def postgres_fix(reason: str, *, clusters: Path = Path("/etc/postgresql")) -> str:
+    """The command that makes PG_ADMIN_URL usable, for the problem `reason` describes
+    (Debian's PostgreSQL; `clusters` is where its clusters' configuration lives)."""
+    url = make_url(PG_ADMIN_URL)
+    host, port = url.host or "127.0.0.1", url.port or 5432
+    user, database = url.username or "postgres", url.database or "test"
+    createdb = f"createdb -h {host} -p {port} -U {user} {database}"
+    if f'database "{database}" does not exist' in reason:
+        return createdb
+    versions = (
+        sorted((p.name for p in clusters.iterdir()), key=_version) if clusters.is_dir() else []
+    )
+    version = versions[-1] if versions else "$(ls " + str(clusters) + " | sort -n | tail -n 1)"
+    trust = f"sed -i '1i host all {user} {host}/32 trust' {clusters}/{version}/main/pg_hba.conf"
+    start = f"pg_ctlcluster --skip-systemctl-redirect {version} main"
+    if "password authentication failed" in reason or "pg_hba.conf" in reason:
+        return f"{trust} && {start} reload"
+    if versions:
+        return f"{start} start"
+    return f"apt-get install -y postgresql && {trust} && {start} start && {createdb}"
+
+
+def _version(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
 
 
 @dataclass
@@ -92,7 +137,7 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as error:  # noqa: BLE001 - any failure means "unreachable"
-        _postgres_unavailable(str(error).splitlines()[0])
+        postgres_unavailable(str(error).splitlines()[0])
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     engine = make_engine(url)
     upgrade_schema(engine)

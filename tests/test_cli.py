@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from bot.cli import main
 from domain import services
@@ -201,7 +202,8 @@ def test_db_upgrade_creates_the_schema_in_a_fresh_sqlite_file_in_the_working_dir
     code, out, err = run(capsys, "db", "upgrade")
 
     assert code == 0
-    assert head_revision() in out + err
+    assert out == f"database schema is at revision {head_revision()}\n"
+    assert err == "milestone-bot: upgrading sqlite:///milestone-bot.sqlite3\n"
     engine = make_engine(f"sqlite:///{database}")
     try:
         tables = set(inspect(engine).get_table_names())
@@ -228,9 +230,18 @@ def test_db_upgrade_twice_is_harmless(
 
 @pytest.fixture
 def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bot's database, with its schema and no contracts yet, as `DATABASE_URL`."""
     url = f"sqlite:///{tmp_path / 'export.sqlite3'}"
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    engine.dispose()
     monkeypatch.setenv("DATABASE_URL", url)
     return url
+
+
+def reading(url: str) -> str:
+    """The line a command reading the database at `url` starts stderr with."""
+    return f"milestone-bot: reading {url}\n"
 
 
 def seed_contract(url: str) -> int:
@@ -283,10 +294,11 @@ def parse_utc(value: str) -> datetime:
 def test_export_of_an_empty_database_is_an_empty_list(
     capsys: pytest.CaptureFixture[str], database_url: str
 ) -> None:
-    code, out, _ = run(capsys, "export")
+    code, out, err = run(capsys, "export")
 
     assert code == 0
     assert json.loads(out) == {"contracts": []}
+    assert err == reading(database_url)
 
 
 def test_export_prints_a_contract_in_the_interface_schema(
@@ -394,9 +406,10 @@ def test_export_of_an_unknown_contract_says_so_and_fails(
 ) -> None:
     code, out, err = run(capsys, "export", "--contract", "999")
 
-    assert code != 0
+    assert code == 1
     assert out == ""
-    assert "999" in one_line(err)
+    assert err.startswith(reading(database_url))
+    assert "999" in one_line(err.removeprefix(reading(database_url)))
 
 
 # --- manifest -----------------------------------------------------------------------------
@@ -441,3 +454,212 @@ def test_manifest_with_a_bad_request_url_fails_with_one_line(
     assert code == 2
     assert out == ""
     assert "--request-url" in one_line(err)
+
+
+# --- where each command prints: the answer on stdout, the rest on stderr --------------------
+
+
+def test_help_lists_every_command_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    out, err = capsys.readouterr()
+
+    assert exited.value.code == 0
+    for command in ("serve", "worker", "sandbox", "db", "export", "ledger", "outbox", "manifest"):
+        assert command in out
+    assert err == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "verb", "answer"),
+    [
+        (["export"], "reading", '{\n  "contracts": []\n}\n'),
+        (["ledger", "verify"], "reading", "ledger OK: 0 contracts, 0 entries\n"),
+        (["outbox"], "reading", "0 pending, 0 held, 0 dead-lettered\n"),
+        (["outbox", "list"], "reading", "0 pending, 0 held, 0 dead-lettered\n"),
+        (
+            ["outbox", "retry"],
+            "updating",
+            "0 messages queued for delivery; a running serve or worker sends them\n",
+        ),
+    ],
+)
+def test_a_command_on_the_database_answers_on_stdout_and_names_the_database_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+    database_url: str,
+    argv: list[str],
+    verb: str,
+    answer: str,
+) -> None:
+    code, out, err = run(capsys, *argv)
+
+    assert code == 0
+    assert out == answer
+    assert err == f"milestone-bot: {verb} {database_url}\n"
+
+
+def test_ledger_verify_counts_in_correct_english(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    seed_contract(database_url)  # one contract, one fund entry
+
+    code, out, _ = run(capsys, "ledger", "verify")
+
+    assert (code, out) == (0, "ledger OK: 1 contract, 1 entry\n")
+
+
+def test_ledger_verify_names_one_problem_in_the_singular(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    seed_contract(database_url)
+    engine = make_engine(database_url)
+    with engine.begin() as conn:  # a hand-edit behind the services' back
+        conn.execute(text("UPDATE milestone SET amount_minor = amount_minor + 1 WHERE number = 1"))
+    engine.dispose()
+
+    code, out, err = run(capsys, "ledger", "verify")
+
+    assert code == 1
+    problems = out.strip().splitlines()
+    assert len(problems) == 1
+    assert err == reading(database_url) + "ledger differs: 1 problem\n"
+
+
+def test_ledger_alone_prints_its_usage_on_stderr_and_fails(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "ledger")
+
+    assert code == 2
+    assert out == ""
+    assert "verify" in err
+
+
+def test_the_password_of_a_database_url_is_never_printed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1: the command fails to connect, and says where it tried.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://ops:hunter2@127.0.0.1:1/bot")
+
+    code, out, err = run(capsys, "export")
+
+    assert code == 2
+    assert out == ""
+    assert "hunter2" not in err
+    lines = err.splitlines()
+    assert lines[0] == "milestone-bot: reading postgresql+psycopg://ops:***@127.0.0.1:1/bot"
+    assert lines[1].startswith("milestone-bot: cannot open postgresql+psycopg://ops:***@")
+    assert len(lines) == 2
+
+
+# --- a command that reads the bot's data never creates an empty database -----------------
+
+
+READERS = [["export"], ["ledger", "verify"], ["outbox"], ["outbox", "retry"]]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=" ".join)
+def test_a_missing_sqlite_file_is_an_error_naming_database_url_and_the_sandbox_file(
+    capsys: pytest.CaptureFixture[str], operator_shell: Path, argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+
+    assert code == 2
+    assert out == ""
+    command = " ".join(argv)
+    first, *hints = err.strip().splitlines()
+    assert first.startswith(f"milestone-bot: no database at {operator_shell}")
+    assert "milestone-bot.sqlite3" in first and "DATABASE_URL" in first and "default" in first
+    hint = " ".join(hints)
+    assert "throw-away" in hint
+    assert "`milestone-bot sandbox --db sandbox.sqlite3`" in hint
+    assert f"`DATABASE_URL=sqlite:///sandbox.sqlite3 milestone-bot {command}`" in hint
+    assert list(operator_shell.iterdir()) == []  # nothing created
+
+
+def test_a_missing_file_named_in_database_url_is_not_called_the_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, operator_shell: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///kept.sqlite3")
+
+    code, _, err = run(capsys, "export")
+
+    assert code == 2
+    first = err.splitlines()[0]
+    assert str(operator_shell / "kept.sqlite3") in first
+    assert "DATABASE_URL is sqlite:///kept.sqlite3)" in first
+    assert list(operator_shell.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database\n"], ids=["empty", "text"])
+@pytest.mark.parametrize("argv", READERS, ids=" ".join)
+def test_a_file_that_holds_no_bot_data_is_refused_and_left_as_it_was(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    operator_shell: Path,
+    argv: list[str],
+    content: bytes,
+) -> None:
+    path = operator_shell / "other.sqlite3"
+    path.write_bytes(content)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///other.sqlite3")
+
+    code, out, err = run(capsys, *argv)
+
+    assert code == 2
+    assert out == ""
+    saying_which, refusal = err.strip().splitlines()
+    verb = "updating" if argv == ["outbox", "retry"] else "reading"
+    assert saying_which == f"milestone-bot: {verb} sqlite:///other.sqlite3"
+    assert refusal.startswith("milestone-bot: ") and "sqlite:///other.sqlite3" in refusal
+    assert path.read_bytes() == content
+    assert [p.name for p in operator_shell.iterdir()] == ["other.sqlite3"]
+
+
+def test_another_applications_sqlite_database_is_refused_and_left_as_it_was(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, operator_shell: Path
+) -> None:
+    path = operator_shell / "other.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE note (body TEXT)")
+    conn.close()
+    before = path.read_bytes()
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///other.sqlite3")
+
+    code, out, err = run(capsys, "export")
+
+    assert code == 2
+    assert out == ""
+    assert "holds no milestone-bot data" in err and "DATABASE_URL" in err
+    assert path.read_bytes() == before  # still in its own journal mode, no tables added
+    assert [p.name for p in operator_shell.iterdir()] == ["other.sqlite3"]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://ops:hunter2@127.0.0.1:1/bot",
+            "postgresql+psycopg://ops:***@127.0.0.1:1/bot",
+        ),
+        ("sqlite:///no/such/folder/bot.sqlite3", "sqlite:///no/such/folder/bot.sqlite3"),
+    ],
+    ids=["unreachable server", "missing folder"],
+)
+def test_db_upgrade_of_a_database_it_cannot_open_says_so_in_a_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    operator_shell: Path,
+    url: str,
+    shown: str,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    code, out, err = run(capsys, "db", "upgrade")
+
+    assert code == 2
+    assert out == ""
+    assert err.splitlines()[0] == f"milestone-bot: upgrading {shown}"
+    assert one_line(err.split("\n", 1)[1]).startswith(f"milestone-bot: cannot open {shown}: ")
+    assert "hunter2" not in err
+    assert list(operator_shell.iterdir()) == []

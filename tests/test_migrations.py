@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from domain.db import alembic_config, current_revision, make_engine, upgrade_schema
 from domain.model import Base
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, postgres_unavailable
 
 
 def head_revision() -> str:
@@ -47,7 +47,7 @@ def create_pg_database() -> str:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as error:  # noqa: BLE001 - any failure means "unreachable"
-        pytest.skip(f"PostgreSQL not reachable ({str(error).splitlines()[0]})")
+        postgres_unavailable(str(error).splitlines()[0])
     finally:
         admin.dispose()
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from sandbox.emulator import SlackDriver, SlackEmulator
+from tests.conftest import postgres_unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "process-signing-secret"
@@ -278,12 +279,6 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bot.sqlite3'}"
 
 
-def _postgres_unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL is required under CI but unreachable: {reason}")
-    pytest.skip(f"PostgreSQL not reachable ({reason}); set it up to run these tests")
-
-
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database (no schema: start-up must create it)."""
@@ -294,7 +289,7 @@ def fresh_postgres_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as error:  # noqa: BLE001 - any failure means "unreachable"
         admin.dispose()
-        _postgres_unavailable(str(error).splitlines()[0])
+        postgres_unavailable(str(error).splitlines()[0])
     # What an operator writes; the bot picks the psycopg 3 driver itself.
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
     try:
