@@ -8,26 +8,48 @@ same with the people and channels the local Slack knows.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 
 COMMAND = "/milestone"
+COMMANDS = (COMMAND,)  # the slash commands the workspace knows: the manifest's
+HELP = f"{COMMAND} help"
 
 
 class NotACommand(ValueError):
-    """The composer only sends `/milestone …` (the sandbox has no plain chat)."""
+    """The composer only sends the app's slash commands (the sandbox has no plain chat).
+
+    The message is plain text (the page shows it as it is), and `suggestion` is the
+    exact text to send instead, when the first word looks like a misspelt command.
+    """
+
+    def __init__(self, message: str, *, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.suggestion = suggestion
 
 
 def split_command(typed: str) -> tuple[str, str]:
-    """`"/milestone add x"` → `("/milestone", "add x")`; anything else is refused."""
+    """`"/milestone add x"` → `("/milestone", "add x")`; anything else is refused.
+
+    An unknown command is answered as Slack answers it, plus the closest known command
+    with the rest of what was typed: `/milestne help` → "Did you mean /milestone help?".
+    """
     stripped = typed.strip()
     word, _, rest = stripped.partition(" ")
-    if word.lower() != COMMAND:
-        raise NotACommand(
-            f"Only {COMMAND} commands work here, for example `{COMMAND} help`. "
-            "The sandbox has no plain chat messages."
-        )
-    return COMMAND, rest.strip()
+    rest = rest.strip()
+    if word.lower() in COMMANDS:
+        return word.lower(), rest
+    slash = word if word.startswith("/") else "/" + word
+    closest = difflib.get_close_matches(slash.lower(), COMMANDS, n=1, cutoff=0.6)
+    retype = f"{closest[0]} {rest}".strip() if closest else None
+    if not word.startswith("/"):
+        said = "The sandbox has no plain chat messages, only the app's slash command."
+    else:
+        said = f"{word} is not a valid command."
+    if retype is not None:
+        raise NotACommand(f"{said} Did you mean {retype}?", suggestion=retype)
+    raise NotACommand(f"{said} This workspace has {COMMAND}: try {HELP}.")
 
 
 def escape_like_slack(text: str, *, users: Mapping[str, str], channels: Mapping[str, str]) -> str:

@@ -25,6 +25,8 @@
   const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August',
     'September', 'October', 'November', 'December'];
   const GROUP_SECONDS = 300;
+  // Below this width (app.css: the same number) the page is a phone's: shorter texts.
+  const NARROW = window.matchMedia('(max-width: 560px)');
 
   const ui = {
     me: new URLSearchParams(location.search).get('as') || '',
@@ -117,7 +119,7 @@
 
   function setOffline(offline) {
     if (offline && !ui.offline) {
-      toast('Lost the sandbox. Is `milestone-bot sandbox` still running? Retrying…', 'error');
+      toast('Lost the sandbox. Is “milestone-bot sandbox” still running? Retrying…', 'error');
     }
     ui.offline = offline;
   }
@@ -678,15 +680,19 @@
     if (key === ui.peopleKey) return;
     ui.peopleKey = key;
     const focused = document.activeElement && document.activeElement.name === 'person';
-    $('#people').replaceChildren(...st.people.map((p) => el('label', { class: 'person' },
-      el('input', {
-        type: 'radio', name: 'person', value: p.id, checked: p.id === st.viewer,
-        onchange: () => switchTo(p.id),
-      }),
-      avatar(p.id),
-      el('span', { class: 'person-text' },
-        el('span', { class: 'person-name' }, p.real_name),
-        el('span', { class: 'person-role' }, `${p.role} · ${p.tz_label}`)))));
+    $('#people').replaceChildren(...st.people.map((p) => {
+      const [first, ...rest] = p.real_name.split(' ');
+      return el('label', { class: 'person', title: `${p.real_name}, ${p.role} · ${p.tz_label}` },
+        el('input', {
+          type: 'radio', name: 'person', value: p.id, checked: p.id === st.viewer,
+          'aria-label': `${p.real_name}, ${p.role}`,
+          onchange: () => switchTo(p.id),
+        }),
+        avatar(p.id),
+        el('span', { class: 'person-text' },
+          el('span', { class: 'person-name' }, first, rest.length ? el('span', { class: 'person-last' }, ` ${rest.join(' ')}`) : null),
+          el('span', { class: 'person-role' }, `${p.role} · ${p.tz_label}`)));
+    }));
     const mine = $(`#people input[value="${st.viewer}"]`);
     if (focused) mine.focus();
     mine.closest('.person').scrollIntoView({ block: 'nearest', inline: 'nearest' });
@@ -719,10 +725,16 @@
     if (!st) return;
     const now = sandboxNow();
     const zone = (st.people.find((p) => p.id === st.viewer) || {}).tz_label || tz();
-    $('#clock-now').textContent = `${format(now, { weekday: 'short', month: 'short', day: 'numeric', year: 'numeric', hour: 'numeric', minute: '2-digit' })} (${zone})`;
+    const narrow = NARROW.matches;
+    const when = format(now, narrow
+      ? { weekday: 'short', month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' }
+      : { weekday: 'short', month: 'short', day: 'numeric', year: 'numeric', hour: 'numeric', minute: '2-digit' });
+    $('#clock-now').textContent = narrow ? when : `${when} (${zone})`;
     $('#clock-now').setAttribute('datetime', now.toISOString());
+    $('#clock-now').title = `${format(now, { dateStyle: 'full', timeStyle: 'short' })} (${zone})`;
     const days = st.offset_days;
-    $('#clock-offset').textContent = days > 0 ? `${Number(days.toFixed(2))} day${days === 1 ? '' : 's'} ahead of real time` : '';
+    const ahead = `${Number(days.toFixed(2))} day${days === 1 ? '' : 's'} ahead`;
+    $('#clock-offset').textContent = days > 0 ? (narrow ? ahead : `${ahead} of real time`) : '';
   }
 
   async function advance(days, button) {
@@ -819,7 +831,9 @@
     if (st.messages.length) {
       return el('div', { class: 'empty' },
         el('h2', {}, `This is the very beginning of #${name}`),
-        el('p', {}, 'Cards update in place when someone acts on them; reminders appear as thread replies. Switch person on the left to answer as them.'));
+        el('p', {}, 'Cards update in place when someone acts on them; reminders appear as thread replies. Switch person ',
+          el('span', { class: 'where-wide' }, 'on the left'), el('span', { class: 'where-narrow' }, 'at the top'),
+          ' to answer as them.'));
     }
     const me = st.people.find((p) => p.id === st.viewer) || st.people[0];
     const due = new Date(sandboxNow().getTime() + 30 * 86400000).toISOString().slice(0, 10);
@@ -1028,6 +1042,7 @@
     });
     window.addEventListener('hashchange', () => setView(location.hash === '#home' ? 'home' : 'channel'));
     setInterval(renderClock, 15000);
+    NARROW.addEventListener('change', renderClock);
     setView(ui.view);
     const input = $('#composer-input');
     input.focus();

@@ -116,6 +116,16 @@ def test_only_milestone_commands_are_sent(api: Api, sandbox: Sandbox) -> None:
     assert not sandbox.slack.calls_to("chat.postEphemeral")
 
 
+def test_a_misspelt_command_gets_slacks_answer_and_the_command_to_retype(
+    api: Api, sandbox: Sandbox
+) -> None:
+    status, answer = api.post("/api/command", {"as": CLIENT.id, "text": "/milestne help"})
+    assert status == 400
+    assert answer["error"] == "/milestne is not a valid command. Did you mean /milestone help?"
+    assert api.state(CLIENT.id)["typed"] == [], "Slack never sent it to the app"
+    assert not sandbox.slack.calls_to("chat.postEphemeral")
+
+
 def test_a_click_on_a_card_button_acts_as_the_person_and_the_card_updates_in_place(
     api: Api, sandbox: Sandbox
 ) -> None:

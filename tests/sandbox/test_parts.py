@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from bot.cli import _parser
+from domain.money import format_amount
+from sandbox.browser import WIDE
 from sandbox.clock import OffsetClock
-from sandbox.demo import seed_demo
-from sandbox.people import CLIENT, FREELANCER
+from sandbox.demo import AGENCY_CONTRACT, CONTRACT, seed_demo, waiting_request
+from sandbox.people import CLIENT, FREELANCER, MANAGER, MEMBER, OUTSIDER, person
 from sandbox.sandbox import Sandbox
 from sandbox.typed import NotACommand, escape_like_slack, split_command
-from tests.sandbox.conftest import PROXY_VARS, SETTINGS_VARS, contracts
+from tests.sandbox.conftest import PROXY_VARS, SETTINGS_VARS, contracts, png_size
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,6 +44,48 @@ def test_only_the_milestone_command_is_accepted() -> None:
         split_command("hello")
     with pytest.raises(NotACommand):
         split_command("/milestones help")
+
+
+@pytest.mark.parametrize(
+    ("typed", "answer", "retype"),
+    [
+        (
+            "/milestne help",
+            "/milestne is not a valid command. Did you mean /milestone help?",
+            "/milestone help",
+        ),
+        (
+            '/Milestones add "Build"  2500',
+            '/Milestones is not a valid command. Did you mean /milestone add "Build"  2500?',
+            '/milestone add "Build"  2500',
+        ),
+        (
+            "milestone status",
+            "The sandbox has no plain chat messages, only the app's slash command. "
+            "Did you mean /milestone status?",
+            "/milestone status",
+        ),
+        (
+            "/giphy cats",
+            "/giphy is not a valid command. This workspace has /milestone: try /milestone help.",
+            None,
+        ),
+        (
+            "hello team",
+            "The sandbox has no plain chat messages, only the app's slash command. "
+            "This workspace has /milestone: try /milestone help.",
+            None,
+        ),
+    ],
+)
+def test_an_unknown_command_is_answered_like_slack_with_the_closest_command_to_retype(
+    typed: str, answer: str, retype: str | None
+) -> None:
+    with pytest.raises(NotACommand) as refused:
+        split_command(typed)
+    assert str(refused.value) == answer
+    assert refused.value.suggestion == retype
+    assert "`" not in answer, "plain text: the page shows it as it is"
 
 
 def test_the_offset_clock_moves_only_forward() -> None:
@@ -69,16 +113,72 @@ def test_every_emoji_the_bot_uses_has_a_picture_in_the_page() -> None:
 
 def test_the_demo_is_typed_through_the_bot(sandbox: Sandbox) -> None:
     assert seed_demo(sandbox)
-    (contract,) = contracts(sandbox)
-    assert contract["status"] == "active"
+    agency, contract = contracts(sandbox)
+    assert contract["title"] == CONTRACT and contract["status"] == "active"
     assert [m["status"] for m in contract["milestones"]] == ["funded", "pending"]
     (request,) = contract["change_requests"]
     assert request["status"] == "pending" and request["proposed_by"] == FREELANCER.id
     carol = sandbox.state(CLIENT.id)
-    assert carol["typed"][0]["text"].startswith('/milestone new "Website redesign"')
+    assert carol["typed"][0]["text"].startswith(f'/milestone new "{AGENCY_CONTRACT}"')
     assert len(carol["ephemerals"]) == len(carol["typed"]), "every command was answered"
     assert not seed_demo(sandbox), "a second demo contract would make commands ambiguous"
-    assert len(contracts(sandbox)) == 1
+    assert len(contracts(sandbox)) == 2
+    # The agency contract is over, so commands in the channel mean the one in progress.
+    assert agency["status"] == "closed"
+    status = sandbox.say(FREELANCER.id, "/milestone status")
+    assert CONTRACT in status and "several open contracts" not in status
+
+
+def test_the_demo_shows_what_an_agency_manager_and_a_member_may_do(sandbox: Sandbox) -> None:
+    seed_demo(sandbox)
+    agency = contracts(sandbox)[0]
+    assert agency["title"] == AGENCY_CONTRACT
+    assert agency["agency"] == {
+        "name": "Pixel & Co",
+        "manager_ids": [MANAGER.id],
+        "member_ids": [MEMBER.id],
+    }
+    (proposal,) = agency["change_requests"]
+    assert (proposal["proposed_by"], proposal["status"]) == (MANAGER.id, "accepted")
+    assert [m["status"] for m in agency["milestones"]] == ["released"]
+    milo = sandbox.state(MEMBER.id)
+    assert [t["text"].split()[1] for t in milo["typed"]] == ["edit", "submit"]
+    assert [e["text"] for e in milo["ephemerals"]] == [
+        f"Only an agency manager (<@{MANAGER.id}>) can propose changes.",
+        "Submitted milestone 1 (Logo and colours) for review.",
+    ]
+    # Only Milo is told; the channel shows what the manager and the member did.
+    assert "Only an agency manager" not in str(sandbox.state(CLIENT.id)["ephemerals"])
+    channel = str(sandbox.state(OUTSIDER.id)["messages"])
+    assert "Two more logo variants" in channel and f"<@{MEMBER.id}>" in channel
+
+
+def test_the_readme_says_what_the_demo_and_its_picture_show(sandbox: Sandbox) -> None:
+    """README, Quick start: the walk-through's first lines and the picture's caption."""
+    seed_demo(sandbox)
+    request = waiting_request(sandbox)
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    proposer = person(request.proposed_by)
+    assert proposer is not None and proposer is not CLIENT
+
+    def dollars(minor: int) -> str:
+        return format_amount(minor, request.currency).removesuffix(".00")
+
+    said = (
+        f"{proposer.real_name.split()[0]}'s change request #{request.number} "
+        f"(milestone {request.milestone} from {dollars(request.amount_before_minor)} "
+        f"to {dollars(request.amount_after_minor)})"
+    )
+    assert f"![The sandbox: Carol, the client, sees {said} with Accept / Decline" in readme
+    (contract,) = [c for c in contracts(sandbox) if c["status"] == "active"]
+    funded = [m["number"] for m in contract["milestones"] if m["status"] == "funded"]
+    assert funded == [1]
+    assert (
+        f"The demo contract *{request.contract_title}* is active, milestone 1 is funded, "
+        f"and {said} waits for you." in readme
+    )
+    assert f"*{AGENCY_CONTRACT}* with the Pixel & Co agency" in readme
+    assert png_size(REPO / "docs" / "sandbox.png") == (WIDE.width, WIDE.height)
 
 
 def test_the_cli_has_a_sandbox_command() -> None:
