@@ -1,36 +1,28 @@
-"""People's time zones from Slack profiles (users.info), cached for the sweep."""
+"""People's time zones and locales from Slack profiles (users.info with
+`include_locale`), cached for the sweep."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
-log = logging.getLogger(__name__)
+from handlers.people import TTL_SECONDS, Habits, SlackProfiles
 
 
 class SlackTimeZones:
-    """`time_zone_of(user_id)` for the reminder sweep; None when Slack can't tell."""
+    """`time_zone_of(user_id)` for the reminder sweep; None when Slack can't tell.
 
-    def __init__(self, client: WebClient, *, ttl_seconds: float = 3600.0) -> None:
+    One users.info call (with the locale) per person per `ttl_seconds` gives both their
+    time zone and their locale (`locale_of`)."""
+
+    def __init__(self, client: WebClient, *, ttl_seconds: float = TTL_SECONDS) -> None:
         self._client = client
-        self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, str | None]] = {}
-        self._lock = threading.Lock()
+        self._profiles = SlackProfiles(ttl_seconds=ttl_seconds)
 
     def __call__(self, user_id: str) -> str | None:
-        with self._lock:
-            cached = self._cache.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        try:
-            tz = self._client.users_info(user=user_id)["user"].get("tz")
-        except (SlackApiError, OSError) as error:
-            log.warning("no time zone for %s (%s); using UTC", user_id, error)
-            return cached[1] if cached else None
-        with self._lock:
-            self._cache[user_id] = (time.monotonic() + self._ttl, tz)
-        return tz if isinstance(tz, str) else None
+        return self.habits_of(user_id).time_zone
+
+    def locale_of(self, user_id: str) -> str | None:
+        return self.habits_of(user_id).locale
+
+    def habits_of(self, user_id: str) -> Habits:
+        return self._profiles.habits_of(self._client, user_id)

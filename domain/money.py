@@ -18,6 +18,23 @@ How amounts are typed (`parse_amount`):
   A code or symbol of another currency is refused, naming both currencies.
 - Invisible marks (bidi marks, zero-width spaces) are ignored, so amounts copied
   from formatted text parse; `format_amount` output in `en_US` always parses back.
+
+Locale amounts (`parse_amount(..., locale="de-DE")`, the person's Slack locale): the
+number is read in the person's own habits, with Babel's strict `parse_decimal`, and
+the English style above still works for everyone. Currency marks, decimals, limits and
+refusals are as above.
+- A number whose separators can mean only one thing is read so: `1.500,00` and
+  `1,500.00` (two kinds of separator: the last is the decimal point), `1.500.000` and
+  `1,500,000` (one kind, repeated: groups of three), `1,50` and `1500.5` (not three
+  digits after the only separator: a decimal point), the locale's own grouping
+  (`1,50,000` in `en_IN`, `1 500` with a space for `fr_FR`, `1'500.50` for `de_CH`).
+- One dot or comma with one to three digits before it (no leading zero) and exactly
+  three after (`1.500`, `12,000`) is one and a half or fifteen hundred. The person's
+  locale settles it when that separator is its group symbol (`1,500` for `en-US`,
+  `1.500` or `€1.500` for `de-DE`: fifteen hundred), or when it is its decimal symbol
+  and the currency has at least three minor digits (`1.500` KWD for `en-US`: one and a
+  half). Otherwise it is asked about, not guessed: `AmbiguousAmount` names both
+  readings and the exact text to type for each (`1500`, `1.50`).
 """
 
 from __future__ import annotations
@@ -33,7 +50,16 @@ from typing import Any
 
 import iso4217
 from babel.core import Locale, UnknownLocaleError, get_global
-from babel.numbers import NumberPattern, format_currency, get_currency_symbol
+from babel.numbers import (
+    NumberFormatError,
+    NumberPattern,
+    format_currency,
+    format_decimal,
+    get_currency_symbol,
+    get_decimal_symbol,
+    get_group_symbol,
+    parse_decimal,
+)
 
 from domain.errors import InvalidAmount, InvalidCurrency
 
@@ -70,6 +96,12 @@ _COMMA_GROUPED = re.compile(r"[0-9][0-9,]*(?:\.[0-9]+)?")
 _EXPONENT = re.compile(r"\s*[eE][+-]?[0-9]")
 _DIGIT = re.compile(r"[0-9]")
 _ISO_CODE = re.compile(r"[A-Z]{3}")
+# One dot or comma with up to three digits before and exactly three after: `1.500` is
+# one and a half, or fifteen hundred.
+_AMBIGUOUS = re.compile(r"([1-9][0-9]{0,2})([.,])([0-9]{3})")
+_SEPARATOR_NAMES = {".": "dot", ",": "comma"}
+_SPACE_GROUPS = frozenset({" ", "\u00a0", "\u202f"})
+_APOSTROPHE_GROUPS = frozenset({"'", "\u2019"})
 _SHOWABLE_CODE = re.compile(r"[A-Z0-9]{1,8}")
 _ALL_CODES = frozenset(currency.code for currency in iso4217.Currency)
 _USABLE_CODES = frozenset(c.code for c in iso4217.Currency if c.exponent is not None)
@@ -99,11 +131,15 @@ def minor_digits(currency: str) -> int:
     return exponent
 
 
-def parse_amount(text: str, currency: str, *, max_major: int) -> int:
+def parse_amount(text: str, currency: str, *, max_major: int, locale: str | None = None) -> int:
     """Parse what a person typed into minor units of `currency` (see the module doc).
 
-    Raises `InvalidAmount` with a reason for the person, `InvalidCurrency` if
-    `currency` itself is unusable.
+    Without `locale`, only the English number style is read. With the person's locale
+    (Slack's `en-US`, `de-DE`, or Babel's `de_DE`), the number is read in their own
+    habits (`Locale amounts` in the module doc); an unknown locale reads as `en_US`.
+
+    Raises `InvalidAmount` with a reason for the person (`AmbiguousAmount` when a
+    number could mean two amounts), `InvalidCurrency` if `currency` itself is unusable.
     """
     if len(text) > MAX_AMOUNT_TEXT_LENGTH:
         raise InvalidAmount(
@@ -114,36 +150,36 @@ def parse_amount(text: str, currency: str, *, max_major: int) -> int:
     digits = minor_digits(code)
     if max_major < 1:
         raise ValueError("max_major must be at least 1")
+    habits = None if locale is None else number_habits(locale)
+    example = _example(code) if habits is None else _example_in(code, habits.locale)
     cleaned = text.translate(_INVISIBLE).strip()
     if not cleaned:
-        raise InvalidAmount(f"The amount is empty; enter a number such as {_example(code)}.")
-    found = _NUMBER.search(cleaned)
+        raise InvalidAmount(f"The amount is empty; enter a number such as {example}.")
+    found = (_NUMBER if habits is None else habits.number).search(cleaned)
     if found is None:
-        raise InvalidAmount(f"That is not a number; enter an amount such as {_example(code)}.")
+        raise InvalidAmount(f"That is not a number; enter an amount such as {example}.")
     number = found.group()
     before, after = cleaned[: found.start()].strip(), cleaned[found.end() :]
     if _EXPONENT.match(after):
         raise InvalidAmount("Write the amount in full, without exponent notation such as 1e3.")
     if _DIGIT.search(after):
-        raise InvalidAmount("Write the number without spaces inside it, such as 1500 or 1,500.")
+        grouped = "1,500" if habits is None else habits.grouped_example
+        raise InvalidAmount(
+            f"Write the number without spaces inside it, such as 1500 or {grouped}."
+        )
     negative = before.startswith(tuple(_MINUS_SIGNS)) or before.endswith(tuple(_MINUS_SIGNS))
     if negative:
         before = before.strip(_MINUS_SIGNS)
     _check_currency_mark(before, code)
     _check_currency_mark(after, code)
 
-    shape = _WELL_FORMED.fullmatch(number)
-    if shape is None:
-        if _COMMA_GROUPED.fullmatch(number):
-            decimals_hint = "; use a dot for decimals, as in 1500.50" if digits else ""
-            raise InvalidAmount(
-                f"Commas can only separate groups of three digits, as in 1,500,000{decimals_hint}."
-            )
-        raise InvalidAmount(f"That is not a number; enter an amount such as {_example(code)}.")
+    if habits is None:
+        value, fraction_digits = _read_english(number, code, digits)
+    else:
+        value, fraction_digits = _read_in_habits(number, habits, code, digits)
     if negative:
         raise InvalidAmount("An amount can't be negative.")
-    fraction = shape["frac"] or ""
-    if len(fraction) > digits:
+    if fraction_digits > digits:
         if digits == 0:
             raise InvalidAmount(
                 f"{code} has no minor unit, so {number} can't be used; enter a whole number."
@@ -152,7 +188,6 @@ def parse_amount(text: str, currency: str, *, max_major: int) -> int:
             f"{code} amounts have at most {digits} decimal{'s' if digits > 1 else ''}, "
             f"so {number} can't be used."
         )
-    value = Decimal(f"{shape['int'].replace(',', '')}.{fraction or '0'}")
     if value == 0:
         raise InvalidAmount("The amount must be more than zero.")
     if value > max_major:
@@ -161,6 +196,147 @@ def parse_amount(text: str, currency: str, *, max_major: int) -> int:
         context.prec = len(number) + digits + 2
         context.traps[decimal.Inexact] = True
         return int(value.scaleb(digits))
+
+
+def _read_english(number: str, code: str, digits: int) -> tuple[Decimal, int]:
+    """The house style: `1500`, `1,500`, `1,500.50`. The value and its typed decimals."""
+    shape = _WELL_FORMED.fullmatch(number)
+    if shape is None:
+        if _COMMA_GROUPED.fullmatch(number):
+            decimals_hint = "; use a dot for decimals, as in 1500.50" if digits else ""
+            raise InvalidAmount(
+                f"Commas can only separate groups of three digits, as in 1,500,000{decimals_hint}."
+            )
+        raise InvalidAmount(f"That is not a number; enter an amount such as {_example(code)}.")
+    fraction = shape["frac"] or ""
+    return Decimal(f"{shape['int'].replace(',', '')}.{fraction or '0'}"), len(fraction)
+
+
+# --- amounts in the person's own habits ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NumberHabits:
+    """How a locale writes numbers: its decimal and group symbols (and what people type
+    for the group symbol: a space for a narrow no-break space, `'` for `’`)."""
+
+    locale: str  # Babel's identifier, e.g. "de_DE"
+    decimal: str
+    group: str
+    group_typed: frozenset[str]
+    number: re.Pattern[str]  # finds the number in the text, group symbols included
+    grouped_example: str  # 1500 with its group symbol, e.g. "1.500"
+
+
+@functools.lru_cache(maxsize=256)
+def number_habits(locale: str) -> NumberHabits:
+    """The number habits of `locale` (`de-DE` or `de_DE`); `en_US` when Babel doesn't
+    know it (nor its language alone)."""
+    identifier = locale.strip().replace("-", "_")
+    found: Locale | None = None
+    for attempt in (identifier, identifier.split("_")[0], "en_US"):
+        try:
+            found = Locale.parse(attempt)
+            break
+        except (UnknownLocaleError, ValueError, TypeError):
+            continue
+    assert found is not None  # en_US always parses
+    name = str(found)
+    decimal_symbol = get_decimal_symbol(name)
+    group = get_group_symbol(name)
+    typed = {group}
+    for alike in (_SPACE_GROUPS, _APOSTROPHE_GROUPS):
+        if group in alike:
+            typed |= alike
+    extra = "".join(sorted(re.escape(symbol) for symbol in typed - {".", ","}))
+    pattern = r"[0-9](?:[0-9.,]" + (f"|[{extra}](?=[0-9])" if extra else "") + ")*"
+    return NumberHabits(
+        locale=name,
+        decimal=decimal_symbol,
+        group=group,
+        group_typed=frozenset(typed),
+        number=re.compile(pattern),
+        grouped_example=format_decimal(1500, locale=name).replace("\u202f", " "),
+    )
+
+
+def _read_in_habits(
+    number: str, habits: NumberHabits, code: str, digits: int
+) -> tuple[Decimal, int]:
+    """Read `number` as the person writes numbers (the module doc's rules). The value and
+    the decimals typed."""
+    normalized = number
+    for symbol in habits.group_typed:
+        normalized = normalized.replace(symbol, habits.group)
+    if normalized.isdigit():
+        return Decimal(normalized), 0
+    ambiguous = _AMBIGUOUS.fullmatch(normalized)
+    if ambiguous is not None:
+        head, separator, tail = ambiguous.groups()
+        if separator == habits.group and separator != habits.decimal:
+            return Decimal(head + tail), 0
+        if separator == habits.decimal and digits >= 3:
+            return Decimal(f"{head}.{tail}"), len(tail)
+        raise _ambiguous(number, head, separator, tail, habits, code, digits)
+    if normalized[-1].isdigit():
+        for convention in dict.fromkeys((habits.locale, "en_US", "de_DE")):
+            try:
+                value = parse_decimal(normalized, locale=convention, strict=True)
+            except NumberFormatError:
+                continue
+            exponent = value.as_tuple().exponent
+            return value, -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    raise InvalidAmount(
+        f"That is not a number I can read; enter an amount such as "
+        f"{_example_in(code, habits.locale)}."
+    )
+
+
+class AmbiguousAmount(InvalidAmount):
+    """A number that could mean two amounts (`1.500`: one and a half, or fifteen
+    hundred); the person is asked which, with the exact text to type for each."""
+
+    def __init__(self, message: str, *, readings: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.readings = readings  # the amounts it could mean, in minor units
+
+
+def _ambiguous(
+    number: str, head: str, separator: str, tail: str, habits: NumberHabits, code: str, digits: int
+) -> AmbiguousAmount:
+    name = _SEPARATOR_NAMES[separator]
+    thousands = int(head + tail) * 10**digits
+    as_thousands = format_amount(thousands, code, locale=habits.locale)
+    fraction = Decimal(f"{head}.{tail}")
+    with decimal.localcontext() as context:
+        context.prec = 20
+        kept = fraction.quantize(Decimal(1).scaleb(-digits), rounding=decimal.ROUND_DOWN)
+    opening = (
+        f'I can\'t tell what "{number}" means: {as_thousands} (the {name} separating thousands)'
+    )
+    if kept != fraction:
+        limit = (
+            f"{code} has no minor unit"
+            if digits == 0
+            else f"{code} amounts have at most {digits} decimal{'s' if digits > 1 else ''}"
+        )
+        return AmbiguousAmount(
+            f"{opening}, or {head}.{tail} with the {name} as decimal point, but {limit}. "
+            f'Type "{head}{tail}" for {as_thousands}.',
+            readings=(thousands,),
+        )
+    small = int(kept.scaleb(digits))
+    as_fraction = format_amount(small, code, locale=habits.locale)
+    typed_fraction = head if digits == 0 else f"{head}{habits.decimal}{tail[:digits]}"
+    return AmbiguousAmount(
+        f"{opening} or {as_fraction} (the {name} as decimal point). "
+        f'Type "{head}{tail}" for {as_thousands}, or "{typed_fraction}" for {as_fraction}.',
+        readings=(thousands, small),
+    )
+
+
+def _example_in(code: str, locale: str) -> str:
+    return f"1500 or {format_amount(1500 * 10 ** minor_digits(code), code, locale=locale)}"
 
 
 def format_amount(amount_minor: int, currency: str, *, locale: str = "en_US") -> str:

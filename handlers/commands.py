@@ -6,22 +6,31 @@ answer is delivered from the outbox right after the ack, through `respond`
 form is acked at once and answers afterwards. Errors are raised, and the one error
 policy (handlers.errors) turns them into a message for the person who typed the
 command.
+
+Due dates and amounts are read in the person's own habits before the service is called:
+`next friday` in their Slack time zone (domain.when), `1.500,00` in their Slack locale
+(domain.money), and handed to the domain as a date and a plain amount. Their profile
+(users.info, cached per app: handlers.people) is asked for only when the input needs
+it: a date in words, or an amount with separators.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from domain import queries, rules, services, snapshot
+from domain import money, queries, rules, services, snapshot, when
 from domain.errors import InvalidInput
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
+from domain.text import Command, said
 from handlers import blocks, grammar
 from handlers.blocks import modals
 from handlers.blocks.message import Message
@@ -30,13 +39,26 @@ from handlers.errors import guarded, tell
 from handlers.facts import require_bot_in_channel, team_ids_of
 from handlers.flow import perform
 from handlers.payloads import ModalContext
+from handlers.people import Habits, SlackProfiles
 from handlers.replies import reply_address
 
 COMMAND = "/milestone"
+# Amounts with one of these need the person's locale to be read (`1.500`, `1 500`).
+_SEPARATORS = re.compile("[.,'\u2019]|[0-9][\\s\u00a0\u202f]+[0-9]")
+_YEAR_FIRST = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ADD_EXAMPLE = 'add "Design" 1500 next friday "Wireframes"'
+_EDIT_EXAMPLE = 'edit 2 due="next friday" message="..."'
 
 
 def register(app: App) -> None:
-    app.command(COMMAND)(guarded(handle_milestone_command))
+    profiles = SlackProfiles()  # one per app: each person's time zone and locale, cached
+
+    def milestone_command(
+        ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
+    ) -> None:
+        run_command(ack, command, context, respond, client, profiles=profiles)
+
+    app.command(COMMAND)(guarded(milestone_command))
 
 
 @dataclass(frozen=True)
@@ -53,15 +75,34 @@ class Invocation:
     respond: Respond
     client: WebClient
     started: float
+    profiles: SlackProfiles
+
+    def habits(self) -> Habits:
+        """The person's time zone and locale (a cached Slack lookup)."""
+        return self.profiles.habits_of(self.client, self.user_id)
 
 
 def handle_milestone_command(
     ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
 ) -> None:
+    """`/milestone …`, asking Slack afresh for the person's profile when it is needed."""
+    run_command(ack, command, context, respond, client, profiles=SlackProfiles())
+
+
+def run_command(
+    ack: Ack,
+    command: dict[str, Any],
+    context: BoltContext,
+    respond: Respond,
+    client: WebClient,
+    *,
+    profiles: SlackProfiles,
+) -> None:
     started = time.monotonic()
-    parsed = grammar.parse(command.get("text", ""))
+    deps = deps_of(context)
+    parsed = grammar.parse(command.get("text", ""), today=deps.now().date())
     call = Invocation(
-        deps=deps_of(context),
+        deps=deps,
         ack=ack,
         body=command,
         user_id=command["user_id"],
@@ -71,6 +112,7 @@ def handle_milestone_command(
         respond=respond,
         client=client,
         started=started,
+        profiles=profiles,
     )
     match parsed:
         case grammar.ShowHelp():
@@ -101,10 +143,60 @@ def handle_milestone_command(
 
 
 def _contract_id(call: Invocation, cmd: grammar.Command) -> int:
+    return _contract(call, cmd)[0]
+
+
+def _contract(call: Invocation, cmd: grammar.Command) -> tuple[int, str]:
+    """The id and currency of the contract the command means."""
     with call.deps.sessions() as session, session.begin():
-        return queries.resolve_contract(
+        contract = queries.resolve_contract(
             session, channel_id=call.channel_id, contract_id=cmd.contract_id
-        ).id
+        )
+        return contract.id, contract.currency
+
+
+def _due_date(call: Invocation, due: grammar.Due, *, example: str) -> date:
+    """The day the person means, in their calendar (domain.when). A date written with
+    the year first and at least two days ahead is the same day everywhere on Earth, so
+    it needs no lookup. A date of several unquoted words that can't be read may have
+    taken in words meant otherwise: the refusal then shows `example` (a command)."""
+    utc_today = call.deps.now().date()
+    if _YEAR_FIRST.fullmatch(due.text):
+        try:
+            day = date.fromisoformat(due.text)
+        except ValueError:  # not on the calendar anywhere: refused without a lookup
+            return when.read_due(due.text, today=utc_today)
+        if utc_today + timedelta(days=2) <= day:
+            return when.read_due(due.text, today=utc_today)
+    habits = call.habits()
+    today = when.today_in(call.deps.now(), habits.time_zone)
+    try:
+        return when.read_due(due.text, today=today, locale=habits.locale)
+    except InvalidInput as refusal:
+        if not due.loose:
+            raise
+        raise InvalidInput(
+            said(
+                refusal.said,
+                " If not all those words are the date, use quotes: ",
+                Command(example),
+                ".",
+            ),
+            field=refusal.field,
+        ) from None
+
+
+def _amount(call: Invocation, currency: str, text: str) -> str:
+    """The amount as the person wrote it, in the domain's plain form (`1.500,00` from a
+    `de-DE` person → `1500.00`). Plain digits need no locale and are passed on as typed,
+    for the domain to read."""
+    if not _SEPARATORS.search(text):
+        return text
+    locale = call.habits().locale or "en-US"
+    minor = money.parse_amount(
+        text, currency, max_major=call.deps.policy.max_amount_major, locale=locale
+    )
+    return money.to_major_str(minor, currency)
 
 
 def _run(call: Invocation, service: Callable[[Session], Outcome]) -> None:
@@ -134,7 +226,7 @@ def _open_modal(call: Invocation, view: Any) -> None:
 
 def show_help(call: Invocation, cmd: grammar.ShowHelp) -> None:
     call.ack()
-    _answer(call, blocks.build_help())
+    _answer(call, blocks.build_help(today=call.deps.now().date()))
 
 
 def open_new_contract(call: Invocation, cmd: grammar.NewModal) -> None:
@@ -180,9 +272,11 @@ def open_add_milestone(call: Invocation, cmd: grammar.AddModal) -> None:
 
 
 def _change(
-    call: Invocation, cmd: grammar.Command, change: services.ChangeInput, message: str | None
+    call: Invocation,
+    contract_id: int,
+    change: services.ChangeInput,
+    message: str | None,
 ) -> None:
-    contract_id = _contract_id(call, cmd)
     _run(
         call,
         lambda session: services.change_milestones(
@@ -198,8 +292,11 @@ def _change(
 
 
 def add_milestone(call: Invocation, cmd: grammar.AddMilestone) -> None:
-    change = NewMilestone(cmd.title, cmd.amount, cmd.due_date, cmd.description)
-    _change(call, cmd, change, cmd.message)
+    contract_id, currency = _contract(call, cmd)
+    amount = _amount(call, currency, cmd.amount)
+    due_date = _due_date(call, cmd.due, example=_ADD_EXAMPLE)
+    change = NewMilestone(cmd.title, amount, due_date, cmd.description)
+    _change(call, contract_id, change, cmd.message)
 
 
 def open_edit(call: Invocation, cmd: grammar.EditModal) -> None:
@@ -227,18 +324,19 @@ def open_edit(call: Invocation, cmd: grammar.EditModal) -> None:
 
 
 def edit_milestone(call: Invocation, cmd: grammar.EditMilestone) -> None:
+    contract_id, currency = _contract(call, cmd)
     change = MilestoneEdit(
         number=cmd.number,
         title=cmd.title,
         description=cmd.description,
-        amount=cmd.amount,
-        due_date=cmd.due_date,
+        amount=None if cmd.amount is None else _amount(call, currency, cmd.amount),
+        due_date=None if cmd.due is None else _due_date(call, cmd.due, example=_EDIT_EXAMPLE),
     )
-    _change(call, cmd, change, cmd.message)
+    _change(call, contract_id, change, cmd.message)
 
 
 def delete_milestone(call: Invocation, cmd: grammar.DeleteMilestone) -> None:
-    _change(call, cmd, MilestoneDeletion(cmd.number), cmd.message)
+    _change(call, _contract_id(call, cmd), MilestoneDeletion(cmd.number), cmd.message)
 
 
 def contract_service(call: Invocation, cmd: grammar.Command) -> None:

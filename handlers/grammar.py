@@ -6,10 +6,18 @@ own `&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`) and returns one frozen command, or
 `CommandSyntaxError` whose message says what is wrong and ends with the usage line of
 the subcommand.
 
-What is checked here is the *shape*: words, quotes, keys, mentions, numbers, dates.
-What is checked by the domain is the *meaning*: amounts (kept as the raw text the user
-typed, such as `"$1,500"` or `"1500 USD"`, because only the contract's currency can
-read them), currency codes, lengths of texts, who may do what.
+What is checked here is the *shape*: words, quotes, keys, mentions, numbers, and
+which words make up the due date. What is checked later is the *meaning*: amounts (kept
+as the raw text the user typed, such as `"$1,500"` or `"1.500,00 €"`, because only the
+contract's currency and the person's locale can read them), due dates (kept as typed,
+`Due`, because only the person's today can read `next friday`: domain.when), currency
+codes, lengths of texts, who may do what.
+
+A due date is one value: quoted (`"next friday"`, `due="next friday"`), or a single
+word that is a date by itself (`2027-01-15`, `15.12.2026`, `tomorrow`, `friday`), or
+else every unquoted word after it up to the next quoted value or `key=` (`next friday`,
+`Dec 15`, `in 2 weeks`, `due=next friday`). So after a date of several words, a
+description goes in quotes: `add "Design" 1500 next friday "Wireframes"`.
 
 Free-text values (titles, descriptions, messages, notes, reasons, the agency's name)
 come back as plain text: Slack's escaping is undone, a link reads as the text the user
@@ -23,13 +31,27 @@ import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 
 from domain.errors import InvalidInput
+from domain.text import Command as Typed
+from domain.text import Said, said
+from domain.when import example_due
 
 # --------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A due date as typed, read later in the person's calendar (domain.when).
+
+    `loose` when it is several unquoted words: a description typed after them without
+    quotes would have been read as part of the date."""
+
+    text: str
+    loose: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +105,7 @@ class AddMilestone(Command):
 
     title: str
     amount: str
-    due_date: date
+    due: Due
     description: str = ""
     message: str | None = None
 
@@ -105,7 +127,7 @@ class EditMilestone(Command):
     number: int
     title: str | None = None
     amount: str | None = None
-    due_date: date | None = None
+    due: Due | None = None
     description: str | None = None
     message: str | None = None
 
@@ -190,7 +212,7 @@ class CommandSyntaxError(InvalidInput):
     `command` is the subcommand the message is about (None when none was recognised).
     """
 
-    def __init__(self, message: str, *, command: str | None = None) -> None:
+    def __init__(self, message: Said | str, *, command: str | None = None) -> None:
         super().__init__(message)
         self.command = command
 
@@ -206,11 +228,9 @@ USAGE: dict[str, str] = {
         '`/milestone new "<title>" client=@user agency="<name>" manager=@user[,@user] '
         "[members=@user,...] [currency=EUR]`"
     ),
-    "add": (
-        '`/milestone add "<title>" <amount> <due YYYY-MM-DD> ["<description>"] [message="..."]`'
-    ),
+    "add": '`/milestone add "<title>" <amount> <due date> ["<description>"] [message="..."]`',
     "edit": (
-        '`/milestone edit <n> [title="..."] [amount=<amount>] [due=<YYYY-MM-DD>] '
+        '`/milestone edit <n> [title="..."] [amount=<amount>] [due=<date>] '
         '[description="..."] [message="..."]`'
     ),
     "delete": '`/milestone delete <n> [message="..."]`',
@@ -228,7 +248,15 @@ USAGE: dict[str, str] = {
     "end": "`/milestone end`",
 }
 
-HELP_EXAMPLES = """\
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def help_text(today: date) -> str:
+    """The guide for `/milestone help` (Slack mrkdwn), its example dates computed from
+    `today` so they are always in the future."""
+    due = example_due(today)
+    later = due + timedelta(days=30)
+    return f"""\
 *Milestone contracts, right in this channel* — agree on milestones, fund them one at \
 a time, and get paid when the work is approved.
 
@@ -238,7 +266,19 @@ For an agency: `/milestone new "Mobile app" client=@Dana agency="Acme Studio" \
 manager=@Sam members=@Kim,@Jo`
 
 *2. Add milestones* — title, amount, due date, and a description if you like
-`/milestone add "Wireframes" 1500 USD 2026-03-01 "Home and checkout pages"`
+`/milestone add "Wireframes" 1500 USD {due.isoformat()} "Home and checkout pages"`
+`/milestone add "Design" 1,500.00 next friday "Style guide"`
+
+*Due dates* are read in your own time zone: `{due.isoformat()}`, \
+`{_MONTHS[due.month - 1]} {due.day}`, `{due.day} {_MONTHS[due.month - 1]} {due.year}`, \
+`tomorrow`, `next friday`, `in 2 weeks`. A date of several words goes right after the \
+amount, and a description after it goes in quotes; with a key, write \
+`due=next friday` or `due="next friday"`. The channel is told the day I understood.
+
+*Amounts* as you write numbers — `1500`, `1,500.50`, or `1.500,50` if that is how your \
+Slack language writes them — with the currency's symbol or code if you like \
+(`$1,500`, `1500 EUR`). If an amount could be read two ways, such as `1.500`, I ask \
+which one you mean.
 
 *3. Agree and start* — both sides type `/milestone start` once the plan looks right.
 
@@ -253,14 +293,16 @@ If the client does neither, the money is released automatically after the review
 period (14 days unless set otherwise).
 
 *Changing the plan after the start* — the freelancer (or an agency manager) proposes:
-`/milestone edit 2 amount=1800 due=2026-04-15 message="Extra page requested"`
+`/milestone edit 2 amount=1800 due={later.isoformat()} message="Extra page requested"`
 and the client answers change request 1 with `/milestone accept 1` or \
 `/milestone decline 1 "The budget is fixed"` (or the buttons on the request).
 
 *Also:* `/milestone status`, `/milestone history`, `/milestone delete 3`, \
 `/milestone withdraw 1`, `/milestone end`. Type `new`, `add` or `edit` alone to fill \
-in a form. More than one contract in the channel? Add `contract=<id>` to any command.\
+in a form. More than one contract in the channel? Add `contract=<id>` to any command. \
+Mistyped a command? I suggest the one you meant.\
 """
+
 
 # --------------------------------------------------------------------------------------
 # Lexical layer
@@ -284,6 +326,26 @@ _INVISIBLE_RE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
 _MAX_DIGITS = 9
 _ECHO_LIMIT = 40
 _LIST_KEYS = frozenset({"manager", "members"})
+# A word that is a due date by itself: digits with `-`, `/` or `.` (`2027-01-15`,
+# `15.12.2026`, `12/15`), or one of these words. Any other first word of a due date
+# starts a date of several words.
+_NUMERIC_DATE_RE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}(?:[-/.][0-9]{1,4})?\.?")
+_DATE_WORDS = frozenset(
+    {"today", "tomorrow"}
+    | {
+        f"{day}{ending}"
+        for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        for ending in ("", ".")
+    }
+    | {"monday", "tuesday", "tues", "wednesday", "thursday", "thur", "thurs", "friday"}
+    | {"saturday", "sunday"}
+)
+# Three-letter words that are dates, not currency codes (`1500 dec 15`).
+_NOT_CURRENCIES = frozenset(
+    {"due", "now"}
+    | {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+    | {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +434,17 @@ def _merge(tokens: Sequence[_Token]) -> list[_Token]:
         ):
             value = f"{token.value} {tokens[j].value}"
             j += 1
+        elif token.key == "due" and not token.quoted and not _is_date_word(token.value):
+            # `due=next friday`: the words up to the next quoted value or `key=`.
+            parts = [token.value]
+            while j < len(tokens) and _continues_loose_date(tokens[j - 1], tokens[j]):
+                parts.append(tokens[j].value)
+                j += 1
+            if j == i + 1:
+                merged.append(token)
+                i += 1
+                continue
+            value = " ".join(parts)
         else:
             merged.append(token)
             i += 1
@@ -387,8 +460,18 @@ def _is_currency_word(token: _Token) -> bool:
         token.key is None
         and not token.quoted
         and _CURRENCY_WORD_RE.fullmatch(token.value) is not None
-        and token.value.lower() != "due"
+        and token.value.lower() not in _NOT_CURRENCIES
     )
+
+
+def _is_date_word(value: str) -> bool:
+    """A word that is a whole due date by itself (`2027-01-15`, `tomorrow`, `friday`)."""
+    return _NUMERIC_DATE_RE.fullmatch(value) is not None or value.lower() in _DATE_WORDS
+
+
+def _continues_loose_date(previous: _Token, token: _Token) -> bool:
+    """An unquoted word right after `previous`: part of a due date of several words."""
+    return token.key is None and not token.quoted and token.first == previous.last + 1
 
 
 def _plain(value: str) -> str:
@@ -440,6 +523,7 @@ class _Args:
     options: dict[str, _Token]
     positionals: list[_Token]
     contract_id: int | None
+    today: date | None = None
 
     def fail(self, message: str) -> CommandSyntaxError:
         return _error(message, self.command)
@@ -447,10 +531,21 @@ class _Args:
     def allow(self, *keys: str) -> None:
         for key in self.options:
             if key not in keys:
-                allowed = ", ".join(f"`{k}=`" for k in (*keys, "contract"))
+                known = (*keys, "contract")
+                allowed = ", ".join(f"`{k}=`" for k in known)
+                close = difflib.get_close_matches(key[:20], known, n=1, cutoff=0.6)
+                hint = f" Did you mean `{close[0]}=`?" if close else ""
                 raise self.fail(
-                    f"`/milestone {self.command}` has no option `{key}=`; it accepts {allowed}."
+                    f"`/milestone {self.command}` has no option `{key}=`.{hint} "
+                    f"It accepts {allowed}."
                 )
+
+    def due_examples(self) -> str:
+        """Valid due dates to show in a refusal (from today, when known)."""
+        words = "`next friday` or `in 2 weeks`"
+        if self.today is None:
+            return words
+        return f"`{example_due(self.today).isoformat()}`, {words}"
 
     def no_positionals(self) -> None:
         if self.positionals:
@@ -480,8 +575,10 @@ class _Args:
         return None
 
 
-def parse(text: str) -> Command:
-    """Parse the `text` of `/milestone ...` into a command, or raise CommandSyntaxError."""
+def parse(text: str, *, today: date | None = None) -> Command:
+    """Parse the `text` of `/milestone ...` into a command, or raise CommandSyntaxError.
+
+    `today` only serves the examples in refusals (a valid due date from today)."""
     try:
         tokens = _tokenize(text)
     except _LexError as exc:
@@ -499,7 +596,7 @@ def parse(text: str) -> Command:
             raise _error(f"`{token.key}=` is given twice; give it once.", command)
         else:
             options[token.key] = token
-    args = _Args(command, text, options, positionals, contract_id)
+    args = _Args(command, text, options, positionals, contract_id, today)
     return _PARSERS[command](args)
 
 
@@ -514,12 +611,37 @@ def _command_name(text: str, head: _Token) -> str:
     if word in USAGE:
         return word
     suggestion = difflib.get_close_matches(word[:20], list(USAGE), n=1, cutoff=0.6)
-    hint = f" Did you mean `{suggestion[0]}`?" if suggestion else ""
+    typed = _plain(head.value)
+    shown = typed if len(typed) <= _ECHO_LIMIT else typed[: _ECHO_LIMIT - 1] + "…"
+    if suggestion:
+        # The exact text to type again, as a command: code in a message, plain words in
+        # a form or a notification (no backticks).
+        raise CommandSyntaxError(
+            said(
+                f'I don\'t know the command "{shown}". Did you mean ',
+                Typed(_retyped(text, head, suggestion[0])),
+                "? All commands: ",
+                Typed("help"),
+                ".",
+            )
+        )
     raise _error(
-        f"I don't know the command {_echo(head.value)}.{hint} "
+        f"I don't know the command {_echo(head.value)}. "
         f"Commands: {_command_list()}. See `/milestone help`.",
         None,
     )
+
+
+def _retyped(text: str, head: _Token, name: str) -> str:
+    """`text` with its mistyped command word replaced by `name` (the rest as typed, if it
+    is short and holds no mention or link, else left out as "…")."""
+    before, after = text[: head.start].strip(), text[head.end :].strip()
+    rest = " ".join(part for part in (before, after) if part)
+    if not rest:
+        return name
+    if len(rest) > 80 or "<" in rest or "`" in rest or "\n" in rest:
+        return f"{name} …"
+    return f"{name} {_ENTITY_RE.sub(_entity, rest)}"
 
 
 def _command_list() -> str:
@@ -579,14 +701,30 @@ def _number(args: _Args, token: _Token | None, what: str) -> int:
     )
 
 
-def _date(args: _Args, value: str) -> date:
-    example = "Write the due date as YYYY-MM-DD, for example `2026-03-31`."
-    if _DATE_RE.fullmatch(value) is None:
-        raise args.fail(f"{_echo(value)} is not a date. {example}")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise args.fail(f"{_echo(value)} is not a day on the calendar. {example}") from None
+def _due_option(args: _Args, token: _Token) -> Due:
+    """`due=2027-01-15`, `due="next friday"`, `due=next friday` (glued by `_merge`)."""
+    text = " ".join(_plain(token.value).split())
+    if not text:
+        raise args.fail(f"`due=` is empty; give a date such as {args.due_examples()}.")
+    return Due(text, loose=token.last > token.first)
+
+
+def _take_due(args: _Args, rest: list[_Token]) -> Due:
+    """The due date at the head of `rest`: one quoted value, one word that is a date by
+    itself, or the unquoted words up to the next quoted value (see the module doc)."""
+    if not rest:
+        raise args.fail(
+            f"The due date is missing; put it after the amount, such as {args.due_examples()}."
+        )
+    first = rest.pop(0)
+    words = [first]
+    if not first.quoted and not _is_date_word(first.value):
+        while rest and _continues_loose_date(words[-1], rest[0]):
+            words.append(rest.pop(0))
+    text = " ".join(" ".join(_plain(word.value) for word in words).split())
+    if not text:
+        raise args.fail(f"The due date is empty; give a date such as {args.due_examples()}.")
+    return Due(text, loose=len(words) > 1)
 
 
 def _mentions(args: _Args, key: str, token: _Token) -> tuple[str, ...]:
@@ -746,19 +884,14 @@ def _parse_add(args: _Args) -> Command:
 
     if rest and not rest[0].quoted and rest[0].value.lower() == "due" and len(rest) > 1:
         rest.pop(0)  # `... 1500 due 2026-03-01` reads naturally too
-    if "due" in options:
-        due_date = _date(args, options["due"].value)
-    else:
-        if not rest:
-            raise args.fail("The due date is missing; write it as YYYY-MM-DD after the amount.")
-        due_date = _date(args, rest.pop(0).value)
+    due = _due_option(args, options["due"]) if "due" in options else _take_due(args, rest)
 
     description = args.text_option_or_rest("description", rest, "description") or ""
     message = _optional_text(_message(args))
     return AddMilestone(
         title=title,
         amount=amount,
-        due_date=due_date,
+        due=due,
         description=description,
         message=message,
         contract_id=args.contract_id,
@@ -834,13 +967,13 @@ def _parse_edit(args: _Args) -> Command:
         amount = _plain(options["amount"].value).strip()
         if not amount:
             raise args.fail("The amount is empty.")
-    due_date = _date(args, options["due"].value) if "due" in options else None
+    due = _due_option(args, options["due"]) if "due" in options else None
     description = _plain(options["description"].value) if "description" in options else None
     return EditMilestone(
         number=number,
         title=title,
         amount=amount,
-        due_date=due_date,
+        due=due,
         description=description,
         message=_optional_text(_message(args)),
         contract_id=args.contract_id,

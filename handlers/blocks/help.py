@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
@@ -9,17 +11,21 @@ from domain.text import Said
 from handlers.blocks.format import escape, pack, said_mrkdwn, shorten
 from handlers.blocks.kit import context, plain, section
 from handlers.blocks.message import Message
-from handlers.grammar import HELP_EXAMPLES, USAGE
+from handlers.grammar import USAGE, help_text
 
 
-def build_help(topic: str | None = None) -> Message:
-    """The command guide; with `topic` (a subcommand), just its usage line first."""
+def build_help(topic: str | None = None, *, today: date | None = None) -> Message:
+    """The command guide; with `topic` (a subcommand), just its usage line first.
+
+    Its example dates are computed from `today` (the reader's; the machine's date when
+    not given), so an example is never in the past."""
     blocks: list[Block] = []
     if topic is not None and topic in USAGE:
         blocks.append(section(f"*Usage:* {escape(USAGE[topic])}", block_id="help_usage"))
     # The guide is plain text with `<title>`-style placeholders: escaped, so Slack
     # doesn't read them as links.
-    paragraphs = [escape(p.strip()) for p in HELP_EXAMPLES.split("\n\n") if p.strip()]
+    guide = help_text(today or date.today())
+    paragraphs = [escape(p.strip()) for p in guide.split("\n\n") if p.strip()]
     blocks += [
         section(text, block_id=f"help_{i}")
         for i, text in enumerate(pack(paragraphs, sep="\n\n", limit=1500))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date
 
@@ -10,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import DomainError
+from handlers.blocks.format import said_mrkdwn, said_plain
 from handlers.grammar import (
-    HELP_EXAMPLES,
     USAGE,
     AcceptRequest,
     AddMilestone,
@@ -21,6 +22,7 @@ from handlers.grammar import (
     CommandSyntaxError,
     DeclineRequest,
     DeleteMilestone,
+    Due,
     EditMilestone,
     EditModal,
     EndContract,
@@ -34,12 +36,14 @@ from handlers.grammar import (
     StartContract,
     SubmitWork,
     WithdrawRequest,
+    help_text,
     parse,
 )
 
 ADD_USAGE = (
-    'Usage: `/milestone add "<title>" <amount> <due YYYY-MM-DD> ["<description>"] [message="..."]`'
+    'Usage: `/milestone add "<title>" <amount> <due date> ["<description>"] [message="..."]`'
 )
+TODAY = date(2026, 12, 6)
 
 
 def syntax_error(text: str) -> CommandSyntaxError:
@@ -81,21 +85,43 @@ def test_help_examples_walk_a_first_time_user_through_the_whole_flow() -> None:
         "/milestone accept 1",
         "/milestone decline 1",
     ):
-        assert example in HELP_EXAMPLES
+        assert example in help_text(TODAY)
 
 
 def test_help_examples_themselves_parse() -> None:
-    assert parse('edit 2 amount=1800 due=2026-04-15 message="Extra page requested"') == (
-        EditMilestone(
-            number=2,
-            amount="1800",
-            due_date=date(2026, 4, 15),
-            message="Extra page requested",
-        )
+    examples = re.findall(r"`/milestone ((?:add|edit) [^`]*)`", help_text(TODAY))
+    assert len(examples) == 3
+    parsed = [parse(example) for example in examples]
+    assert parsed[0] == AddMilestone(
+        title="Wireframes",
+        amount="1500 USD",
+        due=Due("2026-12-20"),
+        description="Home and checkout pages",
     )
-    assert isinstance(
-        parse('add "Wireframes" 1500 USD 2026-03-01 "Home and checkout pages"'), AddMilestone
+    assert parsed[1] == AddMilestone(
+        title="Design",
+        amount="1,500.00",
+        due=Due("next friday", loose=True),
+        description="Style guide",
     )
+    assert parsed[2] == EditMilestone(
+        number=2, amount="1800", due=Due("2027-01-19"), message="Extra page requested"
+    )
+
+
+def test_help_example_dates_are_computed_from_today_never_fixed() -> None:
+    for today in (date(2026, 12, 6), date(2031, 2, 27)):
+        dates = re.findall(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", help_text(today))
+        assert dates and all(date.fromisoformat(found) > today for found in dates)
+    assert help_text(date(2026, 12, 6)) != help_text(date(2031, 2, 27))
+
+
+def test_help_explains_dates_amounts_and_quoting_after_a_date_in_words() -> None:
+    guide = help_text(TODAY)
+    for form in ("`Dec 20`", "`tomorrow`", "`next friday`", "`in 2 weeks`", "`1.500,50`"):
+        assert form in guide
+    assert '`due="next friday"`' in guide and "description after it goes in quotes" in guide
+    assert "could be read two ways" in guide
 
 
 def test_usage_has_a_line_for_every_subcommand() -> None:
@@ -264,7 +290,7 @@ def test_add_with_every_part() -> None:
     assert command == AddMilestone(
         title="Wireframes",
         amount="1500",
-        due_date=date(2026, 3, 1),
+        due=Due("2026-03-01"),
         description="Home and checkout",
         message="As agreed",
     )
@@ -304,13 +330,13 @@ def test_add_keeps_decimals_in_the_raw_amount() -> None:
 def test_add_accepts_the_word_due_before_the_date() -> None:
     command = parse('add "Wireframes" 1500 due 2026-03-01')
     assert isinstance(command, AddMilestone)
-    assert command.due_date == date(2026, 3, 1)
+    assert command.due == Due("2026-03-01")
 
 
 def test_add_accepts_fields_written_as_keys() -> None:
     command = parse('add title="Wireframes" amount=1500 due=2026-03-01 description="x"')
     assert command == AddMilestone(
-        title="Wireframes", amount="1500", due_date=date(2026, 3, 1), description="x"
+        title="Wireframes", amount="1500", due=Due("2026-03-01"), description="x"
     )
 
 
@@ -348,19 +374,72 @@ def test_add_without_title_says_the_title_is_missing() -> None:
     assert "title is missing" in error.message
 
 
-@pytest.mark.parametrize("bad", ["2026-02-30", "2026-13-01"])
-def test_add_with_an_impossible_date_says_the_format(bad: str) -> None:
-    error = syntax_error(f'add "W" 1500 {bad}')
-    assert "not a day on the calendar" in error.message
-    assert "YYYY-MM-DD" in error.message
+@pytest.mark.parametrize(
+    "typed", ["2026-02-30", "2026-13-01", "26-1-1", "tomorrow", "01/03/2026", "20260301", "soon"]
+)
+def test_add_keeps_a_one_word_due_date_as_typed_for_the_calendar_to_read(typed: str) -> None:
+    # Whether it is a day, and which, depends on the person's today (domain.when).
+    command = parse(f'add "W" 1500 {typed}')
+    assert isinstance(command, AddMilestone)
+    assert command.due == Due(typed)
 
 
-@pytest.mark.parametrize("bad", ["26-1-1", "tomorrow", "01/03/2026", "20260301"])
-def test_add_with_a_date_in_another_format_says_the_format(bad: str) -> None:
-    error = syntax_error(f'add "W" 1500 {bad}')
-    assert f"`{bad}` is not a date" in error.message
-    assert "YYYY-MM-DD" in error.message
-    assert error.message.endswith(ADD_USAGE)
+@pytest.mark.parametrize(
+    ("text", "due", "description"),
+    [
+        (
+            'add "Design" 1500 next friday "Wireframes"',
+            Due("next friday", loose=True),
+            "Wireframes",
+        ),
+        ('add "Design" 1500 "next friday" "Wireframes"', Due("next friday"), "Wireframes"),
+        ('add "Design" 1500 “next friday” Wireframes', Due("next friday"), "Wireframes"),
+        ('add "Design" 1500 in 2 weeks "Two pages"', Due("in 2 weeks", loose=True), "Two pages"),
+        ('add "Design" 1500 15 Dec 2026 "x"', Due("15 Dec 2026", loose=True), "x"),
+        ('add "Design" 1500 Dec 15', Due("Dec 15", loose=True), ""),
+        ('add "Design" 1500 next friday', Due("next friday", loose=True), ""),
+        ('add "Design" 1500 tomorrow Home page', Due("tomorrow"), "Home page"),
+        ('add "Design" 1500 friday Home page', Due("friday"), "Home page"),
+        ('add "Design" 1500 15.12.2026 Home page', Due("15.12.2026"), "Home page"),
+        ('add "Design" 1500 due next friday "x"', Due("next friday", loose=True), "x"),
+        ('add "Design" 1500 due=next friday "x"', Due("next friday", loose=True), "x"),
+        ('add "Design" 1500 due="next friday" x', Due("next friday"), "x"),
+    ],
+)
+def test_add_reads_a_due_date_of_several_words_up_to_the_quoted_description(
+    text: str, due: Due, description: str
+) -> None:
+    command = parse(text)
+    assert isinstance(command, AddMilestone)
+    assert (command.amount, command.due, command.description) == ("1500", due, description)
+
+
+def test_add_due_of_several_words_swallows_an_unquoted_description_and_says_so_later() -> None:
+    # The rule is simple enough to explain: the date runs up to the next quoted value.
+    command = parse('add "Design" 1500 next friday Home page')
+    assert isinstance(command, AddMilestone)
+    assert command.due == Due("next friday Home page", loose=True)
+    assert command.description == ""
+
+
+def test_add_reads_a_month_abbreviation_after_the_amount_as_the_date_not_a_currency() -> None:
+    command = parse('add "Design" 1500 dec 15 "x"')
+    assert isinstance(command, AddMilestone)
+    assert (command.amount, command.due) == ("1500", Due("dec 15", loose=True))
+
+
+def test_add_keeps_a_locale_amount_as_typed() -> None:
+    command = parse('add "Design" 1.500,00 EUR next friday')
+    assert isinstance(command, AddMilestone)
+    assert (command.amount, command.due) == ("1.500,00 EUR", Due("next friday", loose=True))
+
+
+def test_missing_due_date_shows_examples_from_today_not_a_fixed_date() -> None:
+    error = syntax_error('add "W" 1500')
+    assert "`next friday`" in error.message
+    with pytest.raises(CommandSyntaxError) as caught:
+        parse('add "W" 1500', today=TODAY)
+    assert "`2026-12-20`" in caught.value.message
 
 
 def test_add_with_too_many_quoted_values_asks_for_one_description() -> None:
@@ -471,7 +550,7 @@ def test_edit_with_fields_lists_only_what_changes() -> None:
         number=2,
         title="New logo",
         amount="1800",
-        due_date=date(2026, 4, 15),
+        due=Due("2026-04-15"),
         description="",
         message="x",
     )
@@ -487,14 +566,44 @@ def test_edit_joins_a_currency_code_after_the_amount() -> None:
 
 def test_edit_keys_are_case_insensitive() -> None:
     assert parse("edit 3 Amount=10 DUE=2026-01-02") == EditMilestone(
-        number=3, amount="10", due_date=date(2026, 1, 2)
+        number=3, amount="10", due=Due("2026-01-02")
     )
 
 
-def test_edit_with_an_invalid_due_date_says_the_format() -> None:
-    error = syntax_error("edit 3 due=tomorrow")
-    assert "YYYY-MM-DD" in error.message
-    assert error.message.endswith(USAGE["edit"])
+@pytest.mark.parametrize(
+    ("text", "due"),
+    [
+        ("edit 3 due=tomorrow", Due("tomorrow")),
+        ("edit 3 due=next friday", Due("next friday", loose=True)),
+        ('edit 3 due="next friday"', Due("next friday")),
+        ("edit 3 due=“next friday”", Due("next friday")),
+        ("edit 3 due=in 2 weeks", Due("in 2 weeks", loose=True)),
+        ("edit 3 due=15 Dec 2026", Due("15 Dec 2026", loose=True)),
+        ("edit 3 due=Dec 15", Due("Dec 15", loose=True)),
+        ("edit 3 due=15.12.2026", Due("15.12.2026")),
+    ],
+)
+def test_edit_keeps_a_due_date_of_one_or_several_words_as_typed(text: str, due: Due) -> None:
+    assert parse(text) == EditMilestone(number=3, due=due)
+
+
+def test_edit_due_of_several_words_stops_at_the_next_key() -> None:
+    assert parse('edit 3 due=next friday message="later" amount=5') == EditMilestone(
+        number=3, amount="5", due=Due("next friday", loose=True), message="later"
+    )
+
+
+def test_edit_due_that_is_a_date_by_itself_takes_no_more_words() -> None:
+    error = syntax_error("edit 3 due=2027-01-15 later")
+    assert "Say which field `later` is for" in error.message
+
+
+def test_edit_with_an_empty_due_is_refused_with_examples_from_today() -> None:
+    error = syntax_error('edit 3 due=""')
+    assert "`due=` is empty" in error.message and "`next friday`" in error.message
+    with pytest.raises(CommandSyntaxError) as caught:
+        parse('edit 3 due=""', today=TODAY)
+    assert "`2026-12-20`" in caught.value.message
 
 
 def test_edit_with_fields_but_no_number_asks_which_milestone() -> None:
@@ -669,16 +778,49 @@ def test_contract_alone_means_help_for_that_contract() -> None:
 # --- unknown commands -----------------------------------------------------------------
 
 
-def test_an_unknown_command_suggests_the_closest_one_and_lists_all() -> None:
-    error = syntax_error("fnd")
-    assert "I don't know the command `fnd`" in error.message
-    assert "Did you mean `fund`?" in error.message
-    assert "`withdraw`" in error.message
+def test_an_unknown_command_suggests_the_closest_one_as_the_exact_text_to_retype() -> None:
+    error = syntax_error("staus")
+    assert said_mrkdwn(error.said) == (
+        'I don\'t know the command "staus". Did you mean `/milestone status`? '
+        "All commands: `/milestone help`."
+    )
     assert error.command is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "retype"),
+    [
+        ("fnd", "/milestone fund"),
+        ("aprove", "/milestone approve"),
+        ("histroy", "/milestone history"),
+        ('ad "Design" 1500 next friday', '/milestone add "Design" 1500 next friday'),
+        ("contract=3 staus", "/milestone status contract=3"),
+        ('edti 2 message="R&amp;D"', '/milestone edit 2 message="R&D"'),
+        ('nwe "S" client=<@U1|dana> freelancer=<@U2>', "/milestone new …"),
+    ],
+)
+def test_a_typo_in_the_command_suggests_the_whole_command_to_type_again(
+    typed: str, retype: str
+) -> None:
+    error = syntax_error(typed)
+    assert f"Did you mean `{retype}`?" in said_mrkdwn(error.said).replace("&amp;", "&")
+
+
+def test_did_you_mean_carries_no_backticks_in_plain_text_surfaces() -> None:
+    # A form's error or a notification shows plain text: the command as typed, no code.
+    plain = said_plain(syntax_error("staus").said)
+    assert "`" not in plain
+    assert "Did you mean /milestone status?" in plain
+
+
+def test_an_unknown_option_suggests_the_closest_one() -> None:
+    error = syntax_error("edit 3 amout=10")
+    assert "no option `amout=`. Did you mean `amount=`?" in error.message
 
 
 def test_a_far_off_command_lists_the_valid_ones_without_a_guess() -> None:
     error = syntax_error("xyzzy")
+    assert "I don't know the command `xyzzy`" in error.message
     assert "Did you mean" not in error.message
     assert "`status`" in error.message
 
