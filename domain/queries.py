@@ -150,9 +150,13 @@ def decidable_request(
     request = load_request(session, request_id)
     if request.contract_id != contract.id:
         raise NotFound("That request is not part of this contract.")
-    rules.require(contract, actor_id, rules.Act.DECLINE, f"decline request {request.number}")
+    rules.require(
+        contract, actor_id, rules.Act.DECLINE, f"decline change request #{request.number}"
+    )
     if request.status != RequestStatus.PENDING:
-        raise RequestNotPending(f"Request {request.number} is already {request.status.value}.")
+        raise RequestNotPending(
+            f"Change request #{request.number} is already {request.status.value}."
+        )
     return contract, request
 
 

@@ -105,7 +105,7 @@ def request_next(status: RequestStatus, action: RequestAction, number: int) -> R
         return REQUEST_TRANSITIONS[(status, action)]
     except KeyError:
         raise RequestNotPending(
-            f"Request {number} is already {status.value}, so it can't be {_PAST[action]}."
+            f"Change request #{number} is already {status.value}, so it can't be {_PAST[action]}."
         ) from None
 
 

@@ -25,7 +25,6 @@ from handlers.errors import guarded, tell
 from handlers.flow import perform
 from handlers.ids import Action
 from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
-from handlers.replies import reply_address
 
 
 def register(app: App) -> None:
@@ -99,19 +98,28 @@ BUTTON_SERVICES: dict[Action, ButtonService] = {
 def press_button(
     ack: Ack, body: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
 ) -> None:
+    """One click, one confirmation: a button on a card in the channel is answered by the
+    card itself, updated in place (and the channel's one announcement); a click
+    elsewhere (App Home) is answered with a notice. A click that changes nothing (it was
+    done already) is told so, since the card can't show it."""
     deps = deps_of(context)
     service = BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
-    reply_to = reply_address(body)
     outcome = perform(
         ack,
         body,
         deps,
         lambda session: service(session, _value(body), _user(body), deps.now()),
-        reply_to=reply_to,
+        reply_to=None,
         tell=lambda text: tell(client, respond, body, text),
     )
-    if outcome is not None and reply_to is None:  # App Home: no channel to answer in
+    if outcome is not None and (outcome.already_done or not _on_a_card(body)):
         tell(client, respond, body, outcome.said)
+
+
+def _on_a_card(body: dict[str, Any]) -> bool:
+    """The button is on a card in the channel (which the delivery updates in place)."""
+    container = body.get("container") or {}
+    return container.get("type") == "message" and not container.get("is_ephemeral")
 
 
 # --- buttons that open a modal: check who may act first, so nobody fills in a form

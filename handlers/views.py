@@ -45,12 +45,15 @@ def _submit(
     view: dict[str, Any],
     deps: Deps,
     service: Callable[[Session], Outcome],
+    *,
+    on_a_card: bool = False,
 ) -> Outcome | None:
     """Run the service, commit, and close the form (handlers.flow.perform); a refusal is
     acked as field errors by the error policy and nothing is saved. The person is told
-    what happened in the channel the form was opened from."""
+    what happened in the channel the form was opened from, unless the form answers a
+    card's button (`on_a_card`): then the card, updated in place, is the answer."""
     ctx = ModalContext.load(view.get("private_metadata"))
-    reply_to = ephemeral_address(ctx.channel_id, str(body["user"]["id"]))
+    reply_to = None if on_a_card else ephemeral_address(ctx.channel_id, str(body["user"]["id"]))
     return perform(ack, body, deps, service, reply_to=reply_to)
 
 
@@ -210,6 +213,7 @@ def submit_decline(
             reason=form["reason"],
             now=deps.now(),
         ),
+        on_a_card=True,
     )
 
 
@@ -231,6 +235,7 @@ def submit_request_changes(
             note=form["note"],
             now=deps.now(),
         ),
+        on_a_card=True,
     )
 
 

@@ -112,12 +112,13 @@ def apply_change(
             key=f"top_up:{request.id}:{milestone.id}",
             request_id=request.id,
         )
-        tx.event(
+        tx.event(  # the acceptance's own announcement says it: one click, one announcement
             EventKind.ESCROW_TOPPED_UP,
             accepted_by,
             milestone_number=milestone.number,
             request_number=request.number,
             amount_minor=difference,
+            announce=False,
         )
     return milestone
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from domain import queries, reminders
+from domain import queries, reminders, when
 from domain.db import write_transaction
 from domain.errors import InvalidInput, NotFound, RequestPending, WrongPhase
 from domain.model import (
@@ -36,6 +36,7 @@ from domain.services._validation import (
     ValidChange,
     check_applicable,
     clean_text,
+    money,
     validate_change,
 )
 from domain.services._writes import Tx
@@ -83,7 +84,7 @@ def change_milestones(
             if len(pending) == 1:
                 raise RequestPending(
                     said(
-                        f"Change request {pending[0].number} from ",
+                        f"Change request #{pending[0].number} from ",
                         Person(pending[0].proposed_by),
                         " is waiting for your answer: accept or decline it before changing "
                         "milestones directly.",
@@ -107,14 +108,26 @@ def change_milestones(
         if contract.status == ContractStatus.NEGOTIATING and contract.clear_agreement():
             tx.event(EventKind.AGREEMENT_CLEARED, SYSTEM_ACTOR, announce=False)
         tx.changed()
-        return tx.outcome(_describe_direct(validated, touched), milestone_number=touched[-1].number)
+        return tx.outcome(
+            _describe_direct(contract, validated, touched), milestone_number=touched[-1].number
+        )
 
 
-def _describe_direct(changes: Sequence[ValidChange], touched: Sequence[Milestone]) -> Said:
+def _describe_direct(
+    contract: Contract, changes: Sequence[ValidChange], touched: Sequence[Milestone]
+) -> Said:
+    """What was done, echoing the amount and the day as understood (`next friday` is
+    answered with the date it became)."""
     parts = []
     for change, milestone in zip(changes, touched, strict=True):
         verb = {"add": "added", "edit": "updated", "delete": "deleted"}[change.kind.value]
-        parts.append(f"Milestone {milestone.number} ({milestone.title}) {verb}.")
+        shown = []
+        if change.kind == ChangeKind.ADD or "amount_minor" in change.fields:
+            shown.append(money(contract, milestone.amount_minor))
+        if change.kind == ChangeKind.ADD or "due_date" in change.fields:
+            shown.append(f"due {when.spell(milestone.due_date)}")
+        details = f": {', '.join(shown)}" if shown and change.kind != ChangeKind.DELETE else ""
+        parts.append(f"Milestone {milestone.number} ({milestone.title}) {verb}{details}.")
     return said(" ".join(parts))
 
 
@@ -197,8 +210,8 @@ def _propose(
                 c.milestone_number == change.number for c in other.changes
             ):
                 raise RequestPending(
-                    f"Milestone {change.number} already has a pending change in request "
-                    f"{other.number}; withdraw or revise that request instead.",
+                    f"Milestone {change.number} already has a pending change in change "
+                    f"request #{other.number}; withdraw or revise that request instead.",
                     milestone=change.number,
                 )
     request = ChangeRequest(
@@ -242,10 +255,10 @@ def _propose(
     reminders.on_request_proposed(tx.reminders, contract, request, now=now, policy=policy)
     tx.intent(IntentKind.REQUEST_CARD, subject_id=request.id)
     tx.changed()
-    revised_note = f" It replaces request {revised.number}." if revised else ""
+    revised_note = f" It replaces change request #{revised.number}." if revised else ""
     return tx.outcome(
         said(
-            f"Sent change request {request.number} to ",
+            f"Sent change request #{request.number} to ",
             Person(contract.client_id),
             f" for a decision.{revised_note}",
         ),

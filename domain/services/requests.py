@@ -57,7 +57,7 @@ def _locked_request(
     else:
         request = next((r for r in requests if r.number == number), None)
     if request is None:
-        raise NotFound(f"Contract {contract.id} has no change request {number}.")
+        raise NotFound(f"Contract {contract.id} has no change request #{number}.")
     return contract, request, [r for r in requests if r is not request]
 
 
@@ -95,10 +95,12 @@ def _decide(
             others=action == RequestAction.ACCEPT,
         )
         tx = Tx(session, contract, now)
-        role = require(contract, actor_id, _ACT[action], f"{action.value} request {request.number}")
+        role = require(
+            contract, actor_id, _ACT[action], f"{action.value} change request #{request.number}"
+        )
         if request.decided_as(action, actor_id):
             return tx.outcome(
-                f"Request {request.number} is already {request.status.value}.",
+                f"Change request #{request.number} is already {request.status.value}.",
                 already_done=True,
                 request_id=request.id,
                 request_number=request.number,
@@ -149,9 +151,9 @@ def accept_request(
             if stored.kind == ChangeKind.ADD:
                 stored.milestone_number = milestone.number
         close_request(tx, request, RequestAction.ACCEPT, by=actor_id, top_up=top_up)
-        cancel_inapplicable(tx, others, because=f"request {request.number} was accepted")
+        cancel_inapplicable(tx, others, because=f"change request #{request.number} was accepted")
         note = f" Escrow topped up by {money(contract, top_up)}." if top_up else ""
-        return said(f"Accepted request {request.number}.{note}")
+        return said(f"Accepted change request #{request.number}.{note}")
 
     return _decide(
         session,
@@ -180,7 +182,7 @@ def decline_request(
     def decline(tx: Tx, request: ChangeRequest, others: list[ChangeRequest], role: Role) -> Said:
         clean = clean_text(reason, what="reason", limit=MAX_TEXT, required=False)
         close_request(tx, request, RequestAction.DECLINE, by=actor_id, reason=clean)
-        return said(f"Declined request {request.number}.")
+        return said(f"Declined change request #{request.number}.")
 
     return _decide(
         session,
@@ -211,11 +213,11 @@ def withdraw_request(
                 said(
                     "Only the proposer, ",
                     Person(request.proposed_by),
-                    f", can withdraw request {request.number}.",
+                    f", can withdraw change request #{request.number}.",
                 )
             )
         close_request(tx, request, RequestAction.WITHDRAW, by=actor_id)
-        return said(f"Withdrew request {request.number}.")
+        return said(f"Withdrew change request #{request.number}.")
 
     return _decide(
         session,

@@ -508,7 +508,7 @@ def event_text(contract: Contract, event: Event, *, detailed: bool, limit: int =
         case EventKind.REQUEST_ACCEPTED:
             top_up = data.get("top_up")
             extra = " The changes are applied."
-            if detailed and isinstance(top_up, int) and not isinstance(top_up, bool) and top_up > 0:
+            if isinstance(top_up, int) and not isinstance(top_up, bool) and top_up > 0:
                 extra += f" Escrow topped up by {money(top_up, currency)}."
             return f"{who} accepted change request #{event.request_number}.{extra}"
         case EventKind.REQUEST_DECLINED:

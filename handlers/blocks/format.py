@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
+from domain import when
 from domain.model import SYSTEM_ACTOR
 from domain.money import format_amount
 from domain.text import Command, Person, Said
@@ -21,8 +22,6 @@ FIELD_LIMIT = 2000  # one section field (Slack; slack_sdk does not check it)
 CONTEXT_LIMIT = 2000  # one context element (mrkdwn text)
 ELLIPSIS = "…"
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _SPACES = re.compile(r"\s+")
 _CODE_THEN_DIGIT = re.compile(r"^(-?[A-Z]{2,3})([0-9])")
@@ -98,7 +97,7 @@ def instant(dt: datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
 
 def due(day: date) -> str:
     """A calendar date exactly as stored, e.g. "Tue 1 Dec 2026" (never time-zone shifted)."""
-    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
+    return when.spell(day)
 
 
 def due_iso(value: str | date | None) -> str:

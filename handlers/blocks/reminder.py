@@ -19,7 +19,7 @@ def build_reminder(
     who = user(reminder.recipient_id)
     if reminder.kind == ReminderKind.REQUEST and request is not None:
         text = (
-            f":bell: {who} change request {request.number} from {user(request.proposed_by)} "
+            f":bell: {who} change request #{request.number} from {user(request.proposed_by)} "
             f"has been waiting since {instant(request.proposed_at)}. Accept or decline it "
             "on the card above (requests don't expire)."
         )

@@ -183,7 +183,15 @@ def click(bot: Bot, user: str, subject: str, label: str, *, value: str | None = 
 
 
 def click_reply(bot: Bot, user: str, subject: str, label: str, *, value: str | None = None) -> str:
-    return bot.reply_to(click(bot, user, subject, label, value=value))
+    """What `user` sees after the click: the answer only they see (a refusal, a repeat)
+    or, when there is none, the card they clicked, updated in place."""
+    card = bot.card(subject)
+    answers = bot.answers_to(click(bot, user, subject, label, value=value))
+    if answers:
+        return answers[-1]
+    updated = bot.slack.message(card.channel, card.ts)
+    assert updated is not None, f"the card {subject} is gone"
+    return blocks_text(updated.blocks)
 
 
 def open_modal(bot: Bot, user: str, subject: str, label: str) -> dict[str, Any]:

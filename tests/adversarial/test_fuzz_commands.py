@@ -38,7 +38,7 @@ PEOPLE = (CLIENT, FREELANCER, OUTSIDER, PARTNER)
 # changed the database must be one of these; an error must change nothing.
 CONFIRMATIONS = (
     "created in",
-    "added.",
+    "added:",
     "updated.",
     "deleted.",
     "Sent change request",
@@ -48,9 +48,9 @@ CONFIRMATIONS = (
     "Submitted milestone",
     "Approved milestone",
     "Asked for changes",
-    "Accepted request",
-    "Declined request",
-    "Withdrew request",
+    "Accepted change request",
+    "Declined change request",
+    "Withdrew change request",
     "ended.",
 )
 BROADCAST = re.compile(r"<!(channel|here|everyone)\b|<!subteam\^")
@@ -382,7 +382,7 @@ def test_amounts_at_the_edges_of_usd_jpy_and_kwd(
     # The largest amounts go through escrow whole: fund the maximum, raise it by a
     # change request to the maximum of another milestone, release everything.
     for user, text, expected in (
-        (FREELANCER, 'edit 1 amount="10,000,000"', "Sent change request 1"),
+        (FREELANCER, 'edit 1 amount="10,000,000"', "Sent change request #1"),
         (CLIENT, "accept 1", "Escrow topped up by $9,999,000.00"),
         (FREELANCER, 'submit "max"', "Submitted milestone 1"),
         (CLIENT, "approve", "Approved milestone 1: $10,000,000.00 released"),

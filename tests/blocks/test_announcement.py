@@ -120,7 +120,8 @@ def test_announcement_matches_the_expected_blocks() -> None:
         (
             "request_accepted",
             {"request_number": 3, "top_up": 30_000},
-            "<@UCLIENT01> accepted change request #3. The changes are applied.",
+            "<@UCLIENT01> accepted change request #3. The changes are applied. "
+            "Escrow topped up by $300.00.",
         ),
         (
             "request_declined",

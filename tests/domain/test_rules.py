@@ -132,7 +132,7 @@ def test_every_other_request_transition_is_refused(status: R, action: RequestAct
     with pytest.raises(RequestNotPending) as caught:
         request_next(status, action, 3)
     assert caught.value.message == (
-        f"Request 3 is already {status.value}, so it can't be {PAST[action]}."
+        f"Change request #3 is already {status.value}, so it can't be {PAST[action]}."
     )
 
 
@@ -265,8 +265,8 @@ def test_outsider_is_never_allowed_and_told_who_can(make: Callable[[], Contract]
 
 def test_refusal_names_the_client_when_only_the_client_can_act() -> None:
     with pytest.raises(NotAllowed) as caught:
-        require(individual(), FREELANCER, Act.ACCEPT, "accept request 1")
-    assert caught.value.message == f"Only the client, @{CLIENT}, can accept request 1."
+        require(individual(), FREELANCER, Act.ACCEPT, "accept change request #1")
+    assert caught.value.message == f"Only the client, @{CLIENT}, can accept change request #1."
 
 
 def test_refusal_names_both_speakers_when_either_can_act() -> None:

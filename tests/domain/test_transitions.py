@@ -137,7 +137,7 @@ def test_cancelling_a_request_records_why_and_nobody_as_deciding() -> None:
 
 def test_a_decided_request_can_not_be_decided_again() -> None:
     r = request(RequestStatus.WITHDRAWN)
-    with pytest.raises(RequestNotPending, match="Request 3 is already withdrawn"):
+    with pytest.raises(RequestNotPending, match="Change request #3 is already withdrawn"):
         r.decide(RequestAction.ACCEPT, by=CLIENT, at=NOW)
     assert r.decided_at is None
 

@@ -99,8 +99,22 @@ class Bot:
         return _text_of(post.body)
 
     def click(self, user: str, message: StoredMessage, label: str) -> str:
-        """Click a button and return the ephemeral answer the clicker gets."""
-        return self.reply_to(self.press(user, message, label))
+        """Click a button on a card and return what the clicker sees as its outcome: the
+        card itself, updated in place, or the one answer only they see where the card
+        can't show it (a refusal, a repeat)."""
+        response = self.press(user, message, label)
+        self.quiet()
+        answers = [r for r in self.slack.responses if r.url == response.response_url]
+        if answers:
+            return _text_of(answers[-1].body)
+        card = self.slack.message(message.channel, message.ts)
+        assert card is not None, "the card the person clicked is gone"
+        return blocks_text(card.blocks)
+
+    def answers_to(self, response: Response) -> list[str]:
+        """Every answer sent on the request's response_url (after the work is done)."""
+        self.quiet()
+        return [_text_of(r.body) for r in self.slack.responses if r.url == response.response_url]
 
     def press(self, user: str, message: StoredMessage, label: str) -> Response:
         """Click a button without waiting for an answer (one that opens a modal)."""

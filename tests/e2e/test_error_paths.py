@@ -66,7 +66,7 @@ def test_the_freelancer_clicking_accept_is_told_only_the_client_can(bot: Bot) ->
     bot.say(FREELANCER, "edit 2 amount=3000")
     before = repr(exported(bot))
     reply = bot.click(FREELANCER, bot.card("request:1"), "Accept")
-    assert f"Only the client, <@{CLIENT}>, can accept request 1" in reply
+    assert f"Only the client, <@{CLIENT}>, can accept change request #1" in reply
     assert repr(exported(bot)) == before
 
 
@@ -210,7 +210,7 @@ def test_a_replayed_fund_click_moves_no_money_the_second_time(bot: Bot) -> None:
         ('add "Extra" 1.234 2030-01-01', "decimals"),
         ('add "Extra" 99999999999 2030-01-01', "largest"),
         ('add "Extra" 100 2030-02-30', "YYYY-MM-DD"),
-        ('add "Extra" 100 tomorrow', "YYYY-MM-DD"),
+        ('add "Extra" 100 someday', "YYYY-MM-DD"),
         ('add "Extra" 100 2020-01-01', "past"),
         ('add "' + "x" * 201 + '" 100 2030-01-01', "limit is 200"),
         ('add "Extra" 100 2030-01-01 "' + "d" * 2001 + '"', "limit is 2,000"),

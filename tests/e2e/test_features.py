@@ -124,7 +124,7 @@ def test_start_needs_both_sides_and_the_agree_button_works(bot: Bot) -> None:
     negotiated(bot)
     assert "Waiting for" in bot.say(CLIENT, "start")
     card = bot.card("contract:1")
-    assert "active" in bot.click(FREELANCER, card, "Agree")
+    assert "Active" in bot.click(FREELANCER, card, "Agree")  # the card is the answer
     assert contract(bot)["status"] == "active"
     assert "Fund" in blocks_text(bot.card("contract:1").blocks)
 
@@ -132,7 +132,7 @@ def test_start_needs_both_sides_and_the_agree_button_works(bot: Bot) -> None:
 def test_propose_creates_a_request_card_with_accept_decline_withdraw(bot: Bot) -> None:
     active(bot)
     reply = bot.say(FREELANCER, 'edit 2 amount=3000 message="Scope grew"')
-    assert "change request 1" in reply.lower()
+    assert "change request #1" in reply.lower()
     card = bot.card("request:1")
     text = blocks_text(card.blocks)
     assert "$2,500.00" in text and "$3,000.00" in text and "Scope grew" in text
@@ -147,13 +147,30 @@ def test_propose_creates_a_request_card_with_accept_decline_withdraw(bot: Bot) -
 def test_accept_by_button_applies_the_change_and_removes_the_buttons(bot: Bot) -> None:
     funded(bot)
     bot.say(FREELANCER, "edit 1 amount=2000")
-    assert "Accepted request 1" in bot.click(CLIENT, bot.card("request:1"), "Accept")
+    answer = bot.click(CLIENT, bot.card("request:1"), "Accept")
+    assert "Change request #1" in answer and "Accepted" in answer  # the card, in place
     card = bot.card("request:1")
     assert not [b for b in card.blocks if b["type"] == "actions"]
     assert "accepted" in blocks_text(card.blocks).lower()
     data = contract(bot)
     assert data["milestones"][0]["amount_minor"] == 200000
     assert data["escrow"]["funded_minor"] == 200000  # topped up by the difference at once
+
+
+def test_one_click_one_confirmation_the_card_and_one_announcement(bot: Bot) -> None:
+    funded(bot)
+    bot.say(FREELANCER, "edit 1 amount=2000")
+    bot.quiet()
+    posts_before = len(bot.posts())
+    ephemerals_before = len(bot.slack.ephemerals(CHANNEL, CLIENT))
+
+    response = bot.press(CLIENT, bot.card("request:1"), "Accept")
+
+    assert bot.answers_to(response) == [], "the card is the answer: no ephemeral beside it"
+    assert len(bot.slack.ephemerals(CHANNEL, CLIENT)) == ephemerals_before
+    new_posts = bot.posts()[posts_before:]
+    assert len(new_posts) == 1 and "accepted change request #1" in new_posts[0]
+    assert "Accepted" in bot.card_text("request:1")
 
 
 def test_decline_with_a_reason_from_the_modal(bot: Bot) -> None:
@@ -163,7 +180,7 @@ def test_decline_with_a_reason_from_the_modal(bot: Bot) -> None:
     bot.slack.wait_for(lambda: bot.slack.open_views(CLIENT))
     result = bot.driver.submit_view(CLIENT, inputs={"reason": "Budget is fixed"})
     assert result.status == 200
-    bot.ephemeral_to(CLIENT, "Declined request 1")
+    bot.card_shows("request:1", "Declined")
     data = contract(bot)
     assert data["change_requests"][0]["status"] == "declined"
     assert data["change_requests"][0]["decline_reason"] == "Budget is fixed"
@@ -174,7 +191,7 @@ def test_decline_with_a_reason_from_the_modal(bot: Bot) -> None:
 def test_withdraw_by_the_proposer(bot: Bot) -> None:
     active(bot)
     bot.say(FREELANCER, "edit 2 amount=3000")
-    assert "Withdrew request 1" in bot.click(FREELANCER, bot.card("request:1"), "Withdraw")
+    assert "Withdrawn" in bot.click(FREELANCER, bot.card("request:1"), "Withdraw")
     assert contract(bot)["change_requests"][0]["status"] == "withdrawn"
     assert not [b for b in bot.card("request:1").blocks if b["type"] == "actions"]
 
@@ -211,7 +228,7 @@ def test_submit_posts_the_work_card_with_approve_and_request_changes(bot: Bot) -
 
 def test_approve_releases_and_tells_the_provider_they_are_paid(bot: Bot) -> None:
     submitted(bot)
-    assert "released" in bot.click(CLIENT, bot.card("work:1:1"), "Approve")
+    assert "released" in bot.click(CLIENT, bot.card("work:1:1"), "Approve")  # on the card
     data = contract(bot)
     assert data["milestones"][0]["status"] == "released"
     assert data["escrow"]["released_minor"] == 150000
@@ -224,7 +241,7 @@ def test_request_changes_from_the_modal_stops_the_clock(bot: Bot) -> None:
     bot.press(CLIENT, bot.card("work:1:1"), "Request changes")
     bot.slack.wait_for(lambda: bot.slack.open_views(CLIENT))
     bot.driver.submit_view(CLIENT, inputs={"note": "Bigger logo please"})
-    bot.ephemeral_to(CLIENT, "Asked for changes")
+    bot.card_shows("work:1:1", "Bigger logo please")  # the card is the answer
     milestone = contract(bot)["milestones"][0]
     assert milestone["status"] == "funded" and milestone["auto_release_at"] is None
     assert "Bigger logo please" in blocks_text(bot.card("work:1:1").blocks)

@@ -41,7 +41,7 @@ def test_a_date_in_words_is_the_persons_day_and_the_channel_shows_that_day(bot: 
     bot.say(CLIENT, NEW)
     before = days(EAST, next_friday) | days(WEST, lambda d: d + timedelta(days=1))
 
-    bot.say(CLIENT, 'add "Design" 1500 next friday "Wireframes"')
+    design_reply = bot.say(CLIENT, 'add "Design" 1500 next friday "Wireframes"')
     bot.say(FREELANCER, 'add "Build" 2500 tomorrow')
 
     expected = days(EAST, next_friday) | days(WEST, lambda d: d + timedelta(days=1)) | before
@@ -53,6 +53,8 @@ def test_a_date_in_words_is_the_persons_day_and_the_channel_shows_that_day(bot: 
     )
     east_tomorrow = today_in(datetime.now(UTC), EAST) + timedelta(days=1)
     assert date.fromisoformat(build["due_date"]) < east_tomorrow  # fred's, not carol's
+    # the person's own answer echoes the day it understood
+    assert f"added: $1,500.00, due {spell(date.fromisoformat(design['due_date']))}" in design_reply
     announced = "\n".join(bot.posts())
     for milestone in (design, build):
         assert f"due {spell(date.fromisoformat(milestone['due_date']))}" in announced

@@ -203,23 +203,38 @@ class World:
         }
         self.run(commands.handle_milestone_command, body, command=body)
 
-    def press(self, action: Action, user: str, value: str) -> None:
-        """A button that calls one service (handlers.actions.press_button)."""
-        self.click(actions.press_button, user, value, action_id=action.value)
+    def press(self, action: Action, user: str, value: str, *, in_home: bool = False) -> None:
+        """A button that calls one service (handlers.actions.press_button), on a card in
+        the channel or (`in_home`) in App Home."""
+        self.click(actions.press_button, user, value, action_id=action.value, in_home=in_home)
 
     def click(
-        self, listener: Callable[..., None], user: str, value: str, *, action_id: str = "x"
+        self,
+        listener: Callable[..., None],
+        user: str,
+        value: str,
+        *,
+        action_id: str = "x",
+        in_home: bool = False,
     ) -> None:
-        body = {
+        body: dict[str, Any] = {
             "type": "block_actions",
             "user": {"id": user, "team_id": f.TEAM},
             "team": {"id": f.TEAM},
-            "channel": {"id": f.CHANNEL},
-            "container": {"type": "message", "channel_id": f.CHANNEL, "message_ts": "1.000100"},
             "trigger_id": TRIGGER,
-            "response_url": RESPONSE_URL,
             "actions": [{"action_id": action_id, "value": value, "action_ts": "1.2"}],
         }
+        if in_home:
+            body["container"] = {"type": "view", "view_id": "VHOME"}
+            body["view"] = {"id": "VHOME", "type": "home"}
+        else:
+            body["channel"] = {"id": f.CHANNEL}
+            body["container"] = {
+                "type": "message",
+                "channel_id": f.CHANNEL,
+                "message_ts": "1.000100",
+            }
+            body["response_url"] = RESPONSE_URL
         self.run(listener, body)
 
     def submit(
@@ -489,8 +504,21 @@ def test_the_agree_button_records_agreement_and_delivers(world: World) -> None:
 
     acked_once_after_the_commit(world, "terms_agreed")
     assert [set(ids) for ids in world.delivery.delivered] == [world.outbox_ids() - outbox_before]
-    [answer] = world.replies()
-    assert answer.address == f"url:{RESPONSE_URL}" and world.respond.calls == []
+    # One click, one confirmation: the card (in the outbox, updated in place) is the answer.
+    assert world.replies() == [] and world.respond.calls == []
+
+
+def test_a_button_in_app_home_is_answered_with_a_notice(world: World) -> None:
+    contract_id = in_db(world, f.new_contract)
+    with world.session() as session:
+        f.add(session, contract_id)
+
+    world.press(Action.AGREE, f.CLIENT, ContractRef(contract_id=contract_id).dump(), in_home=True)
+
+    acked_once_after_the_commit(world, "terms_agreed")
+    [notice] = world.slack.calls("views_open")  # no channel to answer in: a small modal
+    assert "agreed" in str(notice).lower()
+    assert world.replies() == []
 
 
 def test_the_fund_button_funds_that_milestone(world: World) -> None:
@@ -505,7 +533,7 @@ def test_the_fund_button_funds_that_milestone(world: World) -> None:
 
     acked_once_after_the_commit(world, "milestone_funded")
     assert first_milestone(world, contract_id).status == "funded"
-    assert len(world.delivery.delivered) == 1 and len(world.replies()) == 1
+    assert len(world.delivery.delivered) == 1 and world.replies() == []
 
 
 def test_the_approve_button_releases_submitted_work(world: World) -> None:

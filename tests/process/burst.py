@@ -5,10 +5,11 @@ clicks run at once without queueing on one contract's lock. After whatever happe
 the processes, each click is judged by what Slack saw (`status`: 200 is an ack, 0 no
 answer at all) against what the database holds:
 
-- acked ⇒ the money was released exactly once and the clicker's answer is queued;
-- not acked ⇒ nothing was released, or it was released and the answer is queued (the
-  person sees Slack's error first, then the bot's answer: what they are told at last
-  is true);
+- acked ⇒ the money was released exactly once and the clicker's answer — the card
+  they clicked, updated in place — is queued;
+- not acked ⇒ nothing was released, or it was released and the card's update is queued
+  (the person sees Slack's error first, then the card saying it was paid: what they
+  are shown at last is true);
 - no milestone is released twice and the ledger verifies.
 """
 
@@ -144,14 +145,20 @@ def burst(
         return [future.result(timeout=120) for future in futures]
 
 
-def replies_queued(database: Database) -> dict[str, OutboxState]:
-    """Each answer to a person in the outbox: its address → its state."""
+def cards_queued(database: Database) -> dict[int, OutboxState]:
+    """The work-card update each release queued (the clicker's answer): contract → its
+    state. It is written in the release's transaction, so at the release's instant."""
     with database.sessions() as session:
         return dict(
             session.execute(
-                select(OutboxMessage.address, OutboxMessage.state).where(
-                    OutboxMessage.kind == IntentKind.REPLY
+                select(OutboxMessage.contract_id, OutboxMessage.state)
+                .join(
+                    LedgerEntry,
+                    (LedgerEntry.contract_id == OutboxMessage.contract_id)
+                    & (LedgerEntry.kind == LedgerKind.RELEASE)
+                    & (LedgerEntry.at == OutboxMessage.created_at),
                 )
+                .where(OutboxMessage.kind == IntentKind.WORK_CARD)
             ).all()
         )
 
@@ -170,12 +177,11 @@ def releases(database: Database) -> dict[int, int]:
 def judge(database: Database, clicks: list[Click]) -> tuple[int, int]:
     """Check every click (see the module); returns (acked, applied)."""
     released = releases(database)
-    replies = replies_queued(database)
+    cards = cards_queued(database)
     assert all(n == 1 for n in released.values()), f"released twice: {released}"
     acked = applied = 0
     for click in clicks:
-        url = click.response.response_url
-        answered = f"url:{url}" in replies
+        answered = click.work.contract_id in cards
         done = released.get(click.work.contract_id, 0) == 1
         if click.response.status == 200:
             acked += 1
@@ -191,7 +197,6 @@ def judge(database: Database, clicks: list[Click]) -> tuple[int, int]:
     return acked, applied
 
 
-def answers_delivered(slack: SlackEmulator, database: Database) -> bool:
-    """Every queued answer has reached its response_url."""
-    posted = {r.url for r in slack.responses}
-    return all(address.removeprefix("url:") in posted for address in replies_queued(database))
+def answers_delivered(database: Database) -> bool:
+    """Every queued card update (each clicker's answer) has reached Slack."""
+    return all(state == OutboxState.SENT for state in cards_queued(database).values())

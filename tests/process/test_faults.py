@@ -289,7 +289,7 @@ def test_posts_whose_answer_is_lost_are_found_and_never_shown_twice(rig: Rig) ->
     rig.slack.answer_late("chat.postMessage", 12, channel=CHANNEL)
     began = time.monotonic()
     answer = reply_to(rig.slack, rig.say(FREELANCER, "edit 1 amount=150"))
-    assert "change request 1" in answer.lower()
+    assert "change request #1" in answer.lower()
     assert time.monotonic() - began < 3.0, "the proposer's answer waited behind the slow post"
     wait_until(lambda: rig.card_ts("request:1"), timeout=40, what="the request card to be found")
     cards = [m for m in rig.slack.messages(CHANNEL) if "Accept" in message_text(m)]

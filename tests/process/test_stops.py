@@ -84,7 +84,7 @@ def test_sigkill_of_the_whole_tree_mid_burst_loses_nothing_acked(serve: Serve) -
     # Restarted: what the killed processes held is delivered, once each.
     process = serve.start()
     wait_until(
-        lambda: answers_delivered(serve.slack, serve.database),
+        lambda: answers_delivered(serve.database),
         timeout=LEASE_SECONDS + 30,
         what="every queued answer to reach its clicker",
     )
@@ -138,7 +138,7 @@ def test_a_stop_mid_burst_loses_nothing_and_exits_0_in_time(serve: Serve, stop: 
         process = serve.start()
     judge(serve.database, clicks)
     wait_until(
-        lambda: answers_delivered(serve.slack, serve.database),
+        lambda: answers_delivered(serve.database),
         timeout=20,
         what="every queued answer to reach its clicker",
     )

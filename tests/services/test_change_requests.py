@@ -201,7 +201,7 @@ def test_client_cannot_change_milestones_while_request_pending(
         now=NOW,
     )
     assert message == (
-        f"Change request 1 from @{FREELANCER} is waiting for your answer: accept or "
+        f"Change request #1 from @{FREELANCER} is waiting for your answer: accept or "
         "decline it before changing milestones directly."
     )
 
@@ -306,7 +306,7 @@ def test_provider_change_on_active_contract_becomes_a_change_request(
 
     assert outcome.became_request
     assert outcome.request_number == 1
-    assert outcome.summary == f"Sent change request 1 to @{CLIENT} for a decision."
+    assert outcome.summary == f"Sent change request #1 to @{CLIENT} for a decision."
     assert exported(session, contract_id)["milestones"] == before
     shown = request(session, contract_id, 1)
     assert shown["status"] == "pending"
@@ -490,7 +490,7 @@ def test_accepted_increase_tops_up_escrow_by_the_difference_at_once(
 
     accepted = accept(session, outcome.request_id)
 
-    assert accepted.summary == "Accepted request 1. Escrow topped up by $250.25."
+    assert accepted.summary == "Accepted change request #1. Escrow topped up by $250.25."
     assert milestone(session, contract_id, 1)["amount_minor"] == 175025
     entries = ledger_entries(session, contract_id)
     assert [(e.kind, e.amount_minor, e.actor) for e in entries] == [
@@ -532,7 +532,7 @@ def test_accepted_increase_of_a_future_milestone_moves_no_money(session: Session
         session, propose(session, contract_id, MilestoneEdit(2, amount="3000")).request_id
     )
 
-    assert accepted.summary == "Accepted request 1."
+    assert accepted.summary == "Accepted change request #1."
     assert len(ledger_entries(session, contract_id)) == 1
 
 
@@ -635,7 +635,7 @@ def test_unknown_request_number_is_refused(session: Session) -> None:
         contract_id=contract_id,
         number=5,
     )
-    assert message == f"Contract {contract_id} has no change request 5."
+    assert message == f"Contract {contract_id} has no change request #5."
 
 
 def test_request_of_another_contract_is_refused(session: Session) -> None:
@@ -667,7 +667,7 @@ def test_only_the_client_accepts(
         now=NOW,
         request_id=outcome.request_id,
     )
-    assert message.endswith(f"Only the client, @{CLIENT}, can accept request 1.")
+    assert message.endswith(f"Only the client, @{CLIENT}, can accept change request #1.")
 
 
 @pytest.mark.parametrize(("actor", "agency", "error"), NOT_CLIENT)
@@ -684,7 +684,7 @@ def test_only_the_client_declines(
         now=NOW,
         request_id=outcome.request_id,
     )
-    assert message.endswith(f"Only the client, @{CLIENT}, can decline request 1.")
+    assert message.endswith(f"Only the client, @{CLIENT}, can decline change request #1.")
 
 
 # --- declining, withdrawing, revising ---------------------------------------------
@@ -696,7 +696,7 @@ def test_client_declines_with_an_optional_reason(session: Session, reason: str) 
 
     declined = decline(session, outcome.request_id, reason=reason)
 
-    assert declined.summary == "Declined request 1."
+    assert declined.summary == "Declined change request #1."
     shown = request(session, contract_id, 1)
     assert (shown["status"], shown["decided_by"]) == ("declined", CLIENT)
     assert shown["decline_reason"] == (reason or None)
@@ -717,7 +717,7 @@ def test_proposer_or_any_agency_manager_withdraws(
 
     withdrawn = withdraw(session, outcome.request_id, withdrawer)
 
-    assert withdrawn.summary == "Withdrew request 1."
+    assert withdrawn.summary == "Withdrew change request #1."
     shown = request(session, contract_id, 1)
     assert (shown["status"], shown["decided_by"]) == ("withdrawn", withdrawer)
     assert statuses(session, contract_id)[2] == "pending"
@@ -748,7 +748,7 @@ def test_others_cannot_withdraw_a_request(
         request_id=outcome.request_id,
     )
     assert expected in message
-    assert message.endswith("withdraw request 1.")
+    assert message.endswith("withdraw change request #1.")
 
 
 DECISIONS = {"accept": accept, "decline": decline, "withdraw": withdraw}
@@ -779,7 +779,7 @@ def test_a_decided_request_cannot_be_decided_again(
     message = refuse(
         session, RequestNotPending, service, actor_id=actor, now=NOW, request_id=outcome.request_id
     )
-    assert message == f"Request 1 is already {status}, so it can't be {action}."
+    assert message == f"Change request #1 is already {status}, so it can't be {action}."
 
 
 def test_revise_withdraws_the_old_request_and_sends_the_new_one_in_one_step(
@@ -798,7 +798,7 @@ def test_revise_withdraws_the_old_request_and_sends_the_new_one_in_one_step(
     assert revised.became_request
     assert revised.request_number == 2
     assert revised.summary == (
-        f"Sent change request 2 to @{CLIENT} for a decision. It replaces request 1."
+        f"Sent change request #2 to @{CLIENT} for a decision. It replaces change request #1."
     )
     assert request(session, contract_id, 1)["status"] == "withdrawn"
     assert request(session, contract_id, 2)["status"] == "pending"
@@ -845,7 +845,7 @@ def test_revising_a_decided_request_is_refused(session: Session) -> None:
         now=NOW,
         revises_request_id=first.request_id,
     )
-    assert message == "Request 1 is already declined, so it can't be withdrawn."
+    assert message == "Change request #1 is already declined, so it can't be withdrawn."
 
 
 def test_revising_a_request_of_another_contract_is_refused(session: Session) -> None:
@@ -892,7 +892,7 @@ def test_second_request_touching_the_same_milestone_is_refused(session: Session)
         now=NOW,
     )
     assert message == (
-        "Milestone 2 already has a pending change in request 1; withdraw or revise that "
+        "Milestone 2 already has a pending change in change request #1; withdraw or revise that "
         "request instead."
     )
 
@@ -1061,7 +1061,7 @@ def test_add_request_beyond_the_milestone_limit_is_cancelled_when_another_fills_
     shown = request(session, contract_id, 2)
     assert shown["status"] == "cancelled"
     assert shown["cancel_reason"] == (
-        "request 1 was accepted: A contract can have at most 50 milestones."
+        "change request #1 was accepted: A contract can have at most 50 milestones."
     )
 
 

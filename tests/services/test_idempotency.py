@@ -265,4 +265,4 @@ def test_a_click_after_another_person_decided_is_refused_not_repeated(session: S
         now=NOW,
         request_id=request_id,
     )
-    assert message == "Request 1 is already withdrawn, so it can't be withdrawn."
+    assert message == "Change request #1 is already withdrawn, so it can't be withdrawn."

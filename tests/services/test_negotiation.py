@@ -97,7 +97,8 @@ def test_party_adds_milestone_directly_while_negotiating(
 
     assert not outcome.became_request
     assert outcome.milestone_number == 1
-    assert outcome.summary == "Milestone 1 (Design) added."
+    # the answer echoes the amount and the day as understood
+    assert outcome.summary == "Milestone 1 (Design) added: $1,500.50, due Tue 1 Dec 2026."
     shown = milestone(session, contract_id, 1)
     assert {
         k: shown[k] for k in ("title", "description", "amount_minor", "due_date", "status")
@@ -130,7 +131,7 @@ def test_party_edits_milestone_directly_while_negotiating(
     )
 
     assert not outcome.became_request
-    assert outcome.summary == "Milestone 1 (Design v2) updated."
+    assert outcome.summary == "Milestone 1 (Design v2) updated: $1,750.00, due Sat 12 Dec 2026."
     shown = milestone(session, contract_id, 1)
     assert (shown["title"], shown["amount_minor"], shown["due_date"]) == (
         "Design v2",
@@ -243,7 +244,9 @@ def test_several_changes_in_one_call_apply_together(session: Session) -> None:
         now=NOW,
     )
 
-    assert outcome.summary == "Milestone 2 (Build) added. Milestone 1 (Design) updated."
+    assert outcome.summary == (
+        "Milestone 2 (Build) added: $2,000.00, due Tue 1 Dec 2026. Milestone 1 (Design) updated."
+    )
     assert milestone(session, contract_id, 1)["description"] == "Mockups"
     assert statuses(session, contract_id) == {1: "pending", 2: "pending"}
     assert [e.data["message"] for e in events(session, contract_id)[-2:]] == ["two things"] * 2
