@@ -27,9 +27,22 @@ _SPACES = re.compile(r"\s+")
 _CODE_THEN_DIGIT = re.compile(r"^(-?[A-Z]{2,3})([0-9])")
 
 
+# Bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): typed
+# into a title, an override would reverse the bot's own words after it ("$1,000" read
+# backwards). Dropped wherever typed text is shown; the marks U+200E/U+200F, which only
+# say which way a neutral character runs, are kept for right-to-left writers.
+_DIRECTION_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def inert(text: str) -> str:
+    """Typed text as it may be shown anywhere, plain or mrkdwn: without direction controls."""
+    return text.translate(_DIRECTION_CONTROLS)
+
+
 def escape(text: str) -> str:
-    """Escape the three mrkdwn control characters (`&` first); nothing else."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Typed text for mrkdwn: the three control characters escaped (`&` first), and
+    `inert`; nothing else."""
+    return inert(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def clip(text: str, limit: int, *, one_line: bool = False) -> str:
@@ -38,6 +51,7 @@ def clip(text: str, limit: int, *, one_line: bool = False) -> str:
     Cuts between characters of the original text, never inside an entity such as
     `&amp;`. With `one_line`, runs of whitespace (newlines too) become one space.
     """
+    text = inert(text)
     if one_line:
         text = _SPACES.sub(" ", text).strip()
     escaped = escape(text)
@@ -205,5 +219,5 @@ def said_plain(what: Said | str, *, name_of: Callable[[str], str] | None = None)
         if isinstance(part, Person):
             out.append(f"@{name_of(part.user_id)}" if name_of else str(part))
         else:
-            out.append(str(part))
+            out.append(inert(str(part)))
     return "".join(out)

@@ -13,7 +13,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from handlers.blocks.format import CONTEXT_LIMIT, FIELD_LIMIT, SECTION_LIMIT, shorten
+from handlers.blocks.format import CONTEXT_LIMIT, FIELD_LIMIT, SECTION_LIMIT, inert, shorten
 
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
@@ -25,7 +25,7 @@ def mrkdwn(text: str) -> MarkdownTextObject:
 
 
 def plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text, emoji=True)
+    return PlainTextObject(text=inert(text), emoji=True)
 
 
 def section(

@@ -99,3 +99,10 @@ def test_shorten_never_breaks_a_token_or_an_entity() -> None:
     assert shorten("abc " + token, 20) == "abc…"
     assert shorten("abc &amp; def", 8) == "abc…"
     assert shorten("abc &amp; def", 10) == "abc &amp;…"
+
+
+def test_direction_overrides_typed_in_text_never_reach_slack() -> None:
+    typed = "Logo \u202eevil\u202c \u2067x\u2069 \u200fמילה"
+    assert escape(typed) == "Logo evil x \u200fמילה"  # the right-to-left mark is kept
+    assert said_plain(said(typed)) == "Logo evil x \u200fמילה"
+    assert clip(typed * 50, 40).startswith("Logo evil x")
