@@ -16,6 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from babel import Locale
+
+_ENGLISH = Locale.parse("en")
+
 
 @dataclass(frozen=True)
 class Person:
@@ -105,6 +109,13 @@ def joined(items: Iterable[Said | Part], separator: str = ", ", last: str = " an
             pieces.append(last if index == len(listed) - 1 else separator)
         pieces.append(item)
     return said(*pieces)
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """ "1 milestone", "3 milestones", "1,000 entries": the number with the word in the
+    form CLDR's plural rules pick for it (`plural` for irregular words)."""
+    word = singular if _ENGLISH.plural_form(count) == "one" else (plural or f"{singular}s")
+    return f"{count:,} {word}"
 
 
 def _dump(part: Part) -> Any:

@@ -39,6 +39,7 @@ from domain.model import (
     Milestone,
     MilestoneStatus,
 )
+from domain.text import counted
 
 # The history events that carry money figures.
 _MONEY_EVENTS = (
@@ -247,7 +248,8 @@ def _check_milestone(
     ):
         if (stamp is not None) != bool(count):
             state = "is set" if stamp is not None else "is empty"
-            add(f"{label} {state} but there are {count} matching ledger entries")
+            found = counted(count, "matching entry", "matching entries")
+            add(f"{label} {state} but the ledger has {found}")
 
 
 def _in(entry: LedgerEntry) -> bool:

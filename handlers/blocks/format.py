@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from domain import when
 from domain.model import SYSTEM_ACTOR
 from domain.money import format_amount
-from domain.text import Command, Person, Said
+from domain.text import Command, Person, Said, counted
 
 SECTION_LIMIT = 3000  # section text (Slack)
 FIELD_LIMIT = 2000  # one section field (Slack; slack_sdk does not check it)
@@ -162,10 +162,7 @@ def join_words(words: list[str], *, conjunction: str = "and") -> str:
     return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
 
 
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """E.g. "1 milestone", "3 milestones", "2 changes" (`plural_form` for irregular words)."""
-    word = singular if count == 1 else (plural_form or f"{singular}s")
-    return f"{count:,} {word}"
+plural = counted  # "1 milestone", "3 milestones" (domain.text.counted)
 
 
 def pack(lines: Iterable[str], *, limit: int = SECTION_LIMIT, sep: str = "\n") -> list[str]:

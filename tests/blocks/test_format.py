@@ -106,3 +106,14 @@ def test_direction_overrides_typed_in_text_never_reach_slack() -> None:
     assert escape(typed) == "Logo evil x \u200fמילה"  # the right-to-left mark is kept
     assert said_plain(said(typed)) == "Logo evil x \u200fמילה"
     assert clip(typed * 50, 40).startswith("Logo evil x")
+
+
+def test_counts_take_the_plural_form_cldr_gives_them() -> None:
+    assert [plural(n, "milestone") for n in (0, 1, 2, 1000)] == [
+        "0 milestones",
+        "1 milestone",
+        "2 milestones",
+        "1,000 milestones",
+    ]
+    assert plural(1, "entry", "entries") == "1 entry"
+    assert plural(3, "entry", "entries") == "3 entries"
