@@ -159,7 +159,8 @@ def test_typed_text_is_shown_as_text_on_every_surface(
     bot.say(CLIENT, "start", channel=channel)
     bot.say(FREELANCER, "start", channel=channel)
     bot.say(CLIENT, "fund", channel=channel)
-    bot.say(FREELANCER, f'edit 1 title="{title} v2" message="{note}"', channel=channel)
+    revised = slack_encoded(f"{typed_title[:197].strip()} v2")  # still within 200 characters
+    bot.say(FREELANCER, f'edit 1 title="{revised}" message="{note}"', channel=channel)
     [request_card] = [
         m for m in bot.slack.messages(channel) if "Change request #1" in str(m.blocks)
     ]
