@@ -39,6 +39,7 @@ from domain.policy import Clock, Policy, system_clock
 from handlers import actions, commands, home, views
 from handlers.deps import Deps
 from handlers.errors import report
+from handlers.people import SlackProfiles
 from scheduler.jobs import Scheduler, sweep_once
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def create_app(
         policy=runtime.policy,
         delivery=delivery,
         client=client,
+        profiles=SlackProfiles(),  # one per app: commands and forms read the same people
     )
 
     @app.middleware

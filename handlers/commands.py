@@ -9,9 +9,10 @@ command.
 
 Due dates and amounts are read in the person's own habits before the service is called:
 `next friday` in their Slack time zone (domain.when), `1.500,00` in their Slack locale
-(domain.money), and handed to the domain as a date and a plain amount. Their profile
-(users.info, cached per app: handlers.people) is asked for only when the input needs
-it: a date in words, or an amount with separators.
+(domain.money, through handlers.people.plain_amount, as the forms do), and handed to
+the domain as a date and a plain amount. Their profile (users.info, cached per app in
+`Deps.profiles`, shared with the forms) is asked for only when the input needs it: a
+date in words, or an amount with separators.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from domain import money, queries, rules, services, snapshot, when
+from domain import queries, rules, services, snapshot, when
 from domain.errors import InvalidInput
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
 from domain.text import Command, said
@@ -39,26 +40,17 @@ from handlers.errors import guarded, tell
 from handlers.facts import require_bot_in_channel, team_ids_of
 from handlers.flow import perform
 from handlers.payloads import ModalContext
-from handlers.people import Habits, SlackProfiles
+from handlers.people import Habits, plain_amount
 from handlers.replies import reply_address
 
 COMMAND = "/milestone"
-# Amounts with one of these need the person's locale to be read (`1.500`, `1 500`).
-_SEPARATORS = re.compile("[.,'\u2019]|[0-9][\\s\u00a0\u202f]+[0-9]")
 _YEAR_FIRST = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ADD_EXAMPLE = 'add "Design" 1500 next friday "Wireframes"'
 _EDIT_EXAMPLE = 'edit 2 due="next friday" message="..."'
 
 
 def register(app: App) -> None:
-    profiles = SlackProfiles()  # one per app: each person's time zone and locale, cached
-
-    def milestone_command(
-        ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
-    ) -> None:
-        run_command(ack, command, context, respond, client, profiles=profiles)
-
-    app.command(COMMAND)(guarded(milestone_command))
+    app.command(COMMAND)(guarded(handle_milestone_command))
 
 
 @dataclass(frozen=True)
@@ -75,28 +67,14 @@ class Invocation:
     respond: Respond
     client: WebClient
     started: float
-    profiles: SlackProfiles
 
     def habits(self) -> Habits:
-        """The person's time zone and locale (a cached Slack lookup)."""
-        return self.profiles.habits_of(self.client, self.user_id)
+        """The person's time zone and locale (a Slack lookup, cached per app)."""
+        return self.deps.profiles.habits_of(self.client, self.user_id)
 
 
 def handle_milestone_command(
     ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
-) -> None:
-    """`/milestone …`, asking Slack afresh for the person's profile when it is needed."""
-    run_command(ack, command, context, respond, client, profiles=SlackProfiles())
-
-
-def run_command(
-    ack: Ack,
-    command: dict[str, Any],
-    context: BoltContext,
-    respond: Respond,
-    client: WebClient,
-    *,
-    profiles: SlackProfiles,
 ) -> None:
     started = time.monotonic()
     deps = deps_of(context)
@@ -112,7 +90,6 @@ def run_command(
         respond=respond,
         client=client,
         started=started,
-        profiles=profiles,
     )
     match parsed:
         case grammar.ShowHelp():
@@ -187,16 +164,10 @@ def _due_date(call: Invocation, due: grammar.Due, *, example: str) -> date:
 
 
 def _amount(call: Invocation, currency: str, text: str) -> str:
-    """The amount as the person wrote it, in the domain's plain form (`1.500,00` from a
-    `de-DE` person → `1500.00`). Plain digits need no locale and are passed on as typed,
-    for the domain to read."""
-    if not _SEPARATORS.search(text):
-        return text
-    locale = call.habits().locale or "en-US"
-    minor = money.parse_amount(
-        text, currency, max_major=call.deps.policy.max_amount_major, locale=locale
+    """The amount in the domain's plain form, read in the person's locale."""
+    return plain_amount(
+        text, currency, habits=call.habits, max_major=call.deps.policy.max_amount_major
     )
-    return money.to_major_str(minor, currency)
 
 
 def _run(call: Invocation, service: Callable[[Session], Outcome]) -> None:

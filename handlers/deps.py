@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.policy import Clock, Policy
+from handlers.people import SlackProfiles
 
 
 class Deliverer(Protocol):
@@ -31,13 +32,15 @@ class Deps:
     policy: Policy
     delivery: Deliverer
     client: WebClient
+    # People's time zones and locales, cached: one per app, shared by every listener.
+    profiles: SlackProfiles = field(default_factory=SlackProfiles)
 
     def now(self) -> datetime:
         return self.clock()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Deps:
         """Shared services, not data: bolt deep-copies the context for a lazy listener,
-        which must reach the same engine, clock and client."""
+        which must reach the same engine, clock, client and profile cache."""
         return self
 
 

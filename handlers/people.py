@@ -2,25 +2,36 @@
 `include_locale`), cached, so "tomorrow" is their tomorrow and `1.500,00` is read the
 way they write numbers.
 
-`SlackProfiles` holds the cache; the command listener gets one per app (built when the
-listener is registered) and the reminder sweep's time zones (bot.directory) read
-through the same kind of cache. A profile Slack can't give is unknown (`Habits()`),
-never an error: the person's input is then read as if they were in UTC, in `en-US`.
+`SlackProfiles` holds the cache; the listeners share one per app (`Deps.profiles`, built
+by the wiring), so a person's profile asked for by a command serves their forms too,
+and the reminder sweep's time zones (bot.directory) read through the same kind of
+cache. A profile Slack can't give is unknown (`Habits()`), never an error: the person's
+input is then read as if they were in UTC, in `en-US`.
+
+`plain_amount` reads an amount a person typed (a command's or a form's) in their locale,
+asking for their profile only when the number has separators.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from domain import money
+from domain.errors import InvalidAmount
+
 log = logging.getLogger(__name__)
 
 TTL_SECONDS = 3600.0
+# Amounts with one of these need the person's locale to be read (`1.500`, `1 500`).
+_SEPARATORS = re.compile("[.,'\u2019]|[0-9][\\s\u00a0\u202f]+[0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +71,28 @@ class SlackProfiles:
 def _text(user: object, key: str) -> str | None:
     value = user.get(key) if isinstance(user, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def plain_amount(
+    text: str,
+    currency: str,
+    *,
+    habits: Callable[[], Habits],
+    max_major: int,
+    milestone: int | None = None,
+) -> str:
+    """The amount as the person wrote it, in the domain's plain form (`1.500,00` from a
+    `de-DE` person → `1500.00`). Plain digits need no locale and are passed on as typed,
+    for the domain to read; `habits` (a cached Slack lookup) is called only for a number
+    with separators. A refusal (`1,500` from a `de-DE` person: one and a half, or
+    fifteen hundred?) is about the amount of `milestone` (None: a new one), so a form
+    shows it next to that input (handlers.blocks.fields)."""
+    if not _SEPARATORS.search(text):
+        return text
+    locale = habits().locale or "en-US"
+    try:
+        minor = money.parse_amount(text, currency, max_major=max_major, locale=locale)
+    except InvalidAmount as refusal:  # kept as it is (an `AmbiguousAmount` keeps its readings)
+        refusal.field, refusal.milestone = "amount_minor", milestone
+        raise
+    return money.to_major_str(minor, currency)

@@ -1,11 +1,19 @@
 """Modal submissions. A refusal travels in the ack (`response_action: errors`, shown
 next to the field), so these listeners call the domain *before* they ack, like every
 listener that changes something (handlers.flow); nothing is saved until the form is
-valid. Slack calls happen only after the ack."""
+valid.
+
+Amounts are read in the person's locale, as the command reads them
+(handlers.people.plain_amount): `1.500,00` from a `de-DE` person is fifteen hundred, and
+a number that reads two ways is refused next to its input. That needs their profile:
+the one Slack call before the ack, made only for an amount with separators and cached
+per app (`Deps.profiles`, shared with the command). Every other Slack call happens only
+after the ack."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -15,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from domain import queries, services
 from domain.errors import InvalidInput
-from domain.services import Agency, MilestoneEdit, NewMilestone, Outcome
+from domain.money import to_major_str
+from domain.services import Agency, ChangeInput, MilestoneEdit, NewMilestone, Outcome
 from handlers.blocks import fields, modals
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded
@@ -23,6 +32,7 @@ from handlers.facts import team_ids_of
 from handlers.flow import perform
 from handlers.ids import View
 from handlers.payloads import ModalContext
+from handlers.people import plain_amount
 from handlers.replies import ephemeral_address
 
 
@@ -55,6 +65,32 @@ def _submit(
     ctx = ModalContext.load(view.get("private_metadata"))
     reply_to = None if on_a_card else ephemeral_address(ctx.channel_id, str(body["user"]["id"]))
     return perform(ack, body, deps, service, reply_to=reply_to)
+
+
+def _amount(
+    deps: Deps,
+    client: WebClient,
+    body: dict[str, Any],
+    text: str,
+    currency: str,
+    *,
+    milestone: int | None = None,
+) -> str:
+    """An amount typed in the form, read in the person's locale (a refusal names the
+    input of `milestone`'s amount, or of the new milestone's)."""
+    user_id = str(body["user"]["id"])
+    return plain_amount(
+        text,
+        currency,
+        habits=lambda: deps.profiles.habits_of(client, user_id),
+        max_major=deps.policy.max_amount_major,
+        milestone=milestone,
+    )
+
+
+def _unchanged(amount: str, current_minor: int, currency: str) -> bool:
+    """An amount that reads as the milestone's own (typed in the person's way)."""
+    return amount == to_major_str(current_minor, currency)
 
 
 def submit_new_contract(
@@ -112,7 +148,11 @@ def submit_add_milestone(
     if form["due_date"] is None:
         ack(response_action="errors", errors={fields.DUE_DATE: "Pick a due date."})
         return
-    change = NewMilestone(form["title"], form["amount"], form["due_date"], form["description"])
+    contract_id = _contract(ctx)
+    with deps.sessions() as session, session.begin():
+        currency = queries.load_contract(session, contract_id).currency
+    amount = _amount(deps, client, body, form["amount"], currency)
+    change = NewMilestone(form["title"], amount, form["due_date"], form["description"])
     _submit(
         ack,
         body,
@@ -120,7 +160,7 @@ def submit_add_milestone(
         deps,
         lambda s: services.change_milestones(
             s,
-            contract_id=_contract(ctx),
+            contract_id=contract_id,
             actor_id=body["user"]["id"],
             changes=[change],
             message=form["message"],
@@ -142,11 +182,17 @@ def submit_edit_milestone(
             ack(response_action="errors", errors={fields.TITLE: "That milestone is gone."})
             return
         form = modals.read_edit_milestone(_values(view), milestone, currency=contract.currency)
+        currency, current = contract.currency, milestone.amount_minor
+    amount = form["amount"]
+    if amount is not None:
+        amount = _amount(deps, client, body, amount, currency, milestone=milestone.number)
+        if _unchanged(amount, current, currency):
+            amount = None
     change = MilestoneEdit(
         milestone.number,
         title=form["title"],
         description=form["description"],
-        amount=form["amount"],
+        amount=amount,
         due_date=form["due_date"],
     )
     _submit(
@@ -172,11 +218,21 @@ def submit_propose_changes(
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     contract_id = _contract(ctx)
     with deps.sessions() as session, session.begin():
-        form = modals.read_propose_changes(
-            _values(view), queries.load_contract(session, contract_id)
-        )
+        contract = queries.load_contract(session, contract_id)
+        form = modals.read_propose_changes(_values(view), contract)
+        currency = contract.currency
+        amounts = {m.number: m.amount_minor for m in contract.milestones}
     if form["errors"]:
         ack(response_action="errors", errors=form["errors"])
+        return
+    changes = _amounts_read(
+        form["changes"],
+        lambda text, number: _amount(deps, client, body, text, currency, milestone=number),
+        unchanged=lambda amount, number: _unchanged(amount, amounts[number], currency),
+    )
+    if not changes:  # only amounts retyped the person's way, as they were
+        nothing = "Nothing changed: edit a milestone above or add a new one."
+        ack(response_action="errors", errors={fields.NEW_TITLE: nothing})
         return
     _submit(
         ack,
@@ -187,7 +243,7 @@ def submit_propose_changes(
             s,
             contract_id=contract_id,
             actor_id=body["user"]["id"],
-            changes=form["changes"],
+            changes=changes,
             message=form["message"],
             now=deps.now(),
             policy=deps.policy,
@@ -237,6 +293,28 @@ def submit_request_changes(
         ),
         on_a_card=True,
     )
+
+
+def _amounts_read(
+    changes: Sequence[ChangeInput],
+    read: Callable[[str, int | None], str],
+    *,
+    unchanged: Callable[[str, int], bool],
+) -> list[ChangeInput]:
+    """The changes with their amounts read (`read(text, milestone number or None)`); an
+    edited amount that reads as the milestone's own is no change, nor an edit left with
+    nothing to change."""
+    read_changes: list[ChangeInput] = []
+    for change in changes:
+        if isinstance(change, NewMilestone):
+            change = replace(change, amount=read(change.amount, None))
+        elif isinstance(change, MilestoneEdit) and change.amount is not None:
+            amount = read(change.amount, change.number)
+            change = replace(change, amount=None if unchanged(amount, change.number) else amount)
+            if change == MilestoneEdit(change.number):
+                continue
+        read_changes.append(change)
+    return read_changes
 
 
 def _contract(ctx: ModalContext) -> int:

@@ -20,6 +20,7 @@ from domain.money import format_amount, parse_amount
 from domain.policy import MAX_MILESTONES, MAX_TEXT, MAX_TITLE, Policy
 from domain.services._locking import milestone_numbered
 from domain.services.inputs import ChangeInput, MilestoneEdit, NewMilestone
+from domain.when import example_due, latest_due
 
 
 def clean_text(
@@ -41,17 +42,23 @@ def clean_text(
 
 
 def check_due_date(due: date, now: datetime, *, milestone: int | None = None) -> date:
+    """`due` if it can be a due date; a refusal shows a valid one, computed from today."""
     # A calendar date: allow "today" anywhere on Earth (UTC−12 is a day behind).
+    today = now.date()
     earliest = (now - timedelta(days=1)).date()
+    example = example_due(today).isoformat()
     if due < earliest:
         raise InvalidInput(
-            f"The due date {due.isoformat()} is in the past.",
+            f"The due date {due.isoformat()} is in the past. Give a day from today on, "
+            f"such as {example}.",
             field="due_date",
             milestone=milestone,
         )
-    if due.year > now.year + 20:
+    latest = latest_due(today)
+    if due > latest:
         raise InvalidInput(
-            f"The due date {due.isoformat()} is too far in the future.",
+            f"The due date {due.isoformat()} is too far in the future: the latest due date "
+            f"is {latest.isoformat()}. Give a nearer day, such as {example}.",
             field="due_date",
             milestone=milestone,
         )

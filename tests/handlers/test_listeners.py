@@ -704,7 +704,10 @@ def test_an_invalid_add_milestone_form_is_acked_with_field_errors_and_saves_noth
     assert ack.kwargs["errors"][block_id]
     assert world.count(Milestone) == 0
     assert world.event_kinds() == events_before and world.outbox_ids() == outbox_before
-    assert world.delivery.delivered == [] and world.slack.calls() == []
+    assert world.delivery.delivered == []
+    # Slack is asked nothing, but the person's locale for an amount with separators.
+    profile = ["users_info"] if "." in (inputs["amount"] or "") else []
+    assert [c.name for c in world.slack.calls()] == profile
 
 
 def test_a_valid_add_milestone_form_is_saved_acked_then_confirmed(world: World) -> None:
@@ -728,7 +731,12 @@ def test_a_valid_add_milestone_form_is_saved_acked_then_confirmed(world: World) 
         date(2026, 12, 24),
     )
     assert [set(ids) for ids in world.delivery.delivered] == [world.outbox_ids() - outbox_before]
-    assert world.slack.calls() == []
+    # "$1,500" is read in the person's locale: their profile is the one Slack call.
+    [lookup] = world.slack.calls()
+    assert (lookup.name, lookup.kwargs) == (
+        "users_info",
+        {"user": f.CLIENT, "include_locale": True},
+    )
     [confirm] = world.replies()  # in the channel the form was opened from, to this person
     assert confirm.address == f"ephemeral:{f.CHANNEL}:{f.CLIENT}"
 

@@ -453,7 +453,11 @@ def test_past_due_date_is_refused(session: Session, days_ago: int) -> None:
         changes=[NewMilestone("Design", "100", due)],
         now=NOW,
     )
-    assert message == f"The due date {due.isoformat()} is in the past."
+    example = (TODAY + timedelta(days=14)).isoformat()
+    assert message == (
+        f"The due date {due.isoformat()} is in the past. Give a day from today on, "
+        f"such as {example}."
+    )
 
 
 def test_past_due_date_is_refused_in_edits_and_requests(session: Session) -> None:
@@ -492,7 +496,11 @@ def test_absurdly_distant_due_date_is_refused(session: Session) -> None:
         changes=[NewMilestone("Design", "100", date(2100, 1, 1))],
         now=NOW,
     )
-    assert message == "The due date 2100-01-01 is too far in the future."
+    assert message == (
+        "The due date 2100-01-01 is too far in the future: the latest due date is "
+        f"{TODAY.year + 20}-12-31. Give a nearer day, such as "
+        f"{(TODAY + timedelta(days=14)).isoformat()}."
+    )
 
 
 def test_a_past_due_date_already_stored_does_not_block_other_changes(session: Session) -> None:
