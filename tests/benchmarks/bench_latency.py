@@ -204,9 +204,9 @@ def accept_interactions(
             block_id=block_id,
             response_url=url,
         )
-        interactions.append(
-            load.Interaction("accept", fields, url, update_key(channel, ts), "Accepted request")
-        )
+        # The card is the clicker's answer (one click, one confirmation): no reply is
+        # posted, so the click is complete when its card is updated.
+        interactions.append(load.Interaction("accept", fields, None, update_key(channel, ts)))
     return interactions
 
 
