@@ -64,6 +64,7 @@ def policy_from(settings: Settings) -> Policy:
         request_reminder_every=settings.request_reminder_interval,
         review_reminders_before=settings.review_reminder_offsets,
         fund_reminder_after=settings.fund_reminder_delay,
+        end_window=settings.end_window,
         working_hours=(settings.WORKING_HOURS.start, settings.WORKING_HOURS.end),
     )
 
@@ -157,8 +158,8 @@ def create_app(
         context["deps"] = deps
         next()
 
-    def publish(user_id: str) -> None:
-        publish_home(runtime.sessions, client, user_id, now=runtime.clock())
+    def publish(user_id: str, page: int = 0) -> None:
+        publish_home(runtime.sessions, client, user_id, now=runtime.clock(), page=page)
 
     commands.register(app)
     actions.register(app)

@@ -99,8 +99,15 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="bring the schema up to date")
     upgrade.set_defaults(run=_db_upgrade)
 
-    export = commands.add_parser("export", help="print contracts as JSON")
+    export = commands.add_parser("export", help="print contracts as JSON (or CSV)")
     export.add_argument("--contract", type=int, help="only this contract id")
+    export.add_argument(
+        "--format",
+        choices=("json", "csv"),
+        default="json",
+        help="json (default): every contract as interface.md says; "
+        "csv: the ledger and the milestones, for a spreadsheet (README)",
+    )
     export.set_defaults(run=_export)
 
     ledger = commands.add_parser("ledger", help="escrow ledger checks")
@@ -119,6 +126,25 @@ def _parser() -> argparse.ArgumentParser:
     outbox_commands.add_parser(
         "retry", help="re-queue dead letters and make everything waiting due now"
     ).set_defaults(run=_outbox_retry)
+
+    dispute = commands.add_parser("dispute", help="disputes: list the open ones, decide one")
+    dispute.set_defaults(run=lambda settings, args: _usage(dispute))
+    dispute_commands = dispute.add_subparsers(title="dispute commands")
+    dispute_commands.add_parser("list", help="the open disputes").set_defaults(run=_dispute_list)
+    resolve = dispute_commands.add_parser(
+        "resolve",
+        help="an operator's decision: release an amount to the provider, refund the rest",
+    )
+    resolve.add_argument("contract_id", type=int, metavar="contract-id")
+    resolve.add_argument("milestone_number", type=int, metavar="milestone-number")
+    resolve.add_argument(
+        "--to-provider",
+        required=True,
+        metavar="AMOUNT",
+        help="what goes to the provider, in the contract's currency (0: all back to the client)",
+    )
+    resolve.add_argument("--reason", required=True, help="why: recorded in the history")
+    resolve.set_defaults(run=_dispute_resolve)
 
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--request-url", help="HTTP mode: https://HOST/slack/events")
@@ -369,6 +395,11 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
             data = export_contracts(session, args.contract)
         except DomainError as error:
             raise Refusal(error.message, code=1) from None
+    if args.format == "csv":
+        from domain.export_csv import write_csv
+
+        write_csv(data, sys.stdout)
+        return 0
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0
@@ -430,6 +461,59 @@ def _outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
     ):
         count = outbox.retry_now(session, now=runtime.clock())
     print(f"{plural(count, 'message')} queued for delivery; a running serve or worker sends them")
+    return 0
+
+
+def _dispute_list(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.disputes import open_disputes
+    from domain.money import format_amount
+
+    with (
+        _existing_database(settings, command="dispute list", verb="reading") as runtime,
+        runtime.sessions() as session,
+        session.begin(),
+    ):
+        found = open_disputes(session)
+    for item in found:
+        proposal = "no split proposed"
+        if item.proposed_by is not None and item.proposed_to_provider_minor is not None:
+            to_provider = format_amount(item.proposed_to_provider_minor, item.currency)
+            proposal = f"{item.proposed_by} proposes {to_provider} to the provider"
+        reason = " ".join(item.reason.split())
+        print(
+            f"contract {item.contract_id}\tmilestone {item.milestone_number}\t"
+            f"{format_amount(item.held_minor, item.currency)} held\t{item.contract_status}\t"
+            f"opened by {item.opened_by} {item.opened_at.isoformat()}\t{proposal}\t"
+            f"{reason[:200]}"
+        )
+    print(f"{len(found)} open dispute{'' if len(found) == 1 else 's'}")
+    return 0
+
+
+def _dispute_resolve(settings: Settings, args: argparse.Namespace) -> int:
+    """Decide a dispute: the same settlement an agreement makes, recorded with the reason
+    (actor: the system); a running `serve` or `worker` posts the cards and the news."""
+    from domain import services
+    from domain.errors import DomainError
+    from handlers.blocks.format import said_plain
+
+    with (
+        _existing_database(settings, command="dispute resolve", verb="updating") as runtime,
+        runtime.sessions() as session,
+    ):
+        try:
+            outcome = services.resolve_dispute(
+                session,
+                contract_id=args.contract_id,
+                milestone_number=args.milestone_number,
+                to_provider=args.to_provider,
+                reason=args.reason,
+                now=runtime.clock(),
+                policy=runtime.policy,
+            )
+        except DomainError as error:
+            raise Refusal(said_plain(error.said), code=1) from None
+    print(said_plain(outcome.said))
     return 0
 
 

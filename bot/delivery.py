@@ -8,9 +8,10 @@ what is due (and a deferred intent asks the scheduler to wake it on time, `wake`
 The intents of one call are delivered as a batch: claimed in one statement, the
 channel messages rendered from one read (each contract, snapshot, request, event and
 card placement loaded once), sent in the order a person reads them — their own answer
-first, then the cards, the announcements and reminders — then App Home, one
-`views.publish` per person however many of their Home intents the batch holds, and
-marked sent in one statement. A failure is handled per intent:
+first, then the cards, the announcements, reminders and direct messages (opened with
+`conversations.open`) — then App Home, one `views.publish` per person however many of
+their Home intents the batch holds, and marked sent in one statement. A failure is
+handled per intent:
 
 - a 429 defers that intent, and every other intent of that channel in this process,
   for Retry-After seconds, and wakes the sweep when it is over;
@@ -46,15 +47,27 @@ from slack_sdk.webhook import WebhookClient
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain import outbox, queries, reminders, snapshot
+from domain import digest, disputes, ledger, notify, outbox, queries, reminders, snapshot
 from domain.errors import NotFound
-from domain.model import ChangeRequest, Contract, Event, IntentKind, Milestone, ReminderKind
+from domain.model import (
+    ChangeRequest,
+    Contract,
+    Event,
+    EventKind,
+    IntentKind,
+    Milestone,
+    Notify,
+    ReminderKind,
+)
 from domain.outbox import Claimed, Hold, Placement, Reservation
 from domain.policy import Clock
 from domain.snapshot import ContractSnapshot
 from domain.text import Said
+from domain.waiting import WaitingKind, waiting_for, waiting_for_users
 from handlers import blocks, replies
 from handlers.blocks import home
+from handlers.blocks.direct import build_digest, build_direct, build_direct_reminder
+from handlers.blocks.ending import build_dispute_card, build_ending_card
 from handlers.blocks.message import Message
 from handlers.blocks.reminder import build_reminder
 
@@ -83,9 +96,14 @@ _RANK = {
     IntentKind.REPLY: 0,
     IntentKind.REQUEST_CARD: 1,
     IntentKind.WORK_CARD: 1,
+    IntentKind.ENDING_CARD: 1,
+    IntentKind.DISPUTE_CARD: 1,
     IntentKind.CONTRACT_CARD: 1,
     IntentKind.ANNOUNCE: 2,
     IntentKind.REMINDER: 3,
+    IntentKind.DIRECT: 3,
+    IntentKind.DIRECT_REMINDER: 3,
+    IntentKind.DIGEST: 3,
     IntentKind.HOME: 4,
 }
 
@@ -122,6 +140,7 @@ class Delivery:
         self.wake = wake
         self._lock = threading.Lock()
         self._channel_blocked_until: dict[str, datetime] = {}
+        self._dm_channels: dict[str, str] = {}  # person -> the app's DM channel with them
         self._stopping = threading.Event()
         self._homes = _HomeQueue(self)
         self._renderers: dict[IntentKind, Callable[[_Reads, Claimed], _Send | None]] = {
@@ -129,8 +148,13 @@ class Delivery:
             IntentKind.CONTRACT_CARD: self._contract_card,
             IntentKind.REQUEST_CARD: self._request_card,
             IntentKind.WORK_CARD: self._work_card,
+            IntentKind.ENDING_CARD: self._ending_card,
+            IntentKind.DISPUTE_CARD: self._dispute_card,
             IntentKind.ANNOUNCE: self._announce,
             IntentKind.REMINDER: self._reminder,
+            IntentKind.DIRECT: self._direct,
+            IntentKind.DIRECT_REMINDER: self._direct_reminder,
+            IntentKind.DIGEST: self._digest,
         }
 
     # --- entry points ---------------------------------------------------------------
@@ -646,8 +670,30 @@ class Delivery:
 
     def _work_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         contract, milestone = reads.work(claimed)
-        message = blocks.build_work_card(contract, milestone)
+        dispute = disputes.dispute_of(reads.session, milestone.id)
+        message = blocks.build_work_card(contract, milestone, dispute=dispute)
         return self._card(reads, claimed, _work_subject(milestone), contract.channel_id, message)
+
+    def _ending_card(self, reads: _Reads, claimed: Claimed) -> _Send:
+        """The ending notice (subject: the contract), updated in place."""
+        assert claimed.subject_id is not None
+        contract = reads.contract(claimed.subject_id)
+        milestone = _ending_milestone(reads.session, contract)
+        dispute = None if milestone is None else disputes.dispute_of(reads.session, milestone.id)
+        held = 0 if milestone is None else _held_when_ending(reads.session, contract, milestone)
+        message = build_ending_card(contract, held_minor=held, milestone=milestone, dispute=dispute)
+        subject = f"ending:{contract.id}"
+        return self._card(reads, claimed, subject, contract.channel_id, message)
+
+    def _dispute_card(self, reads: _Reads, claimed: Claimed) -> _Send:
+        """A dispute and the split on the table (subject: the dispute), updated in place."""
+        assert claimed.subject_id is not None
+        dispute = disputes.load_dispute(reads.session, claimed.subject_id)
+        contract = reads.contract(dispute.contract_id)
+        milestone = next(m for m in contract.milestones if m.id == dispute.milestone_id)
+        message = build_dispute_card(contract, milestone, dispute)
+        subject = f"dispute:{dispute.id}"
+        return self._card(reads, claimed, subject, contract.channel_id, message)
 
     def _announce(self, reads: _Reads, claimed: Claimed) -> _Send | None:
         assert claimed.subject_id is not None
@@ -687,6 +733,9 @@ class Delivery:
                 if item.kind == ReminderKind.REVIEW
                 else f"contract:{contract.id}"
             )
+            if item.kind == ReminderKind.DISPUTE:  # in the dispute card's thread
+                dispute = disputes.dispute_of(session, milestone.id)
+                subject = f"dispute:{dispute.id}" if dispute is not None else subject
         message = build_reminder(contract, item, request=request, milestone=milestone)
         channel = contract.channel_id
         key = f"outbox:{claimed.id}"
@@ -707,6 +756,106 @@ class Delivery:
 
         return send
 
+    # --- direct messages: domain.notify, domain.digest ---------------------------------
+
+    def _direct(self, reads: _Reads, claimed: Claimed) -> _Send | None:
+        """Something now waits for the person: sent if it still does, and if they still
+        want direct messages."""
+        assert claimed.user_id is not None and claimed.subject_id is not None
+        session, user_id = reads.session, claimed.user_id
+        choice = notify.choice_of(session, user_id)
+        if choice not in notify.DIRECT:
+            log.info("outbox %s: %s no longer wants direct messages", claimed.id, user_id)
+            return None
+        try:
+            kind = WaitingKind(claimed.body or "")
+        except ValueError:
+            log.warning("outbox %s: unknown waiting item %r", claimed.id, claimed.body)
+            return None
+        item = notify.still_waiting(
+            session,
+            user_id,
+            kind,
+            claimed.subject_id,
+            contract_id=claimed.contract_id,
+            now=self.clock(),
+        )
+        if item is None:
+            log.info("outbox %s: %s no longer waits for %s", claimed.id, kind, user_id)
+            return None
+        return self._dm(claimed, build_direct(item, choice=choice))
+
+    def _direct_reminder(self, reads: _Reads, claimed: Claimed) -> _Send | None:
+        """A reminder in the recipient's direct messages (domain.reminders)."""
+        assert claimed.subject_id is not None
+        session = reads.session
+        item = reminders.load(session, claimed.subject_id)
+        if not reminders.still_open(session, item, now=self.clock()):
+            log.info("outbox %s: reminder %s was answered meanwhile", claimed.id, item.id)
+            return None
+        choice = notify.choice_of(session, item.recipient_id)
+        if choice not in notify.DIRECT:
+            return None
+        contract = reads.contract(item.contract_id)
+        request = milestone = None
+        if item.kind == ReminderKind.REQUEST:
+            request = reads.request(item.subject_id)
+        else:
+            milestone = queries.load_milestone(session, item.subject_id)
+        message = build_direct_reminder(
+            contract, item, request=request, milestone=milestone, choice=choice
+        )
+        return self._dm(claimed, message)
+
+    def _digest(self, reads: _Reads, claimed: Claimed) -> _Send | None:
+        """The morning digest: what waits for the person now (nothing: not sent)."""
+        assert claimed.user_id is not None
+        now, session = self.clock(), reads.session
+        if now - claimed.created_at > digest.STALE_AFTER:
+            log.info("outbox %s: the digest is too old to send now", claimed.id)
+            return None
+        if notify.choice_of(session, claimed.user_id) != Notify.DIGEST:
+            return None
+        items = waiting_for(session, claimed.user_id, now=now)
+        if not items:
+            return None
+        return self._dm(claimed, build_digest(items))
+
+    def _dm(self, claimed: Claimed, message: Message) -> _Send:
+        """Post `message` in the app's direct messages with the person, opened with
+        `conversations.open` (`im:write`). It is not looked for before a retry as channel
+        posts are: reading a DM's history needs `im:history`, which the app does not ask
+        for, so a post whose answer was lost may arrive twice."""
+        assert claimed.user_id is not None
+        user_id, key = claimed.user_id, f"outbox:{claimed.id}"
+
+        def send() -> None:
+            channel = self._open_dm(user_id)
+            self._check_channel(channel)
+            try:
+                self._post(channel, key, message)
+            except SlackApiError as error:
+                code = str(error.response.get("error", ""))
+                if code not in CHANNEL_ERRORS:
+                    raise
+                with self._lock:  # the channel we knew is gone: open it again next time
+                    self._dm_channels.pop(user_id, None)
+                raise _Failed(f"direct message channel {channel}: {code}") from error
+
+        return send
+
+    def _open_dm(self, user_id: str) -> str:
+        """The app's DM channel with `user_id` (asked of Slack once per process)."""
+        with self._lock:
+            known = self._dm_channels.get(user_id)
+        if known is not None:
+            return known
+        response = self.client.conversations_open(users=user_id)
+        channel = str(response["channel"]["id"])
+        with self._lock:
+            self._dm_channels[user_id] = channel
+        return channel
+
 
 def _maybe_applied(error: BaseException) -> bool:
     """Whether a call that failed this way may nonetheless have been applied by Slack:
@@ -722,21 +871,38 @@ def _maybe_applied(error: BaseException) -> bool:
 
 
 def publish_home(
-    sessions: sessionmaker[Session], client: WebClient, user_id: str, *, now: datetime
+    sessions: sessionmaker[Session],
+    client: WebClient,
+    user_id: str,
+    *,
+    now: datetime,
+    page: int = 0,
 ) -> None:
-    """`user_id` opened their Home: render and publish it from current state, and keep it
-    up to date from now on."""
+    """`user_id` opened their Home (or turned to `page` of it): render and publish it
+    from current state, and keep it up to date from now on."""
     with sessions() as session:
         outbox.home_opened(session, user_id, now=now)
     with sessions() as session, session.begin():
-        view = render_homes(session, [user_id], now=now)[user_id]
+        view = render_homes(session, [user_id], now=now, page=page)[user_id]
     client.views_publish(user_id=user_id, view=view.to_dict())
 
 
-def render_homes(session: Session, user_ids: Sequence[str], *, now: datetime) -> dict[str, View]:
-    """The App Home of each of these people, from one read: every contract on their
-    Homes (and its snapshot) is loaded once, however many of them are its parties."""
-    contracts = queries.contracts_of_users(session, user_ids)
+def render_homes(
+    session: Session, user_ids: Sequence[str], *, now: datetime, page: int = 0
+) -> dict[str, View]:
+    """The App Home of each of these people (at `page`, the first unless turned), from
+    one read: every contract on their Homes (and its snapshot) is loaded once, however
+    many of them are its parties; what waits for each is one query for all of them."""
+    waiting = waiting_for_users(session, user_ids, now=now)
+    totals = queries.count_contracts_of_users(session, user_ids)
+    per_page = home.CONTRACTS_PER_PAGE
+    if page > 0:
+        contracts = {
+            user: queries.contracts_of_user(session, user, limit=per_page, offset=page * per_page)
+            for user in user_ids
+        }
+    else:
+        contracts = queries.contracts_of_users(session, user_ids, limit=per_page)
     distinct = list({c.id: c for mine in contracts.values() for c in mine}.values())
     snaps = {snap.contract.id: snap for snap in snapshot.snapshots(session, distinct)}
     held = outbox.held_scopes(session, {outbox.channel_scope(c.channel_id) for c in distinct})
@@ -750,7 +916,14 @@ def render_homes(session: Session, user_ids: Sequence[str], *, now: datetime) ->
             if e.contract_id in by_id
         ]
         views[user_id] = home.build_home(
-            user_id, [snaps[c.id] for c in mine], recent, now=now, unreachable=unreachable
+            user_id,
+            [snaps[c.id] for c in mine],
+            recent,
+            now=now,
+            unreachable=unreachable,
+            waiting=waiting[user_id],
+            page=page,
+            contracts_total=totals[user_id],
         )
     return views
 
@@ -943,6 +1116,31 @@ class _Reads:
             if milestone.id == claimed.subject_id:
                 return contract, contract.milestone(milestone.number) or milestone
         return None
+
+
+def _ending_milestone(session: Session, contract: Contract) -> Milestone | None:
+    """The milestone whose escrow the ending held: the one in progress, or (once the
+    contract closed) the one refunded or settled when it closed."""
+    if contract.in_progress is not None:
+        return contract.in_progress
+    ended = [
+        m
+        for m in contract.milestones
+        if m.funded_at is not None and (m.refunded_at is not None or m.released_at is not None)
+    ]
+    return ended[-1] if ended else None
+
+
+def _held_when_ending(session: Session, contract: Contract, milestone: Milestone) -> int:
+    """What the ending held: held now, or the event's figure once it closed."""
+    held = ledger.held_for_milestone(session, milestone.id)
+    if held:
+        return held
+    for event in reversed(queries.history(session, contract.id)):
+        if event.kind == EventKind.CONTRACT_ENDING:
+            value = (event.data or {}).get("held_minor")
+            return value if isinstance(value, int) else 0
+    return 0
 
 
 def _work_subject(milestone: Milestone) -> str:

@@ -29,6 +29,7 @@ BOT_SCOPES: Final = (
     # is looked for before it is posted again (public and private channels)
     "channels:history",
     "groups:history",
+    "im:write",  # conversations.open: direct messages from the app (notify dm/both/digest)
 )
 
 BOT_EVENTS: Final = ("app_home_opened",)
@@ -51,6 +52,7 @@ METHOD_SCOPES: Final[dict[str, str | None]] = {
     "conversations.info": "channels:read",
     "conversations.history": "channels:history",
     "conversations.replies": "channels:history",
+    "conversations.open": "im:write",
 }
 
 # Slack's limits on a request URL (slash command `url` allows 3000, the others 3500).
@@ -134,7 +136,10 @@ def build_manifest(*, request_url: str | None = None) -> dict[str, Any]:
         "features": {
             "app_home": {
                 "home_tab_enabled": True,
-                "messages_tab_enabled": False,
+                # Direct messages from the app show in its Messages tab; people read
+                # them there but don't write to the app (it answers commands only).
+                "messages_tab_enabled": True,
+                "messages_tab_read_only_enabled": True,
             },
             "bot_user": {"display_name": APP_NAME, "always_online": True},
             "slash_commands": [slash_command],

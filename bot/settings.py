@@ -305,6 +305,7 @@ class Settings(BaseSettings):
     SLACK_API_URL: Annotated[SlackApiUrl | None, BlankIsUnset] = None
     DATABASE_URL: DatabaseUrl = DEFAULT_DATABASE_URL
     AUTO_RELEASE_DAYS: Days = 14.0
+    END_WINDOW_DAYS: Days = 7.0
     REQUEST_REMINDER_FIRST_HOURS: Hours = 24.0
     REQUEST_REMINDER_EVERY_HOURS: Hours = 48.0
     REVIEW_REMINDER_DAYS_BEFORE: DaysList = (7.0, 1.0)
@@ -321,6 +322,11 @@ class Settings(BaseSettings):
     def auto_release_period(self) -> timedelta:
         """How long submitted work waits for review before it is released automatically."""
         return timedelta(days=self.AUTO_RELEASE_DAYS)
+
+    @property
+    def end_window(self) -> timedelta:
+        """How long the provider side may accept or dispute a refund after the client ends."""
+        return timedelta(days=self.END_WINDOW_DAYS)
 
     @property
     def request_reminder_first_delay(self) -> timedelta:

@@ -47,6 +47,16 @@ class NotFound(DomainError):
     """The contract, milestone or request named does not exist (in this contract)."""
 
 
+class ContractChoice(InvalidInput):
+    """A command without `contract=` could mean several of the channel's open contracts:
+    `choices` are their ids, for the person to pick one (the chat offers buttons; the
+    message says to add `contract=<id>`)."""
+
+    def __init__(self, message: Said | str, *, choices: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.choices = choices
+
+
 class NotAParty(DomainError):
     """The actor is not a party to the contract, or not the party who may do this."""
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import ledger, queries
-from domain.model import Contract, LedgerKind, Milestone, Role
+from domain import ledger, queries, record
+from domain.model import Contract, Event, LedgerKind, Milestone, Role
+
+_ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)")
 
 
 def _instant(value: datetime | None) -> str | None:
@@ -56,10 +59,16 @@ def export_contract(session: Session, contract_id: int) -> dict[str, Any]:
                 "number": r.number,
                 "status": r.status.value,
                 "proposed_by": r.proposed_by,
+                "proposed_at": _instant(r.proposed_at),
                 "decided_by": r.decided_by,
+                "decided_at": _instant(r.decided_at),
                 "message": r.message,
                 "decline_reason": r.decline_reason,
                 "cancel_reason": r.cancel_reason,
+                # Requests answering or replacing one another (a counter-offer, a revision).
+                "counter_of": r.counter_of,
+                "revision_of": r.revision_of,
+                "replaced_by": r.replaced_by,
                 "changes": [
                     {
                         "kind": c.kind.value,
@@ -82,14 +91,47 @@ def export_contract(session: Session, contract_id: int) -> dict[str, Any]:
                 "at": _instant(e.at),
                 # A top-up after an accepted increase is exported as a `fund` entry.
                 "kind": LedgerKind.FUND.value if e.kind == LedgerKind.TOP_UP else e.kind.value,
-                "milestone_number": numbers.get(e.milestone_id),
+                "milestone_number": (
+                    None if e.milestone_id is None else numbers.get(e.milestone_id)
+                ),
                 "amount_minor": e.amount_minor,
                 "actor": e.actor,
                 "top_up": e.kind == LedgerKind.TOP_UP,
             }
             for e in entries
         ],
+        "events": _events(contract, queries.history(session, contract.id)),
     }
+
+
+def _events(contract: Contract, events: list[Event]) -> list[dict[str, Any]]:
+    """The contract's history in order; `milestone_title` is the title the milestone had
+    at the time (domain.record), for events that name one."""
+    titles = record.titles_then(contract, events)
+    return [
+        {
+            "at": _instant(e.at),
+            "kind": str(e.kind),
+            "actor": e.actor,
+            "data": _in_utc(e.data) if isinstance(e.data, dict) else {},
+            "milestone_number": e.milestone_number,
+            "request_number": e.request_number,
+            "milestone_title": titles.get(e.id),
+        }
+        for e in events
+    ]
+
+
+def _in_utc(value: Any) -> Any:
+    """Event data as exported: instants (stored as ISO text with an offset) in UTC
+    ending in `Z`, like every other instant of the export; the rest as stored."""
+    if isinstance(value, dict):
+        return {key: _in_utc(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_in_utc(item) for item in value]
+    if isinstance(value, str) and _ISO_INSTANT.fullmatch(value):
+        return _instant(datetime.fromisoformat(value))
+    return value
 
 
 def _milestone(m: Milestone) -> dict[str, Any]:
@@ -106,4 +148,6 @@ def _milestone(m: Milestone) -> dict[str, Any]:
         "released_automatically": m.released_automatically,
         "funded_at": _instant(m.funded_at),
         "refunded_at": _instant(m.refunded_at),
+        # Paid to the provider before approval (partial releases); the rest is held.
+        "released_early_minor": m.released_early_minor or 0,
     }

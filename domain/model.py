@@ -85,6 +85,7 @@ class LedgerKind(StrEnum):
     TOP_UP = "top_up"
     RELEASE = "release"
     REFUND = "refund"
+    BONUS = "bonus"  # paid to the provider at once, outside escrow (no milestone)
 
 
 SYSTEM_ACTOR = "system"
@@ -119,6 +120,11 @@ class Contract(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_by: Mapped[str | None] = mapped_column(String(32))
+    # The client ended it with escrow held: who and when, and until when the provider
+    # side may accept the refund or dispute it (None once disputed: no refund by itself).
+    ending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ending_by: Mapped[str | None] = mapped_column(String(32))
+    ending_deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_milestone_number: Mapped[int] = mapped_column(Integer, default=1)
     next_request_number: Mapped[int] = mapped_column(Integer, default=1)
     # Bumped by every change; lets a renderer tell whether what it shows is current.
@@ -131,7 +137,16 @@ class Contract(Base):
         back_populates="contract", lazy="raise", order_by="Milestone.number"
     )
 
-    __table_args__ = (Index("ix_contract_channel_status", "channel_id", "status"),)
+    __table_args__ = (
+        Index("ix_contract_channel_status", "channel_id", "status"),
+        # The sweep looks for ending windows that ran out.
+        Index(
+            "ix_contract_ending_due",
+            "ending_deadline_at",
+            postgresql_where=text("status = 'ending'"),
+            sqlite_where=text("status = 'ending'"),
+        ),
+    )
 
     # --- parties -----------------------------------------------------------------
     def role_of(self, user_id: str) -> Role | None:
@@ -174,16 +189,25 @@ class Contract(Base):
 
     @property
     def in_progress(self) -> Milestone | None:
-        """The one funded or submitted milestone, if any (milestones are sequential)."""
+        """The one funded, submitted or disputed milestone, if any (milestones are
+        sequential)."""
         for m in self.milestones:
-            if m.status in (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED):
+            if m.is_active:
+                return m
+        return None
+
+    @property
+    def disputed(self) -> Milestone | None:
+        for m in self.milestones:
+            if m.status == MilestoneStatus.DISPUTED:
                 return m
         return None
 
     @property
     def next_to_fund(self) -> Milestone | None:
+        """The first pending milestone (one refunded after a dispute is settled, not due)."""
         for m in self.milestones:
-            if m.status == MilestoneStatus.PENDING:
+            if m.status == MilestoneStatus.PENDING and m.refunded_at is None:
                 return m
         return None
 
@@ -222,6 +246,18 @@ class Contract(Base):
     def end(self, *, by: str, at: datetime) -> None:
         self.status = contract_next(self.status, ContractAction.END)
         self.closed_at, self.closed_by = at, by
+        self.ending_deadline_at = None
+
+    def begin_ending(self, *, by: str, at: datetime, window: timedelta) -> None:
+        """The client ends with escrow held: the provider side has `window` to accept the
+        refund or dispute it, or the refund happens by itself."""
+        self.status = contract_next(self.status, ContractAction.BEGIN_ENDING)
+        self.ending_started_at, self.ending_by = at, by
+        self.ending_deadline_at = at + window
+
+    def pause_ending(self) -> None:
+        """The refund is disputed: it no longer happens by itself when the window ends."""
+        self.ending_deadline_at = None
 
 
 class Party(Base):
@@ -268,6 +304,13 @@ class Milestone(Base):
     released_automatically: Mapped[bool] = mapped_column(Boolean, default=False)
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Released to the provider before approval (partial releases); the rest stays held.
+    released_early_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # More time to review: the client's asks this submission, and the one waiting for
+    # the provider's answer (days), if any.
+    extension_asks: Mapped[int] = mapped_column(Integer, default=0)
+    extension_asked_days: Mapped[int | None] = mapped_column(Integer)
+    extension_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     contract: Mapped[Contract] = relationship(back_populates="milestones", lazy="raise")
 
@@ -294,6 +337,7 @@ class Milestone(Base):
         self.submission_note = note or None
         self.submission_count += 1
         self.auto_release_at = at + review
+        self.extension_asks, self.extension_asked_days, self.extension_asked_at = 0, None, None
 
     def send_back(self, *, at: datetime, note: str) -> None:
         """The client asks for changes: the review clock stops."""
@@ -307,11 +351,61 @@ class Milestone(Base):
         self.released_at, self.released_by = at, by
         self.released_automatically = automatic
 
+    def release_part(self, amount_minor: int) -> None:
+        """Part of the escrow goes to the provider early; the milestone stays in progress."""
+        self.status = milestone_next(self.status, MilestoneAction.RELEASE_PART)
+        self.released_early_minor = (self.released_early_minor or 0) + amount_minor
+
+    def ask_for_more_time(self, *, days: int, at: datetime) -> None:
+        """The client asks for `days` more to review; the date moves only if the provider
+        gives them (`extend_review`)."""
+        self.status = milestone_next(self.status, MilestoneAction.ASK_FOR_TIME)
+        self.extension_asks = (self.extension_asks or 0) + 1
+        self.extension_asked_days, self.extension_asked_at = days, at
+
+    def extend_review(self, *, days: int) -> None:
+        """The provider gives `days` more to review: the automatic release moves."""
+        self.status = milestone_next(self.status, MilestoneAction.EXTEND_REVIEW)
+        assert self.auto_release_at is not None
+        self.auto_release_at += timedelta(days=days)
+        self.extension_asked_days = self.extension_asked_at = None
+
+    def keep_review_date(self) -> None:
+        """The provider declines the client's ask for more time."""
+        self.status = milestone_next(self.status, MilestoneAction.EXTEND_REVIEW)
+        self.extension_asked_days = self.extension_asked_at = None
+
+    @property
+    def extension_waiting(self) -> int | None:
+        """The days the client asked for, while the provider has not answered."""
+        if self.status != MilestoneStatus.SUBMITTED:
+            return None
+        return self.extension_asked_days
+
+    @property
+    def still_held_minor(self) -> int:
+        """What escrow holds for it while in progress: its amount less early releases."""
+        return self.amount_minor - (self.released_early_minor or 0)
+
     def refund(self, *, at: datetime) -> None:
-        """The contract ended: what was held goes back; the milestone is no longer funded."""
+        """The contract ended (or a dispute gave it all back): what was held goes back;
+        the milestone is no longer funded."""
         self.status = milestone_next(self.status, MilestoneAction.REFUND)
         self.refunded_at = at
         self.auto_release_at = None
+
+    def dispute(self) -> None:
+        """Its escrow is frozen: no automatic release, no refund, until it is settled."""
+        self.status = milestone_next(self.status, MilestoneAction.DISPUTE)
+        self.auto_release_at = None
+
+    def settle(self, *, by: str, at: datetime, refunded: bool) -> None:
+        """A dispute ends with money to the provider (and, if `refunded`, the rest back)."""
+        self.status = milestone_next(self.status, MilestoneAction.SETTLE)
+        self.released_at, self.released_by = at, by
+        self.released_automatically = False
+        if refunded:
+            self.refunded_at = at
 
     def delete(self, *, at: datetime) -> None:
         self.status = milestone_next(self.status, MilestoneAction.DELETE)
@@ -319,8 +413,12 @@ class Milestone(Base):
 
     @property
     def is_active(self) -> bool:
-        """Funded or submitted: escrow is held and the milestone is locked."""
-        return self.status in (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED)
+        """Funded, submitted or disputed: escrow is held and the milestone is locked."""
+        return self.status in (
+            MilestoneStatus.FUNDED,
+            MilestoneStatus.SUBMITTED,
+            MilestoneStatus.DISPUTED,
+        )
 
     def fields(self) -> dict[str, Any]:
         """The editable fields in export form (`due_date` as ISO text)."""
@@ -330,6 +428,62 @@ class Milestone(Base):
             "amount_minor": self.amount_minor,
             "due_date": self.due_date.isoformat(),
         }
+
+
+class Dispute(Base):
+    """A milestone's escrow, frozen: the client disputes submitted work, or the provider
+    side disputes an end-refund. It ends by a split both sides agree to (either proposes,
+    the other agrees; a newer proposal replaces an older one) or by an operator's
+    decision with a reason. One per milestone: a settled milestone is final."""
+
+    __tablename__ = "dispute"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    milestone_id: Mapped[int] = mapped_column(
+        ForeignKey("milestone.id", ondelete="CASCADE"), unique=True
+    )
+    opened_by: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    held_minor: Mapped[int] = mapped_column(BigInteger)  # frozen when it was opened
+    # The split on the table (to the provider; the rest goes back to the client).
+    proposal_number: Mapped[int] = mapped_column(Integer, default=0)
+    proposed_by: Mapped[str | None] = mapped_column(String(32))
+    proposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    proposed_to_provider_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # How it ended: agreed by `settled_by` (to the proposal), or decided by an operator.
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    settled_by: Mapped[str | None] = mapped_column(String(32))
+    settled_how: Mapped[str | None] = mapped_column(String(16))  # "agreed" | "operator"
+    to_provider_minor: Mapped[int | None] = mapped_column(BigInteger)
+    to_client_minor: Mapped[int | None] = mapped_column(BigInteger)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_dispute_contract_id", "contract_id"),)
+
+    @property
+    def is_open(self) -> bool:
+        return self.settled_at is None
+
+    def propose(self, *, by: str, at: datetime, to_provider_minor: int) -> None:
+        self.proposal_number = (self.proposal_number or 0) + 1
+        self.proposed_by, self.proposed_at = by, at
+        self.proposed_to_provider_minor = to_provider_minor
+
+    def close(
+        self,
+        *,
+        by: str,
+        at: datetime,
+        how: str,
+        to_provider_minor: int,
+        to_client_minor: int,
+        reason: str | None = None,
+    ) -> None:
+        self.settled_at, self.settled_by, self.settled_how = at, by, how
+        self.to_provider_minor, self.to_client_minor = to_provider_minor, to_client_minor
+        self.decision_reason = reason
 
 
 class ChangeRequest(Base):
@@ -347,6 +501,9 @@ class ChangeRequest(Base):
     decline_reason: Mapped[str | None] = mapped_column(Text)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     revision_of: Mapped[int | None] = mapped_column(Integer)  # number of the withdrawn request
+    counter_of: Mapped[int | None] = mapped_column(Integer)  # number of the request it counters
+    # Number of the request that replaced it in one step (a counter-offer or a revision).
+    replaced_by: Mapped[int | None] = mapped_column(Integer)
 
     changes: Mapped[list[Change]] = relationship(
         back_populates="request", lazy="raise", order_by="Change.position"
@@ -369,6 +526,10 @@ class ChangeRequest(Base):
     def decided_as(self, action: RequestAction, by: str) -> bool:
         """Whether `by` already did `action` to it (a repeat is harmless)."""
         return self.status == REQUEST_TARGET[action] and self.decided_by == by
+
+    def replace_with(self, number: int) -> None:
+        """Countered or revised in one step: request `number` took its place."""
+        self.replaced_by = number
 
     __table_args__ = (
         UniqueConstraint("contract_id", "number"),
@@ -402,7 +563,8 @@ class LedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
-    milestone_id: Mapped[int] = mapped_column(ForeignKey("milestone.id", ondelete="CASCADE"))
+    # None for a contract-level movement (a bonus, paid outside escrow).
+    milestone_id: Mapped[int | None] = mapped_column(ForeignKey("milestone.id", ondelete="CASCADE"))
     kind: Mapped[LedgerKind] = mapped_column(_enum(LedgerKind))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     actor: Mapped[str] = mapped_column(String(32))
@@ -433,12 +595,22 @@ class EventKind(StrEnum):
     REQUEST_DECLINED = "request_declined"
     REQUEST_WITHDRAWN = "request_withdrawn"
     REQUEST_CANCELLED = "request_cancelled"
+    REQUEST_COUNTERED = "request_countered"
     ESCROW_TOPPED_UP = "escrow_topped_up"
     MILESTONE_FUNDED = "milestone_funded"
     WORK_SUBMITTED = "work_submitted"
     CHANGES_REQUESTED = "changes_requested"
     MILESTONE_RELEASED = "milestone_released"
     CONTRACT_ENDED = "contract_ended"
+    CONTRACT_ENDING = "contract_ending"  # the client ended it: the provider's window
+    MILESTONE_DISPUTED = "milestone_disputed"
+    SPLIT_PROPOSED = "split_proposed"
+    DISPUTE_SETTLED = "dispute_settled"  # by agreement or by an operator
+    MILESTONE_PARTLY_RELEASED = "milestone_partly_released"
+    BONUS_PAID = "bonus_paid"
+    REVIEW_TIME_ASKED = "review_time_asked"
+    REVIEW_EXTENDED = "review_extended"
+    REVIEW_TIME_DECLINED = "review_time_declined"
 
 
 class Event(Base):
@@ -464,10 +636,16 @@ class IntentKind(StrEnum):
     CONTRACT_CARD = "contract_card"
     REQUEST_CARD = "request_card"
     WORK_CARD = "work_card"
+    ENDING_CARD = "ending_card"  # the ending notice (subject: the contract)
+    DISPUTE_CARD = "dispute_card"  # a dispute and its proposed split (subject: the dispute)
     ANNOUNCE = "announce"  # a channel post about an event (subject: the event)
     REMINDER = "reminder"  # a thread reply (subject: the reminder)
     HOME = "home"  # a person's App Home (user_id)
     REPLY = "reply"  # the actor's confirmation (`address`, `body`)
+    # Direct messages from the app (user_id), per the person's `Notify` choice:
+    DIRECT = "direct"  # something waits for them (`body`: its WaitingKind; subject: its id)
+    DIRECT_REMINDER = "direct_reminder"  # a reminder, in their DM (subject: the reminder)
+    DIGEST = "digest"  # the weekday-morning list of what waits (subject: the digest)
 
 
 class OutboxState(StrEnum):
@@ -578,6 +756,7 @@ class ReminderKind(StrEnum):
     REVIEW = "review"  # submitted work: remind the client before automatic release
     FUND = "fund"  # a released milestone with the next waiting: nudge to fund
     OVERDUE = "overdue"  # a funded milestone past its due date: one nudge to both sides
+    DISPUTE = "dispute"  # an open dispute: both sides, every few days (subject: milestone)
 
 
 class ReminderState(StrEnum):
@@ -621,4 +800,53 @@ class Reminder(Base):
             sqlite_where=text("state = 'pending'"),
         ),
         Index("ix_reminder_subject", "kind", "subject_id"),
+        # A contract ending (or its window running out) stops its pending reminders.
+        Index(
+            "ix_reminder_contract_pending",
+            "contract_id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
     )
+
+
+class Notify(StrEnum):
+    """Where a person is told what needs their action (cards and announcements are in
+    the channel whatever they choose)."""
+
+    CHANNEL = "channel"  # channel threads only (reminders mention them there)
+    DM = "dm"  # a direct message from the app; reminders there instead of the thread
+    BOTH = "both"  # a direct message, and reminders in the thread too (the default)
+    DIGEST = "digest"  # one direct message at 09:00 on weekdays listing what waits
+
+
+class NotificationChoice(Base):
+    """A person's `Notify` choice; nobody's row means `Notify.BOTH`."""
+
+    __tablename__ = "notification_choice"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    choice: Mapped[Notify] = mapped_column(_enum(Notify))
+    # The workspace they chose in: where their digest is sent from.
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    chosen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The digest's next 09:00 (in their time zone, when last looked up); None: look now.
+    next_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_notification_choice_digest", "choice", "next_digest_at"),)
+
+
+class Digest(Base):
+    """One person's morning digest of one day (their local date): unique, so it is sent
+    at most once a day however many sweepers run."""
+
+    __tablename__ = "digest"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # How many items waited when it was queued (0: nothing to send that day).
+    items: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (UniqueConstraint("user_id", "day"),)

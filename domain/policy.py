@@ -22,6 +22,10 @@ class Policy:
     )
     fund_reminder_after: timedelta = timedelta(hours=48)
     working_hours: tuple[time, time] = (time(9, 0), time(18, 0))
+    # The provider side's window after the client ends with escrow held.
+    end_window: timedelta = timedelta(days=7)
+    # How often both sides of an open dispute are reminded of it.
+    dispute_reminder_every: timedelta = timedelta(days=3)
 
 
 DEFAULT_POLICY = Policy()

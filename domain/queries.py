@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from domain import rules
-from domain.errors import InvalidInput, NotFound, RequestNotPending
+from domain.errors import ContractChoice, NotFound, RequestNotPending
 from domain.model import (
     ChangeRequest,
     Contract,
@@ -95,8 +95,12 @@ def open_contracts_in_channel(session: Session, channel_id: str) -> list[Contrac
     )
 
 
-def resolve_contract(session: Session, *, channel_id: str, contract_id: int | None) -> Contract:
-    """The contract a command means: the one named, or the channel's only open one."""
+def resolve_contract(
+    session: Session, *, channel_id: str, contract_id: int | None, user_id: str | None = None
+) -> Contract:
+    """The contract a command means: the one named, or the channel's only open one, or
+    — with several open — the only one `user_id` is a party to. Otherwise (a party to
+    several of them, or to none) `ContractChoice` names the ones to choose from."""
     if contract_id is not None:
         contract = load_contract(session, contract_id)
         if contract.channel_id != channel_id:
@@ -112,14 +116,23 @@ def resolve_contract(session: Session, *, channel_id: str, contract_id: int | No
             )
         )
     if len(contracts) > 1:
-        listed = ", ".join(f"{c.id} ({c.title})" for c in contracts)
-        raise InvalidInput(
-            f"This channel has several open contracts: {listed}. Add contract=<id> to the command."
+        mine = [c for c in contracts if user_id is not None and c.role_of(user_id) is not None]
+        if len(mine) == 1:
+            return mine[0]
+        choices = mine or contracts
+        listed = ", ".join(f"{c.id} ({c.title})" for c in choices)
+        raise ContractChoice(
+            f"This channel has several open contracts: {listed}. Add contract=<id> to the command.",
+            choices=tuple(c.id for c in choices),
         )
     return contracts[0]
 
 
-def contracts_of_user(session: Session, user_id: str, *, limit: int = 20) -> list[Contract]:
+def contracts_of_user(
+    session: Session, user_id: str, *, limit: int = 20, offset: int = 0
+) -> list[Contract]:
+    """The person's contracts (any role), open ones first, newest first: `limit` of them
+    from `offset` (a page of App Home or `/milestone list`)."""
     ids = select(Party.contract_id).where(Party.user_id == user_id)
     return list(
         session.scalars(
@@ -127,9 +140,24 @@ def contracts_of_user(session: Session, user_id: str, *, limit: int = 20) -> lis
             .where(Contract.id.in_(ids))
             .options(*_WITH_PARTIES_AND_MILESTONES)
             .order_by((Contract.status == ContractStatus.CLOSED), Contract.id.desc())
+            .offset(offset)
             .limit(limit)
         ).unique()
     )
+
+
+def count_contracts_of_users(session: Session, user_ids: Sequence[str]) -> dict[str, int]:
+    """How many contracts each person is a party to (every person gets a count)."""
+    counts = dict.fromkeys(user_ids, 0)
+    if not counts:
+        return counts
+    for user_id, count in session.execute(
+        select(Party.user_id, func.count(Party.contract_id))
+        .where(Party.user_id.in_(list(counts)))
+        .group_by(Party.user_id)
+    ):
+        counts[user_id] = int(count)
+    return counts
 
 
 def recent_events_for_user(session: Session, user_id: str, *, limit: int = 10) -> list[Event]:
@@ -142,16 +170,27 @@ def recent_events_for_user(session: Session, user_id: str, *, limit: int = 10) -
 
 
 def decidable_request(
-    session: Session, *, contract_id: int, request_id: int, actor_id: str
+    session: Session,
+    *,
+    contract_id: int,
+    request_id: int,
+    actor_id: str,
+    act: rules.Act = rules.Act.DECLINE,
+    doing: str = "decline",
 ) -> tuple[Contract, ChangeRequest]:
-    """The request a person is about to decline in a form: refused up front (so nobody
-    fills in a form only to be refused) unless it is pending and the person may decide."""
+    """The request a person is about to decline (or `act` on: suggest changes to it, or
+    revise it with `act=WITHDRAW`) in a form: refused up front (so nobody fills in a
+    form only to be refused) unless it is pending and the person may do that."""
     contract = load_contract(session, contract_id)
     request = load_request(session, request_id)
     if request.contract_id != contract.id:
         raise NotFound("That request is not part of this contract.")
     rules.require(
-        contract, actor_id, rules.Act.DECLINE, f"decline change request #{request.number}"
+        contract,
+        actor_id,
+        act,
+        f"{doing} change request #{request.number}",
+        roles=rules.request_roles(contract, act, request.proposed_by),
     )
     if request.status != RequestStatus.PENDING:
         raise RequestNotPending(

@@ -20,6 +20,7 @@ from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from domain import notify
 from domain.db import is_postgres, write_transaction
 from domain.errors import NotFound
 from domain.model import (
@@ -37,6 +38,8 @@ from domain.model import (
     RequestStatus,
 )
 from domain.policy import Policy
+from domain.rules import answering_ids
+from domain.waiting import WaitingKind
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,21 @@ class Changes:
         self._cancelled: dict[ReminderKind, set[int]] = {}
         self._ended: set[int] = set()  # contracts whose every pending reminder ends
         self._new: dict[str, dict[str, Any]] = {}  # by key, in the order scheduled
+        self._awaiting: list[notify.Awaiting] = []  # who now owes what (domain.notify)
+
+    def awaits(
+        self, contract: Contract, user_id: str, kind: WaitingKind, *, subject_id: int
+    ) -> None:
+        """`user_id` now owes `kind` on `subject_id` (a request or milestone): told in a
+        direct message too if they chose so, by the transaction's writer (domain.notify)."""
+        self._awaiting.append(
+            notify.Awaiting(contract.id, contract.team_id, user_id, kind, subject_id)
+        )
+
+    def take_awaiting(self) -> list[notify.Awaiting]:
+        """What `awaits` collected, once (the writer turns it into direct messages)."""
+        taken, self._awaiting = self._awaiting, []
+        return taken
 
     def schedule(
         self,
@@ -108,6 +126,7 @@ class Changes:
 
     def end_contract(self, contract_id: int) -> None:
         self._ended.add(contract_id)
+        self._awaiting = [a for a in self._awaiting if a.contract_id != contract_id]
         for row in self._new.values():
             if row["contract_id"] == contract_id:
                 row["state"] = ReminderState.CANCELLED
@@ -149,15 +168,20 @@ class Changes:
 def on_request_proposed(
     changes: Changes, contract: Contract, request: ChangeRequest, *, now: datetime, policy: Policy
 ) -> None:
-    changes.schedule(
-        contract_id=contract.id,
-        kind=ReminderKind.REQUEST,
-        subject_id=request.id,
-        slot=1,
-        recipient_id=contract.client_id,
-        due_at=now + policy.request_reminder_first,
-        now=now,
-    )
+    """Nudge whoever answers it: the client, or for the client's counter-offer the
+    provider side (the freelancer, or each agency manager)."""
+    for recipient_id in answering_ids(contract, request.proposed_by):
+        changes.schedule(
+            contract_id=contract.id,
+            kind=ReminderKind.REQUEST,
+            subject_id=request.id,
+            slot=1,
+            recipient_id=recipient_id,
+            due_at=now + policy.request_reminder_first,
+            now=now,
+        )
+    for decider in answering_ids(contract, request.proposed_by):
+        changes.awaits(contract, decider, WaitingKind.ANSWER_REQUEST, subject_id=request.id)
 
 
 def on_request_closed(changes: Changes, request: ChangeRequest) -> None:
@@ -169,6 +193,7 @@ def on_work_submitted(
 ) -> None:
     release_at = milestone.auto_release_at
     assert release_at is not None
+    changes.awaits(contract, contract.client_id, WaitingKind.REVIEW, subject_id=milestone.id)
     for slot, before in enumerate(sorted(policy.review_reminders_before, reverse=True), start=1):
         if before >= policy.auto_release_period:
             continue  # a "7 days before" reminder makes no sense in a shorter review period
@@ -187,6 +212,36 @@ def on_work_submitted(
 
 def on_review_closed(changes: Changes, milestone: Milestone) -> None:
     changes.cancel(ReminderKind.REVIEW, milestone.id)
+
+
+def on_more_time_asked(changes: Changes, contract: Contract, milestone: Milestone) -> None:
+    """The client asks for more time to review: the provider side owes the answer."""
+    for provider in contract.provider_ids:
+        changes.awaits(contract, provider, WaitingKind.EXTENSION_ASK, subject_id=milestone.id)
+
+
+def on_review_extended(
+    changes: Changes, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
+) -> None:
+    """The provider gave more time to review: the reminders before the automatic release
+    follow the new date (a slot already past from now is left out)."""
+    release_at = milestone.auto_release_at
+    assert release_at is not None
+    on_review_closed(changes, milestone)
+    for slot, before in enumerate(sorted(policy.review_reminders_before, reverse=True), start=1):
+        if release_at - before <= now:
+            continue
+        changes.schedule(
+            contract_id=contract.id,
+            kind=ReminderKind.REVIEW,
+            subject_id=milestone.id,
+            slot=slot,
+            recipient_id=contract.client_id,
+            due_at=release_at - before,
+            deadline_at=release_at,
+            now=now,
+            key_extra=f"s{milestone.submission_count}@{int(release_at.timestamp())}-",
+        )
 
 
 def on_milestone_funded(
@@ -244,10 +299,41 @@ def on_milestone_released(
             now=now,
             key_extra=f"after{milestone.id}-",
         )
+        changes.awaits(contract, contract.client_id, WaitingKind.FUND, subject_id=upcoming.id)
+
+
+def on_contract_activated(changes: Changes, contract: Contract) -> None:
+    """Both sides agreed: the client's first step is funding milestone 1."""
+    upcoming = contract.next_to_fund
+    if upcoming is not None:
+        changes.awaits(contract, contract.client_id, WaitingKind.FUND, subject_id=upcoming.id)
 
 
 def on_contract_ended(changes: Changes, contract: Contract) -> None:
     changes.end_contract(contract.id)
+
+
+def on_dispute_opened(
+    changes: Changes, contract: Contract, milestone: Milestone, *, now: datetime, policy: Policy
+) -> None:
+    """A dispute froze the milestone's escrow: review and due-date nudges stop, and both
+    sides are reminded of the dispute every few days until it is settled."""
+    on_review_closed(changes, milestone)
+    changes.cancel(ReminderKind.OVERDUE, milestone.id)
+    for recipient in [contract.client_id, *contract.provider_ids]:
+        changes.schedule(
+            contract_id=contract.id,
+            kind=ReminderKind.DISPUTE,
+            subject_id=milestone.id,
+            slot=1,
+            recipient_id=recipient,
+            due_at=now + policy.dispute_reminder_every,
+            now=now,
+        )
+
+
+def on_dispute_settled(changes: Changes, milestone: Milestone) -> None:
+    changes.cancel(ReminderKind.DISPUTE, milestone.id)
 
 
 # --- working hours -------------------------------------------------------------------
@@ -326,21 +412,19 @@ def send_due(
         if recipient not in zones:
             zones[recipient] = time_zone_of(recipient)
         with sessions() as session:
-            outbox_id = _send_one(
+            queued += _send_one(
                 session, reminder_id, now=now, tz_name=zones[recipient], policy=policy
             )
-        if outbox_id is not None:
-            queued.append(outbox_id)
     return queued
 
 
 def _send_one(
     session: Session, reminder_id: int, *, now: datetime, tz_name: str | None, policy: Policy
-) -> int | None:
+) -> list[int]:
     with write_transaction(session):
         contract_id = session.scalar(select(Reminder.contract_id).where(Reminder.id == reminder_id))
         if contract_id is None:
-            return None
+            return []
         lock = (
             select(Contract.team_id, Contract.channel_id)
             .where(Contract.id == contract_id)
@@ -348,22 +432,22 @@ def _send_one(
         )
         where = session.execute(lock).one_or_none()
         if where is None:
-            return None  # another sweeper is working on this contract; it will see this one
+            return []  # another sweeper is working on this contract; it will see this one
         reminder = session.get_one(Reminder, reminder_id, populate_existing=True)
         if reminder.state != ReminderState.PENDING:
-            return None
+            return []
         if not _still_relevant(session, reminder, now):
             reminder.state = ReminderState.CANCELLED
-            return None
+            return []
         if _overtaken(session, reminder, now):
             reminder.state = ReminderState.SKIPPED
-            return None
+            return []
         if reminder.kind == ReminderKind.OVERDUE:
             overdue_at = _overdue_at(session.get_one(Milestone, reminder.subject_id).due_date)
             if overdue_at > now:  # the due date was moved later: wait for the new one
                 reminder.due_at = overdue_at
                 reminder.not_before = None
-                return None
+                return []
         # From now, not from the original time: a reminder missed while the bot was down
         # still goes out in the recipient's working hours.
         at = within_working_hours(
@@ -371,33 +455,43 @@ def _send_one(
         )
         if at > now:
             reminder.not_before = at
-            return None
+            return []
         reminder.state = ReminderState.SENT
         reminder.sent_at = now
-        if reminder.kind == ReminderKind.REQUEST:
+        if reminder.kind in (ReminderKind.REQUEST, ReminderKind.DISPUTE):
             _schedule_next_request_nudge(session, reminder, now=now, policy=policy)
-        message = OutboxMessage(
-            kind=IntentKind.REMINDER,
-            contract_id=reminder.contract_id,
-            subject_id=reminder.id,
-            user_id=reminder.recipient_id,
-            team_id=where.team_id,
-            channel_id=where.channel_id,
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-            state=OutboxState.PENDING,
-        )
-        session.add(message)
+        # In the thread, and in their direct messages, as the recipient chose (domain.notify).
+        choice = notify.choice_of(session, reminder.recipient_id)
+        kinds = [IntentKind.REMINDER] if choice in notify.IN_THREAD else []
+        if choice in notify.DIRECT:
+            kinds.append(IntentKind.DIRECT_REMINDER)
+        messages = [
+            OutboxMessage(
+                kind=kind,
+                contract_id=reminder.contract_id,
+                subject_id=reminder.id,
+                user_id=reminder.recipient_id,
+                team_id=where.team_id,
+                channel_id=where.channel_id if kind == IntentKind.REMINDER else None,
+                created_at=now,
+                next_attempt_at=now,
+                attempts=0,
+                state=OutboxState.PENDING,
+            )
+            for kind in kinds
+        ]
+        session.add_all(messages)
         session.flush()
-        return message.id
+        return [message.id for message in messages]
 
 
 def _schedule_next_request_nudge(
     session: Session, reminder: Reminder, *, now: datetime, policy: Policy
 ) -> None:
-    """Every `request_reminder_every` after the first; slots missed while down collapse."""
-    every = policy.request_reminder_every
+    """Every `request_reminder_every` after the first (a dispute's: every
+    `dispute_reminder_every`); slots missed while down collapse."""
+    dispute = reminder.kind == ReminderKind.DISPUTE
+    every = policy.dispute_reminder_every if dispute else policy.request_reminder_every
     next_due = reminder.due_at + every
     slot = reminder.slot + 1
     while next_due <= now:
@@ -406,7 +500,7 @@ def _schedule_next_request_nudge(
     changes = Changes()
     changes.schedule(
         contract_id=reminder.contract_id,
-        kind=ReminderKind.REQUEST,
+        kind=reminder.kind,
         subject_id=reminder.subject_id,
         slot=slot,
         recipient_id=reminder.recipient_id,
@@ -418,6 +512,9 @@ def _schedule_next_request_nudge(
 
 def _still_relevant(session: Session, reminder: Reminder, now: datetime) -> bool:
     contract = session.get_one(Contract, reminder.contract_id)
+    if reminder.kind == ReminderKind.DISPUTE:  # open while the contract is ending, too
+        disputed = session.get(Milestone, reminder.subject_id)
+        return disputed is not None and disputed.status == MilestoneStatus.DISPUTED
     if contract.status != ContractStatus.ACTIVE:
         return False
     if reminder.kind == ReminderKind.REQUEST:

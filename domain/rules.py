@@ -44,6 +44,11 @@ class MilestoneAction(StrEnum):
     REQUEST_CHANGES = "request_changes"
     DELETE = "delete"
     REFUND = "refund"
+    RELEASE_PART = "release_part"
+    ASK_FOR_TIME = "ask_for_time"
+    EXTEND_REVIEW = "extend_review"
+    DISPUTE = "dispute"
+    SETTLE = "settle"  # a dispute ends with money to the provider (the rest refunded)
 
 
 class RequestAction(StrEnum):
@@ -51,11 +56,13 @@ class RequestAction(StrEnum):
     DECLINE = "decline"
     WITHDRAW = "withdraw"
     CANCEL = "cancel"
+    COUNTER = "counter"  # the answering side suggests changes: a new request replaces it
 
 
 class ContractAction(StrEnum):
     ACTIVATE = "activate"
     END = "end"
+    BEGIN_ENDING = "begin_ending"  # the client ends with escrow held: the provider's window
 
 
 MILESTONE_TRANSITIONS: dict[tuple[MilestoneStatus, MilestoneAction], MilestoneStatus] = {
@@ -69,19 +76,41 @@ MILESTONE_TRANSITIONS: dict[tuple[MilestoneStatus, MilestoneAction], MilestoneSt
     # Ending a contract refunds held escrow; the milestone is no longer funded.
     (MilestoneStatus.FUNDED, MilestoneAction.REFUND): MilestoneStatus.PENDING,
     (MilestoneStatus.SUBMITTED, MilestoneAction.REFUND): MilestoneStatus.PENDING,
+    # Part of the escrow released early: the milestone stays in progress for the rest.
+    (MilestoneStatus.FUNDED, MilestoneAction.RELEASE_PART): MilestoneStatus.FUNDED,
+    (MilestoneStatus.SUBMITTED, MilestoneAction.RELEASE_PART): MilestoneStatus.SUBMITTED,
+    # More time to review, asked for and given (or not) while the work waits for review.
+    (MilestoneStatus.SUBMITTED, MilestoneAction.ASK_FOR_TIME): MilestoneStatus.SUBMITTED,
+    (MilestoneStatus.SUBMITTED, MilestoneAction.EXTEND_REVIEW): MilestoneStatus.SUBMITTED,
+    # A dispute freezes the escrow: the client's over submitted work, the provider's
+    # over an end-refund. It ends by a split (released, the rest refunded) or with all
+    # of it refunded.
+    (MilestoneStatus.SUBMITTED, MilestoneAction.DISPUTE): MilestoneStatus.DISPUTED,
+    (MilestoneStatus.FUNDED, MilestoneAction.DISPUTE): MilestoneStatus.DISPUTED,
+    (MilestoneStatus.DISPUTED, MilestoneAction.SETTLE): MilestoneStatus.RELEASED,
+    (MilestoneStatus.DISPUTED, MilestoneAction.REFUND): MilestoneStatus.PENDING,
 }
+
+# More time to review: the days a plain `extend` asks for, the most one ask or grant
+# may add, and how many times the client may ask during one submission.
+MORE_TIME_DEFAULT_DAYS = 7
+MORE_TIME_MAX_DAYS = 30
+MORE_TIME_ASKS_PER_SUBMISSION = 2
 
 REQUEST_TRANSITIONS: dict[tuple[RequestStatus, RequestAction], RequestStatus] = {
     (RequestStatus.PENDING, RequestAction.ACCEPT): RequestStatus.ACCEPTED,
     (RequestStatus.PENDING, RequestAction.DECLINE): RequestStatus.DECLINED,
     (RequestStatus.PENDING, RequestAction.WITHDRAW): RequestStatus.WITHDRAWN,
     (RequestStatus.PENDING, RequestAction.CANCEL): RequestStatus.CANCELLED,
+    (RequestStatus.PENDING, RequestAction.COUNTER): RequestStatus.COUNTERED,
 }
 
 CONTRACT_TRANSITIONS: dict[tuple[ContractStatus, ContractAction], ContractStatus] = {
     (ContractStatus.NEGOTIATING, ContractAction.ACTIVATE): ContractStatus.ACTIVE,
     (ContractStatus.NEGOTIATING, ContractAction.END): ContractStatus.CLOSED,
     (ContractStatus.ACTIVE, ContractAction.END): ContractStatus.CLOSED,
+    (ContractStatus.ACTIVE, ContractAction.BEGIN_ENDING): ContractStatus.ENDING,
+    (ContractStatus.ENDING, ContractAction.END): ContractStatus.CLOSED,
 }
 
 # The request state an action would have led to: a repeat of it is "already done".
@@ -90,6 +119,7 @@ REQUEST_TARGET: dict[RequestAction, RequestStatus] = {
     RequestAction.DECLINE: RequestStatus.DECLINED,
     RequestAction.WITHDRAW: RequestStatus.WITHDRAWN,
     RequestAction.CANCEL: RequestStatus.CANCELLED,
+    RequestAction.COUNTER: RequestStatus.COUNTERED,
 }
 
 
@@ -124,10 +154,16 @@ _PAST: dict[StrEnum, str] = {
     MilestoneAction.REQUEST_CHANGES: "sent back for changes",
     MilestoneAction.DELETE: "deleted",
     MilestoneAction.REFUND: "refunded",
+    MilestoneAction.RELEASE_PART: "partly released",
+    MilestoneAction.ASK_FOR_TIME: "given more review time",
+    MilestoneAction.EXTEND_REVIEW: "given more review time",
+    MilestoneAction.DISPUTE: "disputed",
+    MilestoneAction.SETTLE: "settled",
     RequestAction.ACCEPT: "accepted",
     RequestAction.DECLINE: "declined",
     RequestAction.WITHDRAW: "withdrawn",
     RequestAction.CANCEL: "cancelled",
+    RequestAction.COUNTER: "countered",
 }
 
 
@@ -141,11 +177,19 @@ class Act(StrEnum):
     ACCEPT = "accept"
     DECLINE = "decline"
     WITHDRAW = "withdraw"
+    COUNTER = "suggest changes"
     FUND = "fund milestones"
     SUBMIT = "submit work"
     APPROVE = "approve work"
     REQUEST_CHANGES = "request changes"
     END = "end the contract"
+    RELEASE_PART = "release part of a milestone's escrow"
+    PAY_BONUS = "pay a bonus"
+    ASK_FOR_TIME = "ask for more time to review"
+    GIVE_TIME = "give more time to review"
+    ACCEPT_REFUND = "accept the refund"
+    DISPUTE = "dispute"
+    SETTLE = "settle a dispute"
 
 
 PROVIDER_SPEAKERS = frozenset({Role.FREELANCER, Role.MANAGER})
@@ -158,20 +202,73 @@ PERMISSIONS: dict[Act, frozenset[Role]] = {
     Act.ACCEPT: frozenset({Role.CLIENT}),
     Act.DECLINE: frozenset({Role.CLIENT}),
     Act.WITHDRAW: PROVIDER_SPEAKERS,
+    Act.COUNTER: frozenset({Role.CLIENT}),
     Act.FUND: frozenset({Role.CLIENT}),
     Act.SUBMIT: PROVIDER_SPEAKERS | {Role.MEMBER},
     Act.APPROVE: frozenset({Role.CLIENT}),
     Act.REQUEST_CHANGES: frozenset({Role.CLIENT}),
     Act.END: frozenset({Role.CLIENT}) | PROVIDER_SPEAKERS,
+    Act.RELEASE_PART: frozenset({Role.CLIENT}),
+    Act.PAY_BONUS: frozenset({Role.CLIENT}),
+    Act.ASK_FOR_TIME: frozenset({Role.CLIENT}),
+    Act.GIVE_TIME: PROVIDER_SPEAKERS,
+    Act.ACCEPT_REFUND: PROVIDER_SPEAKERS,
+    # The client disputes submitted work; the provider side an end-refund.
+    Act.DISPUTE: frozenset({Role.CLIENT}) | PROVIDER_SPEAKERS,
+    Act.SETTLE: frozenset({Role.CLIENT}) | PROVIDER_SPEAKERS,
 }
 
 
-def who_can(contract: Parties, act: Act) -> Said:
+class Side(StrEnum):
+    """The two sides of a contract: one proposes a change request, the other answers it."""
+
+    CLIENT = "client"
+    PROVIDER = "provider"
+
+
+SIDE_SPEAKERS: dict[Side, frozenset[Role]] = {
+    Side.CLIENT: frozenset({Role.CLIENT}),
+    Side.PROVIDER: PROVIDER_SPEAKERS,
+}
+
+# Who may act on a change request, by the side that proposed it: the other side answers
+# it (accepts, declines, or suggests changes: a counter-offer, which the first side
+# answers in turn); its own side may withdraw or revise it. PERMISSIONS holds the usual
+# case, a request from the provider side.
+REQUEST_PERMISSIONS: dict[tuple[Act, Side], frozenset[Role]] = {
+    (Act.ACCEPT, Side.PROVIDER): SIDE_SPEAKERS[Side.CLIENT],
+    (Act.DECLINE, Side.PROVIDER): SIDE_SPEAKERS[Side.CLIENT],
+    (Act.COUNTER, Side.PROVIDER): SIDE_SPEAKERS[Side.CLIENT],
+    (Act.WITHDRAW, Side.PROVIDER): SIDE_SPEAKERS[Side.PROVIDER],
+    (Act.ACCEPT, Side.CLIENT): SIDE_SPEAKERS[Side.PROVIDER],
+    (Act.DECLINE, Side.CLIENT): SIDE_SPEAKERS[Side.PROVIDER],
+    (Act.COUNTER, Side.CLIENT): SIDE_SPEAKERS[Side.PROVIDER],
+    (Act.WITHDRAW, Side.CLIENT): SIDE_SPEAKERS[Side.CLIENT],
+}
+
+
+def side_of(role: Role | None) -> Side:
+    return Side.CLIENT if role == Role.CLIENT else Side.PROVIDER
+
+
+def request_roles(contract: Parties, act: Act, proposed_by: str) -> frozenset[Role]:
+    """Who may `act` (accept, decline, suggest changes, withdraw or revise) on a change
+    request that `proposed_by` made."""
+    return REQUEST_PERMISSIONS[(act, side_of(contract.role_of(proposed_by)))]
+
+
+def answering_ids(contract: Parties, proposed_by: str) -> list[str]:
+    """Who answers a change request that `proposed_by` made: the other side's speakers."""
+    return contract.ids_with_role(*sorted(request_roles(contract, Act.ACCEPT, proposed_by)))
+
+
+def who_can(contract: Parties, act: Act, *, roles: frozenset[Role] | None = None) -> Said:
     """'the client, @alice' / 'the freelancer, @bob' / 'an agency manager (@c or @d)',
     joined with "or"; each name closed by a comma when more follows ("the client, @alice,
-    or the freelancer, @bob").
+    or the freelancer, @bob"). `roles`: who may, when not `PERMISSIONS[act]` (a change
+    request's sides, `request_roles`).
     """
-    roles = PERMISSIONS[act]
+    roles = PERMISSIONS[act] if roles is None else roles
     parts: list[Said] = []
     if Role.CLIENT in roles:
         parts.append(said("the client, ", Person(contract.client_id)))
@@ -192,20 +289,31 @@ def mid_sentence(phrase: Said) -> Said:
     return said(phrase, ",") if phrase.parts and isinstance(phrase.parts[-1], Person) else phrase
 
 
-def require(contract: Parties, actor_id: str, act: Act, what: str | None = None) -> Role:
-    """The actor's role, if it may do `act`; otherwise a refusal naming who can."""
+def require(
+    contract: Parties,
+    actor_id: str,
+    act: Act,
+    what: str | None = None,
+    *,
+    roles: frozenset[Role] | None = None,
+) -> Role:
+    """The actor's role, if it may do `act`; otherwise a refusal naming who can.
+    `roles`: who may, when not `PERMISSIONS[act]` (see `request_roles`)."""
     role = contract.role_of(actor_id)
     doing = what or act.value
+    allowed = PERMISSIONS[act] if roles is None else roles
     if role is None:
         raise NotAParty(
             said(
                 f"You're not a party to contract {contract.id} ({contract.title}). Only ",
-                mid_sentence(who_can(contract, act)),
+                mid_sentence(who_can(contract, act, roles=allowed)),
                 f" can {doing}.",
             )
         )
-    if role not in PERMISSIONS[act]:
-        raise NotAllowed(said("Only ", mid_sentence(who_can(contract, act)), f" can {doing}."))
+    if role not in allowed:
+        raise NotAllowed(
+            said("Only ", mid_sentence(who_can(contract, act, roles=allowed)), f" can {doing}.")
+        )
     return role
 
 

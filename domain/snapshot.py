@@ -11,7 +11,7 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from domain import queries
+from domain import queries, rules
 from domain.ledger import INFLOWS, Escrow
 from domain.model import (
     ChangeRequest,
@@ -35,6 +35,8 @@ class Next(StrEnum):
     REVIEW = "review"
     COMPLETE = "complete"
     CLOSED = "closed"
+    ANSWER_ENDING = "answer_ending"  # the provider side accepts the refund or disputes it
+    SETTLE_DISPUTE = "settle_dispute"  # either side proposes a split, the other agrees
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class NextAction:
     owed_by: tuple[str, ...]  # user ids who can act
     milestone: Milestone | None = None
     request: ChangeRequest | None = None
-    due_at: datetime | None = None  # automatic release, for REVIEW
+    due_at: datetime | None = None  # automatic release, for REVIEW; refund, ANSWER_ENDING
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,17 @@ def next_action(contract: Contract, pending: list[ChangeRequest]) -> NextAction:
             owed += provider
         return NextAction(Next.AGREE, owed)
     current = contract.in_progress
+    if current is not None and current.status == MilestoneStatus.DISPUTED:
+        return NextAction(Next.SETTLE_DISPUTE, client + provider, milestone=current)
+    if contract.status == ContractStatus.ENDING:
+        return NextAction(
+            Next.ANSWER_ENDING, provider, milestone=current, due_at=contract.ending_deadline_at
+        )
     if current is not None and current.status == MilestoneStatus.SUBMITTED:
         return NextAction(Next.REVIEW, client, milestone=current, due_at=current.auto_release_at)
-    if pending:
-        return NextAction(Next.ANSWER_REQUEST, client, request=pending[0])
+    if pending:  # answered by the side that did not propose it (a counter-offer: the provider)
+        answering = tuple(rules.answering_ids(contract, pending[0].proposed_by))
+        return NextAction(Next.ANSWER_REQUEST, answering, request=pending[0])
     if current is not None:
         workers = tuple(contract.ids_with_role(Role.FREELANCER, Role.MANAGER, Role.MEMBER))
         return NextAction(Next.WORK, workers, milestone=current)
@@ -142,6 +151,7 @@ def escrows_of(session: Session, contract_ids: Sequence[int]) -> dict[int, Escro
             funded_minor=sum(by_kind[k] for k in INFLOWS),
             released_minor=by_kind[LedgerKind.RELEASE],
             refunded_minor=by_kind[LedgerKind.REFUND],
+            bonus_minor=by_kind[LedgerKind.BONUS],
         )
         for contract_id, by_kind in sums.items()
     }

@@ -10,6 +10,7 @@ from enum import StrEnum
 class ContractStatus(StrEnum):
     NEGOTIATING = "negotiating"
     ACTIVE = "active"
+    ENDING = "ending"  # the client ended it with escrow held: the provider has a window
     CLOSED = "closed"
 
 
@@ -19,6 +20,7 @@ class MilestoneStatus(StrEnum):
     SUBMITTED = "submitted"
     RELEASED = "released"
     DELETED = "deleted"
+    DISPUTED = "disputed"  # its escrow is frozen until a split is agreed or decided
 
 
 class RequestStatus(StrEnum):
@@ -27,6 +29,7 @@ class RequestStatus(StrEnum):
     DECLINED = "declined"
     WITHDRAWN = "withdrawn"
     CANCELLED = "cancelled"
+    COUNTERED = "countered"  # the other side answered it with a counter-offer
 
 
 class ChangeKind(StrEnum):

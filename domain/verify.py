@@ -16,7 +16,16 @@ each naming its contract (and milestone):
 - the contract's escrow never goes negative in entry order, is empty once the contract
   is closed, and nothing moves before the contract is active;
 - the history agrees: `milestone_funded`, `escrow_topped_up` and `milestone_released`
-  events carry the amounts of the entries, and `contract_ended` the refunded total.
+  events carry the amounts of the entries, and `contract_ended` the refunded total;
+- partial releases (`release:<milestone>:part:<k>`, k = 1, 2, …) come while the
+  milestone is funded, each leaves something held, add up to its `released_early_minor`
+  and match `milestone_partly_released` events; a funded or submitted milestone holds
+  its amount less them, and its final release releases the rest;
+- bonuses (`bonus:<contract>:<k>`) belong to no milestone, never count in escrow, and
+  match `bonus_paid` events;
+- a disputed milestone holds what a funded one holds; a dispute settled by a split has
+  one release and then one refund of the rest (released, with `refunded_at`), its refund
+  matches the `dispute_settled` event and is not counted as the ending's refund.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from domain.ledger import is_partial_release, partial_release_key
 from domain.model import (
     Contract,
     ContractStatus,
@@ -47,7 +57,12 @@ _MONEY_EVENTS = (
     EventKind.ESCROW_TOPPED_UP,
     EventKind.MILESTONE_RELEASED,
     EventKind.CONTRACT_ENDED,
+    EventKind.MILESTONE_PARTLY_RELEASED,
+    EventKind.BONUS_PAID,
+    EventKind.DISPUTE_SETTLED,
 )
+# Where a milestone's escrow is held (a dispute freezes it, still held).
+_HOLDING = (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED, MilestoneStatus.DISPUTED)
 
 
 @dataclass(frozen=True)
@@ -145,7 +160,12 @@ def _check_contract(
     per_milestone: dict[int, list[LedgerEntry]] = defaultdict(list)
     balance = 0
     negative_reported = False
+    bonuses = 0
     for entry in entries:
+        if entry.kind == LedgerKind.BONUS:  # outside escrow
+            bonuses += 1
+            _check_bonus(problems, entry, bonuses)
+            continue
         if entry.milestone_id not in by_id:
             problems.add(
                 f"ledger entry {entry.id} ({entry.key}) is for milestone id "
@@ -165,6 +185,16 @@ def _check_contract(
         problems.add(f"is closed but escrow still holds {balance}")
     _check_history(problems, milestones, entries, events)
     return problems.found
+
+
+def _check_bonus(problems: _Problems, entry: LedgerEntry, number: int) -> None:
+    expected = f"bonus:{problems.contract.id}:{number}"
+    if entry.amount_minor <= 0:
+        problems.add(f"bonus entry {entry.id} ({entry.key}) has a non-positive amount")
+    if entry.key != expected:
+        problems.add(f"bonus entry {entry.id} has key {entry.key!r}, expected {expected!r}")
+    if entry.milestone_id is not None:
+        problems.add(f"bonus entry {entry.id} names a milestone; a bonus is outside escrow")
 
 
 def _signed(entry: LedgerEntry) -> int:
@@ -187,13 +217,22 @@ def _check_milestone(
 
     held = 0
     funded = released = refunded = 0
+    parts = early = 0  # partial releases, and what they released
+    # A dispute settled by a split: a release of part of what was held, then a refund
+    # of the rest (the history's `dispute_settled` says how much, _check_history).
+    split = milestone.status == MilestoneStatus.RELEASED and milestone.refunded_at is not None
     closed_by: LedgerEntry | None = None
     for entry in entries:
+        partial = is_partial_release(entry)
         if entry.amount_minor <= 0:
             add(f"ledger entry {entry.id} ({entry.key}) has a non-positive amount")
-        if entry.key != _expected_key(entry):
-            add(f"ledger entry {entry.id} has key {entry.key!r}, expected {_expected_key(entry)!r}")
-        if closed_by is not None:
+        expected = partial_release_key(milestone.id, parts + 1) if partial else _expected_key(entry)
+        if entry.key != expected:
+            add(f"ledger entry {entry.id} has key {entry.key!r}, expected {expected!r}")
+        rest_of_split = (
+            split and closed_by is not None and closed_by.kind == LedgerKind.RELEASE
+        ) and entry.kind == LedgerKind.REFUND
+        if closed_by is not None and not rest_of_split:
             add(f"{entry.kind.value} entry {entry.id} comes after the {closed_by.kind.value}")
         if entry.kind == LedgerKind.FUND:
             funded += 1
@@ -202,8 +241,18 @@ def _check_milestone(
         elif entry.kind == LedgerKind.TOP_UP:
             if funded == 0:
                 add(f"top-up entry {entry.id} comes before the milestone was funded")
+        elif partial:
+            parts += 1
+            early += entry.amount_minor
+            if funded == 0:
+                add(f"partial release entry {entry.id} comes before the milestone was funded")
+            if entry.amount_minor >= held:
+                add(
+                    f"partial release entry {entry.id} moves {entry.amount_minor} of the "
+                    f"{held} held: a partial release leaves part of it held"
+                )
         else:
-            if entry.amount_minor != held:
+            if entry.amount_minor != held and not (split and entry.kind == LedgerKind.RELEASE):
                 add(
                     f"{entry.kind.value} entry {entry.id} moves {entry.amount_minor} "
                     f"but {held} was held"
@@ -222,13 +271,14 @@ def _check_milestone(
         add(f"is released {released} times")
     if refunded > 1:
         add(f"is refunded {refunded} times")
-    if released and refunded:
+    if released and refunded and not split:
         add("is both released and refunded")
-    if status in (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED):
+    if status in _HOLDING:
         if funded != 1 or released or refunded:
             add(f"is {status.value} but its ledger shows {_summary(entries)}")
-        if held != milestone.amount_minor:
-            add(f"is {status.value} for {milestone.amount_minor} but {held} is held")
+        if held != milestone.amount_minor - early:
+            less = f" less {early} released early" if early else ""
+            add(f"is {status.value} for {milestone.amount_minor}{less} but {held} is held")
     elif status == MilestoneStatus.RELEASED:
         if released != 1 or funded != 1:
             add(f"is released but its ledger shows {_summary(entries)}")
@@ -239,8 +289,13 @@ def _check_milestone(
             add(f"was refunded but its ledger shows {_summary(entries)}")
     elif entries:  # pending and never funded, or deleted
         add(f"is {status.value} and was never funded, but its ledger shows {_summary(entries)}")
-    if held != 0 and status not in (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED):
+    if held != 0 and status not in _HOLDING:
         add(f"is {status.value} but {held} is still held for it")
+    if (milestone.released_early_minor or 0) != early:
+        add(
+            f"says {milestone.released_early_minor} was released early but its partial "
+            f"releases total {early}"
+        )
     for label, stamp, count in (
         ("funded_at", milestone.funded_at, funded),
         ("released_at", milestone.released_at, released),
@@ -280,15 +335,32 @@ def _check_history(
         LedgerKind.RELEASE: EventKind.MILESTONE_RELEASED,
     }
     refunded = 0
+    # A settled dispute's refund is the settlement's, not the ending's.
+    settled = {e.milestone_number for e in events if e.kind == EventKind.DISPUTE_SETTLED}
     for entry in entries:
-        if entry.kind == LedgerKind.REFUND:
+        settling = None if entry.milestone_id is None else number_of.get(entry.milestone_id)
+        if entry.kind == LedgerKind.REFUND and settling is not None and settling in settled:
+            from_ledger[(EventKind.DISPUTE_SETTLED, settling)].append(entry.amount_minor)
+        elif entry.kind == LedgerKind.REFUND:
             refunded += entry.amount_minor
+        elif entry.kind == LedgerKind.BONUS:
+            from_ledger[(EventKind.BONUS_PAID, None)].append(entry.amount_minor)
         elif entry.milestone_id in number_of:
-            from_ledger[(kinds[entry.kind], number_of[entry.milestone_id])].append(
-                entry.amount_minor
+            as_event = (
+                EventKind.MILESTONE_PARTLY_RELEASED
+                if is_partial_release(entry)
+                else kinds[entry.kind]
             )
+            from_ledger[(as_event, number_of[entry.milestone_id])].append(entry.amount_minor)
     ended: list[int] = []
     for event in events:
+        if event.kind == EventKind.DISPUTE_SETTLED:
+            back = _int(event.data, "to_client_minor")
+            if back != 0:  # nothing back to the client: no refund entry
+                from_history[(event.kind, event.milestone_number)].append(
+                    back if back is not None else -1
+                )
+            continue
         amount = _int(
             event.data,
             "refunded_minor" if event.kind == EventKind.CONTRACT_ENDED else "amount_minor",

@@ -16,15 +16,26 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from domain import queries, rules, services
+from domain import disputes, queries, rules, services
+from domain.errors import NotAParty
+from domain.policy import Policy
 from domain.rules import Act
 from domain.services import Outcome
-from handlers.blocks import modals
+from handlers import commands
+from handlers.blocks import counter, modals
+from handlers.blocks.ending import build_dispute_modal
 from handlers.deps import deps_of
 from handlers.errors import guarded, tell
 from handlers.flow import perform
 from handlers.ids import Action
-from handlers.payloads import ContractRef, MilestoneRef, ModalContext, RequestRef
+from handlers.payloads import (
+    ContractPick,
+    ContractRef,
+    MilestoneRef,
+    ModalContext,
+    ProposalRef,
+    RequestRef,
+)
 
 
 def register(app: App) -> None:
@@ -33,7 +44,13 @@ def register(app: App) -> None:
     app.action(Action.DECLINE.value)(guarded(open_decline))
     app.action(Action.REQUEST_CHANGES.value)(guarded(open_request_changes))
     app.action(Action.PROPOSE.value)(guarded(open_propose))
+    app.action(Action.COUNTER.value)(guarded(open_counter))
+    app.action(Action.REVISE.value)(guarded(open_revise))
     app.action(Action.ADD_MILESTONE.value)(guarded(open_add))
+    app.action(Action.CHOOSE_CONTRACT.value)(guarded(choose_contract))
+    for action in SETTINGS_BUTTON_SERVICES:
+        app.action(action.value)(guarded(press_with_settings))
+    app.action(Action.DISPUTE.value)(guarded(open_dispute))
 
 
 def _value(body: dict[str, Any]) -> str:
@@ -86,13 +103,81 @@ def _withdraw(s: Session, value: str, user: str, now: datetime) -> Outcome:
     )
 
 
+def _give_more_time(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    ref = MilestoneRef.load(value)
+    return services.give_more_time(
+        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
+    )
+
+
+def _keep_review_date(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    ref = MilestoneRef.load(value)
+    return services.keep_review_date(
+        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
+    )
+
+
 BUTTON_SERVICES: dict[Action, ButtonService] = {
     Action.AGREE: _agree,
     Action.FUND: _fund,
     Action.APPROVE: _approve,
     Action.ACCEPT: _accept,
     Action.WITHDRAW: _withdraw,
+    Action.GIVE_MORE_TIME: _give_more_time,
+    Action.KEEP_REVIEW_DATE: _keep_review_date,
 }
+
+
+def _end_contract(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
+    ref = ContractRef.load(value)
+    return services.end_contract(
+        s, contract_id=ref.contract_id, actor_id=user, now=now, policy=policy
+    )
+
+
+def _accept_refund(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
+    ref = ContractRef.load(value)
+    return services.accept_refund(s, contract_id=ref.contract_id, actor_id=user, now=now)
+
+
+def _agree_to_split(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
+    ref = ProposalRef.load(value)
+    return services.agree_to_split(
+        s,
+        contract_id=ref.contract_id,
+        dispute_id=ref.dispute_id,
+        proposal_number=ref.proposal,
+        actor_id=user,
+        now=now,
+        policy=policy,
+    )
+
+
+# Buttons whose service also takes the configured policy (the ending window, the nudge
+# to fund the next milestone after a settled split): (session, value, clicker, now, policy).
+SETTINGS_BUTTON_SERVICES: dict[Action, Callable[[Session, str, str, datetime, Policy], Outcome]] = {
+    Action.END_CONTRACT: _end_contract,
+    Action.ACCEPT_REFUND: _accept_refund,
+    Action.AGREE_TO_SPLIT: _agree_to_split,
+}
+
+
+def press_with_settings(
+    ack: Ack, body: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
+) -> None:
+    """`press_button` for the buttons of SETTINGS_BUTTON_SERVICES."""
+    deps = deps_of(context)
+    service = SETTINGS_BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
+    outcome = perform(
+        ack,
+        body,
+        deps,
+        lambda session: service(session, _value(body), _user(body), deps.now(), deps.policy),
+        reply_to=None,
+        tell=lambda text: tell(client, respond, body, text),
+    )
+    if outcome is not None and (outcome.already_done or not _on_a_card(body)):
+        tell(client, respond, body, outcome.said)
 
 
 def press_button(
@@ -161,6 +246,29 @@ def open_request_changes(
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
 
 
+def open_dispute(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    """Dispute (work card, ending notice): the form for the reason, checked up front."""
+    deps, ref = deps_of(context), MilestoneRef.load(_value(body))
+    with deps.sessions() as session, session.begin():
+        contract, milestone = disputes.disputable_milestone(
+            session,
+            contract_id=ref.contract_id,
+            milestone_id=ref.milestone_id,
+            actor_id=_user(body),
+        )
+        view = build_dispute_modal(
+            ModalContext(
+                channel_id=_channel(body) or contract.channel_id,
+                contract_id=contract.id,
+                milestone_id=milestone.id,
+            ),
+            contract,
+            milestone,
+        )
+    ack()
+    client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
+
+
 def open_propose(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps, ref = deps_of(context), ContractRef.load(_value(body))
     with deps.sessions() as session, session.begin():
@@ -171,6 +279,43 @@ def open_propose(ack: Ack, body: dict[str, Any], context: BoltContext, client: W
             ModalContext(channel_id=_channel(body) or contract.channel_id, contract_id=contract.id),
             contract,
             direct=direct,
+        )
+    ack()
+    client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
+
+
+def open_counter(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    """Suggest changes: the answering side's counter-offer, in the form prefilled."""
+    _open_replacing(ack, body, context, client, Act.COUNTER, "suggest changes to")
+
+
+def open_revise(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    """Revise: the proposing side's own pending request, in the form prefilled."""
+    _open_replacing(ack, body, context, client, Act.WITHDRAW, "revise")
+
+
+def _open_replacing(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, act: Act, doing: str
+) -> None:
+    deps, ref = deps_of(context), RequestRef.load(_value(body))
+    build = counter.build_counter_modal if act == Act.COUNTER else counter.build_revise_modal
+    with deps.sessions() as session, session.begin():
+        contract, request = queries.decidable_request(
+            session,
+            contract_id=ref.contract_id,
+            request_id=ref.request_id,
+            actor_id=_user(body),
+            act=act,
+            doing=doing,
+        )
+        view = build(
+            ModalContext(
+                channel_id=_channel(body) or contract.channel_id,
+                contract_id=contract.id,
+                request_id=request.id,
+            ),
+            contract,
+            request,
         )
     ack()
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
@@ -187,3 +332,26 @@ def open_add(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCl
         )
     ack()
     client.views_open(trigger_id=body["trigger_id"], view=view.to_dict())
+
+
+def choose_contract(
+    ack: Ack, body: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
+) -> None:
+    """A contract chosen for a command typed without `contract=` (handlers.commands
+    offers the choice): the same text runs again with `contract=`, as a command of the
+    person who chose, through the command's own path — parsed and checked anew. Only
+    the person who typed it may choose."""
+    pick = ContractPick.load(_value(body))
+    if pick.user_id != _user(body):
+        raise NotAParty("That choice was offered to someone else: type the command yourself.")
+    command: dict[str, Any] = {
+        "command": commands.COMMAND,
+        "text": f"contract={pick.contract_id} {pick.text}",
+        "user_id": _user(body),
+        "team_id": str((body.get("team") or {}).get("id") or ""),
+        "channel_id": _channel(body),
+        "trigger_id": str(body.get("trigger_id") or ""),
+    }
+    if body.get("response_url"):
+        command["response_url"] = body["response_url"]
+    commands.run_command(ack, command, context, respond, client)

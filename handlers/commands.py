@@ -28,12 +28,18 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from domain import queries, rules, services, snapshot, when
-from domain.errors import InvalidInput
+from domain import notify, queries, rules, services, snapshot, when
+from domain.disputes import is_zero_amount
+from domain.errors import ContractChoice, InvalidInput
+from domain.model import Notify
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
 from domain.text import Command, said
+from domain.waiting import waiting_in
 from handlers import blocks, grammar
 from handlers.blocks import modals
+from handlers.blocks.direct import build_notify_answer
+from handlers.blocks.ending import build_end_confirmation
+from handlers.blocks.finding import MAX_LISTED, build_contract_choice, build_contract_list
 from handlers.blocks.message import Message
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded, tell
@@ -50,7 +56,40 @@ _EDIT_EXAMPLE = 'edit 2 due="next friday" message="..."'
 
 
 def register(app: App) -> None:
-    app.command(COMMAND)(guarded(handle_milestone_command))
+    app.command(COMMAND)(guarded(run_command))
+
+
+def run_command(
+    ack: Ack, command: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
+) -> None:
+    """`/milestone …`; in a channel with several open contracts where the text doesn't
+    say which, and the person is a party to several of them (or to none), the answer
+    offers them as buttons that run the same text on the one chosen
+    (handlers.actions.choose_contract)."""
+    try:
+        handle_milestone_command(ack, command, context, respond, client)
+    except ContractChoice as choice:
+        offer_contract_choice(ack, command, context, respond, choice)
+
+
+def offer_contract_choice(
+    ack: Ack,
+    command: dict[str, Any],
+    context: BoltContext,
+    respond: Respond,
+    choice: ContractChoice,
+) -> None:
+    if ack.response is None:
+        ack()
+    deps = deps_of(context)
+    with deps.sessions() as session, session.begin():
+        found = queries.load_contracts(session, choice.choices)
+        message = build_contract_choice(
+            str(command.get("text", "")).strip(),
+            str(command["user_id"]),
+            [found[i] for i in choice.choices if i in found],
+        )
+    respond(**message.as_kwargs(), response_type="ephemeral", replace_original=False)
 
 
 @dataclass(frozen=True)
@@ -112,6 +151,18 @@ def handle_milestone_command(
             show_status(call, parsed)
         case grammar.ShowHistory():
             show_history(call, parsed)
+        case grammar.ShowList():
+            show_list(call, parsed)
+        case grammar.EndContract():
+            confirm_end(call, parsed)
+        case grammar.SettleDispute():
+            settle_dispute(call, parsed)
+        case grammar.ChooseNotifications():
+            choose_notifications(call, parsed)
+        case grammar.ReleasePart():
+            release_part(call, parsed)
+        case grammar.PayBonus():
+            pay_bonus(call, parsed)
         case _:
             contract_service(call, parsed)
 
@@ -127,7 +178,7 @@ def _contract(call: Invocation, cmd: grammar.Command) -> tuple[int, str]:
     """The id and currency of the contract the command means."""
     with call.deps.sessions() as session, session.begin():
         contract = queries.resolve_contract(
-            session, channel_id=call.channel_id, contract_id=cmd.contract_id
+            session, channel_id=call.channel_id, contract_id=cmd.contract_id, user_id=call.user_id
         )
         return contract.id, contract.currency
 
@@ -355,11 +406,112 @@ def contract_service(call: Invocation, cmd: grammar.Command) -> None:
                 return services.withdraw_request(
                     s, contract_id=contract_id, number=number, actor_id=user, now=now
                 )
-            case grammar.EndContract():
-                return services.end_contract(s, contract_id=contract_id, actor_id=user, now=now)
+            case grammar.DisputeMilestone(number=number, reason=reason):
+                return services.dispute_milestone(
+                    s,
+                    contract_id=contract_id,
+                    actor_id=user,
+                    reason=reason,
+                    milestone_number=number,
+                    now=now,
+                    policy=policy,
+                )
+            case grammar.ExtendReview(days=days):
+                return services.extend_review(
+                    s, contract_id=contract_id, actor_id=user, days=days, now=now, policy=policy
+                )
         raise AssertionError(f"not a contract service: {cmd!r}")
 
     _run(call, service)
+
+
+def confirm_end(call: Invocation, cmd: grammar.EndContract) -> None:
+    """`end` never ends by itself: it answers with what ending does to the money and the
+    *End contract* button (handlers.actions), which does it. A refusal (not a party,
+    work waiting for review, a dispute) comes at once, before anyone clicks."""
+    contract_id = _contract_id(call, cmd)
+    with call.deps.sessions() as session, session.begin():
+        preview = services.preview_end(
+            session,
+            contract_id=contract_id,
+            actor_id=call.user_id,
+            now=call.deps.now(),
+            policy=call.deps.policy,
+        )
+    call.ack()
+    _answer(call, build_end_confirmation(preview))
+
+
+def settle_dispute(call: Invocation, cmd: grammar.SettleDispute) -> None:
+    contract_id, currency = _contract(call, cmd)
+    # Zero is a split too (everything back to the client): passed on as typed.
+    amount = cmd.amount if is_zero_amount(cmd.amount) else _amount(call, currency, cmd.amount)
+    _run(
+        call,
+        lambda session: services.propose_split(
+            session,
+            contract_id=contract_id,
+            actor_id=call.user_id,
+            milestone_number=cmd.number,
+            to_provider=amount,
+            now=call.deps.now(),
+            policy=call.deps.policy,
+        ),
+    )
+
+
+def release_part(call: Invocation, cmd: grammar.ReleasePart) -> None:
+    contract_id, currency = _contract(call, cmd)
+    amount = _amount(call, currency, cmd.amount)
+    _run(
+        call,
+        lambda session: services.release_part(
+            session,
+            contract_id=contract_id,
+            actor_id=call.user_id,
+            number=cmd.number,
+            amount=amount,
+            now=call.deps.now(),
+            policy=call.deps.policy,
+        ),
+    )
+
+
+def pay_bonus(call: Invocation, cmd: grammar.PayBonus) -> None:
+    contract_id, currency = _contract(call, cmd)
+    amount = _amount(call, currency, cmd.amount)
+    _run(
+        call,
+        lambda session: services.pay_bonus(
+            session,
+            contract_id=contract_id,
+            actor_id=call.user_id,
+            amount=amount,
+            note=cmd.note or "",
+            now=call.deps.now(),
+            policy=call.deps.policy,
+        ),
+    )
+
+
+def choose_notifications(call: Invocation, cmd: grammar.ChooseNotifications) -> None:
+    """Where the person hears what needs them (domain.notify): saved before the ack."""
+    if cmd.choice is None:
+        call.ack()
+        with call.deps.sessions() as session:
+            current = notify.choice_of(session, call.user_id)
+        _answer(call, build_notify_answer(current, changed=None))
+        return
+    with call.deps.sessions() as session:
+        chosen = notify.choose(
+            session,
+            user_id=call.user_id,
+            team_id=call.team_id or None,
+            choice=Notify(cmd.choice),
+            now=call.deps.now(),
+        )
+    call.ack()
+    _answer(call, build_notify_answer(chosen.choice, changed=not chosen.already_done))
 
 
 def show_status(call: Invocation, cmd: grammar.ShowStatus) -> None:
@@ -367,6 +519,19 @@ def show_status(call: Invocation, cmd: grammar.ShowStatus) -> None:
     call.ack()
     with call.deps.sessions() as session, session.begin():
         message = blocks.build_status(snapshot.snapshot(session, contract_id), now=call.deps.now())
+    _answer(call, message)
+
+
+def show_list(call: Invocation, cmd: grammar.ShowList) -> None:
+    """My contracts, in every channel, open first, with what waits on each and for whom."""
+    call.ack()
+    with call.deps.sessions() as session, session.begin():
+        contracts = queries.contracts_of_user(session, call.user_id, limit=MAX_LISTED)
+        total = queries.count_contracts_of_users(session, [call.user_id])[call.user_id]
+        waiting = waiting_in(session, contracts, now=call.deps.now())
+        message = build_contract_list(
+            call.user_id, contracts, waiting, total=total, now=call.deps.now()
+        )
     _answer(call, message)
 
 

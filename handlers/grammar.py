@@ -203,7 +203,62 @@ class ShowHistory(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndContract(Command):
-    """`end`."""
+    """`end`: answered with a confirmation stating the money effect."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisputeMilestone(Command):
+    """`dispute [<n>] "<reason>"`: the milestone (None: the one in progress) and why."""
+
+    number: int | None = None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettleDispute(Command):
+    """`settle <n> <amount-to-provider>`: propose (or agree to) a split of the escrow."""
+
+    number: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowList(Command):
+    """`list`: my contracts, in every channel, open first."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleasePart(Command):
+    """`release <n> <amount>`: release part of milestone n's escrow now."""
+
+    number: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayBonus(Command):
+    """`bonus <amount> ["<note>"]`: a bonus for the provider, outside escrow."""
+
+    amount: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtendReview(Command):
+    """`extend [<days>]`: the client asks for more time to review; the provider gives it."""
+
+    days: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChooseNotifications(Command):
+    """`notify channel|dm|both|digest`: where I am told what needs my action; without a
+    word (`choice` None), what I chose."""
+
+    choice: str | None = None
+
+
+NOTIFY_CHOICES = ("channel", "dm", "both", "digest")
 
 
 class CommandSyntaxError(InvalidInput):
@@ -246,6 +301,13 @@ USAGE: dict[str, str] = {
     "status": "`/milestone status`",
     "history": "`/milestone history`",
     "end": "`/milestone end`",
+    "dispute": '`/milestone dispute [<n>] "<reason>"`',
+    "settle": "`/milestone settle <n> <amount-to-provider>`",
+    "list": "`/milestone list`",
+    "notify": "`/milestone notify channel|dm|both|digest`",
+    "release": "`/milestone release <n> <amount>`",
+    "bonus": '`/milestone bonus <amount> ["<note>"]`',
+    "extend": "`/milestone extend [<days>]`",
 }
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -296,10 +358,43 @@ period (14 days unless set otherwise).
 `/milestone edit 2 amount=1800 due={later.isoformat()} message="Extra page requested"`
 and the client answers change request 1 with `/milestone accept 1` or \
 `/milestone decline 1 "The budget is fixed"` (or the buttons on the request).
+*Counter-offers* — instead of accepting or declining, the client can click \
+*Suggest changes* on the request: the form opens with its changes, the client adjusts \
+them (say the amount to 1700), and the freelancer accepts or declines that counter-offer \
+(or suggests changes again). Whoever sent a request can click *Revise* to send a \
+corrected one in its place, or *Withdraw* it.
+
+*Paying early, a bonus, more time* — the client may release part of a milestone \
+now with `/milestone release 2 500` (the rest stays in escrow until approval), or pay \
+a bonus outside escrow: `/milestone bonus 200 "Thanks for the quick turnaround"`. \
+While work waits for review, `/milestone extend` (or `/milestone extend 10`) asks the \
+freelancer for more time — 7 days unless you say, at most twice per submission — \
+and the automatic release moves once they click *Give more time*; the freelancer can \
+also give time unasked with `/milestone extend 5`.
+
+*Ending and disputes* — `/milestone end` first shows what happens to the money and \
+an *End contract* button. With nothing in escrow the contract closes at once; if the \
+freelancer ends, escrow goes back to the client at once. If the client ends while a \
+milestone is funded, the freelancer has 7 days (unless set otherwise) to click \
+*Accept refund* or *Dispute* on the notice, or the refund happens by itself. Instead \
+of approving submitted work the client can dispute it: \
+`/milestone dispute 2 "The pages don't match the wireframes"` (or the *Dispute* \
+button). A dispute freezes that milestone's escrow until both sides agree on a split: \
+`/milestone settle 2 600` proposes $600 to the freelancer and the rest back to the \
+client, and the other side clicks *Agree to split* (or types the same split). An \
+operator can also decide.
+
+*Where you hear about it* — besides the channel, I send you a direct message when \
+something needs you (a change request to answer, work to review, a milestone to fund). \
+Choose with `/milestone notify both` (the default), `dm`, `channel` (no direct messages) \
+or `digest`: one message at 09:00 on weekdays, in your time zone, listing everything \
+that waits for you. For example: `/milestone notify digest`
 
 *Also:* `/milestone status`, `/milestone history`, `/milestone delete 3`, \
-`/milestone withdraw 1`, `/milestone end`. Type `new`, `add` or `edit` alone to fill \
-in a form. More than one contract in the channel? Add `contract=<id>` to any command. \
+`/milestone withdraw 1`, `/milestone end`, and `/milestone list` for all your \
+contracts, in every channel. Type `new`, `add` or `edit` alone to fill in a form. \
+More than one contract in the channel? I use the one you are party to; if that could \
+be several, I ask which (or add `contract=<id>` to any command). \
 Mistyped a command? I suggest the one you meant.\
 """
 
@@ -993,6 +1088,25 @@ def _parse_delete(args: _Args) -> Command:
     )
 
 
+def _parse_notify(args: _Args) -> Command:
+    args.allow()
+    if not args.positionals:
+        return ChooseNotifications(contract_id=args.contract_id)
+    if len(args.positionals) > 1:
+        raise args.fail("Choose one: `channel`, `dm`, `both` or `digest`.")
+    word = _INVISIBLE_RE.sub("", args.positionals[0].value).lower()
+    if word in ("direct", "dms", "im"):
+        word = "dm"
+    if word not in NOTIFY_CHOICES:
+        close = difflib.get_close_matches(word[:20], NOTIFY_CHOICES, n=1, cutoff=0.6)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        raise args.fail(
+            f"{_echo(args.positionals[0].value)} is not a choice.{hint} "
+            "Choose `channel`, `dm`, `both` or `digest`."
+        )
+    return ChooseNotifications(choice=word, contract_id=args.contract_id)
+
+
 def _no_arguments(factory: Callable[..., Command]) -> Callable[[_Args], Command]:
     def parse_bare(args: _Args) -> Command:
         args.allow()
@@ -1041,6 +1155,89 @@ def _parse_decline(args: _Args) -> Command:
     )
 
 
+def _parse_dispute(args: _Args) -> Command:
+    args.allow("reason")
+    rest = list(args.positionals)
+    number: int | None = None
+    if rest and not rest[0].quoted and _positive_int(rest[0].value) is not None:
+        number = _number(args, rest.pop(0), "milestone")
+    reason = args.text_option_or_rest("reason", rest, "reason")
+    if reason is None:
+        raise args.fail("Say why: the reason is required, in quotes.")
+    reason = _required_text(args, reason, "reason")
+    return DisputeMilestone(number=number, reason=reason, contract_id=args.contract_id)
+
+
+def _parse_settle(args: _Args) -> Command:
+    args.allow("amount")
+    rest = list(args.positionals)
+    number = _number(args, rest.pop(0) if rest else None, "milestone")
+    if "amount" in args.options:
+        amount = args.options["amount"].value
+    else:
+        if not rest:
+            raise args.fail("How much goes to the provider? Give the amount after the number.")
+        amount = _take_amount(args, rest)
+    amount = _plain(amount).strip()
+    if not amount:
+        raise args.fail("The amount is empty.")
+    if rest:
+        raise args.fail(
+            f"`settle` takes a milestone number and the amount to the provider, not "
+            f"{_echo(rest[0].value)}."
+        )
+    return SettleDispute(number=number, amount=amount, contract_id=args.contract_id)
+
+
+def _parse_release(args: _Args) -> Command:
+    args.allow("amount")
+    rest = list(args.positionals)
+    number = _number(args, rest.pop(0) if rest else None, "milestone")
+    if "amount" in args.options:
+        amount = args.options["amount"].value
+    else:
+        amount = _take_amount(args, rest)
+    amount = _plain(amount).strip()
+    if not amount:
+        raise args.fail("The amount is empty.")
+    if rest:
+        raise args.fail(
+            f"`release` takes a milestone number and an amount, not {_echo(rest[0].value)}."
+        )
+    return ReleasePart(number=number, amount=amount, contract_id=args.contract_id)
+
+
+def _parse_bonus(args: _Args) -> Command:
+    args.allow("amount", "note")
+    rest = list(args.positionals)
+    if "amount" in args.options:
+        amount = args.options["amount"].value
+    else:
+        amount = _take_amount(args, rest)
+    amount = _plain(amount).strip()
+    if not amount:
+        raise args.fail("The amount is empty.")
+    note = args.text_option_or_rest("note", rest, "note")
+    return PayBonus(amount=amount, note=_optional_text(note), contract_id=args.contract_id)
+
+
+def _parse_extend(args: _Args) -> Command:
+    args.allow("days")
+    words = list(args.positionals)
+    if "days" in args.options:
+        words.insert(0, args.options["days"])
+    if not words:
+        return ExtendReview(contract_id=args.contract_id)
+    days = _positive_int(words[0].value.lower().removesuffix("d"))
+    if days is None:
+        raise args.fail(f"{_echo(words[0].value)} is not a number of days; try `extend 7`.")
+    if words[1:] and words[1].value.lower() in ("day", "days"):
+        words.pop(1)
+    if len(words) > 1:
+        raise args.fail(f"`extend` takes only a number of days, not {_echo(words[1].value)}.")
+    return ExtendReview(days=days, contract_id=args.contract_id)
+
+
 def _parse_withdraw(args: _Args) -> Command:
     args.allow()
     number = _request_number(args)
@@ -1069,4 +1266,11 @@ _PARSERS: dict[str, Callable[[_Args], Command]] = {
     "status": _no_arguments(ShowStatus),
     "history": _no_arguments(ShowHistory),
     "end": _no_arguments(EndContract),
+    "dispute": _parse_dispute,
+    "settle": _parse_settle,
+    "list": _no_arguments(ShowList),
+    "notify": _parse_notify,
+    "release": _parse_release,
+    "bonus": _parse_bonus,
+    "extend": _parse_extend,
 }

@@ -1,20 +1,31 @@
-"""App Home: each person's contracts, what waits for them, recent activity."""
+"""App Home: each person's contracts, what waits for them, recent activity; its
+Previous / Next buttons turn the pages."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App
 
 from handlers.errors import guarded
+from handlers.ids import Action
+from handlers.payloads import HomePage
 
 
-def register(app: App, publish: Callable[[str], None]) -> None:
-    """`publish(user_id)` renders and publishes one person's Home (bot.delivery)."""
+def register(app: App, publish: Callable[..., None]) -> None:
+    """`publish(user_id, page=0)` renders and publishes one person's Home at a page
+    (bot.delivery.publish_home)."""
 
     def on_home_opened(event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home":
             publish(event["user"])
 
+    def turn_page(ack: Ack, body: dict[str, Any]) -> None:
+        page = HomePage.load(str(body["actions"][0].get("value", ""))).page
+        ack()
+        publish(str(body["user"]["id"]), page)
+
     app.event("app_home_opened")(guarded(on_home_opened))
+    for action in (Action.HOME_PREVIOUS, Action.HOME_NEXT):
+        app.action(action.value)(guarded(turn_page))

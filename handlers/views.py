@@ -26,6 +26,7 @@ from domain.errors import InvalidInput
 from domain.money import to_major_str
 from domain.services import Agency, ChangeInput, MilestoneEdit, NewMilestone, Outcome
 from handlers.blocks import fields, modals
+from handlers.blocks.ending import read_dispute
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded
 from handlers.facts import team_ids_of
@@ -41,8 +42,11 @@ def register(app: App) -> None:
     app.view(View.ADD_MILESTONE.value)(guarded(submit_add_milestone))
     app.view(View.EDIT_MILESTONE.value)(guarded(submit_edit_milestone))
     app.view(View.PROPOSE.value)(guarded(submit_propose_changes))
+    app.view(View.COUNTER.value)(guarded(submit_counter))
+    app.view(View.REVISE.value)(guarded(submit_revise))
     app.view(View.DECLINE.value)(guarded(submit_decline))
     app.view(View.REQUEST_CHANGES.value)(guarded(submit_request_changes))
+    app.view(View.DISPUTE.value)(guarded(submit_dispute))
 
 
 def _values(view: dict[str, Any]) -> Any:
@@ -217,23 +221,10 @@ def submit_propose_changes(
 ) -> None:
     deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
     contract_id = _contract(ctx)
-    with deps.sessions() as session, session.begin():
-        contract = queries.load_contract(session, contract_id)
-        form = modals.read_propose_changes(_values(view), contract)
-        currency = contract.currency
-        amounts = {m.number: m.amount_minor for m in contract.milestones}
-    if form["errors"]:
-        ack(response_action="errors", errors=form["errors"])
+    read = _changes_in_form(ack, body, view, deps, client, contract_id)
+    if read is None:
         return
-    changes = _amounts_read(
-        form["changes"],
-        lambda text, number: _amount(deps, client, body, text, currency, milestone=number),
-        unchanged=lambda amount, number: _unchanged(amount, amounts[number], currency),
-    )
-    if not changes:  # only amounts retyped the person's way, as they were
-        nothing = "Nothing changed: edit a milestone above or add a new one."
-        ack(response_action="errors", errors={fields.NEW_TITLE: nothing})
-        return
+    changes, message = read
     _submit(
         ack,
         body,
@@ -244,11 +235,88 @@ def submit_propose_changes(
             contract_id=contract_id,
             actor_id=body["user"]["id"],
             changes=changes,
-            message=form["message"],
+            message=message,
             now=deps.now(),
             policy=deps.policy,
         ),
     )
+
+
+def submit_counter(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
+    """Suggest changes: the form, prefilled with the request, sent as a counter-offer."""
+    _submit_replacing(ack, body, view, context, client, services.counter_request)
+
+
+def submit_revise(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
+    """Revise: the proposer's own request, replaced in one step."""
+    _submit_replacing(ack, body, view, context, client, services.revise_request)
+
+
+def _submit_replacing(
+    ack: Ack,
+    body: dict[str, Any],
+    view: dict[str, Any],
+    context: BoltContext,
+    client: WebClient,
+    service: Callable[..., Outcome],
+) -> None:
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    contract_id, request_id = _contract(ctx), _request(ctx)
+    read = _changes_in_form(ack, body, view, deps, client, contract_id)
+    if read is None:
+        return
+    changes, message = read
+    _submit(
+        ack,
+        body,
+        view,
+        deps,
+        lambda s: service(
+            s,
+            contract_id=contract_id,
+            request_id=request_id,
+            actor_id=body["user"]["id"],
+            changes=changes,
+            message=message,
+            now=deps.now(),
+            policy=deps.policy,
+        ),
+    )
+
+
+def _changes_in_form(
+    ack: Ack,
+    body: dict[str, Any],
+    view: dict[str, Any],
+    deps: Deps,
+    client: WebClient,
+    contract_id: int,
+) -> tuple[list[ChangeInput], str] | None:
+    """The changes and the message of a propose-changes form (or a counter-offer, or a
+    revision), read against the contract as it is now; None when the form was acked
+    with field errors instead."""
+    with deps.sessions() as session, session.begin():
+        contract = queries.load_contract(session, contract_id)
+        form = modals.read_propose_changes(_values(view), contract)
+        currency = contract.currency
+        amounts = {m.number: m.amount_minor for m in contract.milestones}
+    if form["errors"]:
+        ack(response_action="errors", errors=form["errors"])
+        return None
+    changes = _amounts_read(
+        form["changes"],
+        lambda text, number: _amount(deps, client, body, text, currency, milestone=number),
+        unchanged=lambda amount, number: _unchanged(amount, amounts[number], currency),
+    )
+    if not changes:  # only amounts retyped the person's way, as they were
+        nothing = "Nothing changed: edit a milestone above or add a new one."
+        ack(response_action="errors", errors={fields.NEW_TITLE: nothing})
+        return None
+    return changes, form["message"]
 
 
 def submit_decline(
@@ -295,6 +363,30 @@ def submit_request_changes(
     )
 
 
+def submit_dispute(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
+    """The reason for a dispute (work card, ending notice): the card is the answer."""
+    deps, ctx = deps_of(context), ModalContext.load(view.get("private_metadata"))
+    form = read_dispute(_values(view))
+    _submit(
+        ack,
+        body,
+        view,
+        deps,
+        lambda s: services.dispute_milestone(
+            s,
+            contract_id=_contract(ctx),
+            milestone_id=ctx.milestone_id,
+            actor_id=body["user"]["id"],
+            reason=form["reason"],
+            now=deps.now(),
+            policy=deps.policy,
+        ),
+        on_a_card=True,
+    )
+
+
 def _amounts_read(
     changes: Sequence[ChangeInput],
     read: Callable[[str, int | None], str],
@@ -321,3 +413,9 @@ def _contract(ctx: ModalContext) -> int:
     if ctx.contract_id is None:
         raise InvalidInput("That form is out of date; run the command again.")
     return ctx.contract_id
+
+
+def _request(ctx: ModalContext) -> int:
+    if ctx.request_id is None:
+        raise InvalidInput("That form is out of date; run the command again.")
+    return ctx.request_id

@@ -24,8 +24,9 @@ from sqlalchemy import select
 
 from domain import export
 from domain.model import Contract
+from handlers.ids import Action
 
-from .people import CLIENT, FREELANCER, MANAGER, MEMBER, Person
+from .people import CHANNEL_ID, CLIENT, FREELANCER, MANAGER, MEMBER, Person
 from .sandbox import Sandbox
 
 AGENCY_CONTRACT = "Brand refresh"
@@ -96,7 +97,20 @@ def seed_demo(sandbox: Sandbox) -> bool:
     for who, typed in demo_steps(sandbox):
         sandbox.say(who.id, typed)
         sandbox.settle()
+        if typed == "/milestone end":  # answered with a confirmation: click its button
+            confirm_end(sandbox, who)
     return True
+
+
+def confirm_end(sandbox: Sandbox, who: Person) -> None:
+    """Click *End contract* on the confirmation `who` got for `/milestone end`."""
+    confirmation = next(
+        eph
+        for eph in reversed(sandbox.slack.ephemerals(CHANNEL_ID, who.id))
+        if Action.END_CONTRACT.value in str(eph.blocks)
+    )
+    sandbox.click(who.id, action_id=Action.END_CONTRACT.value, message_ts=confirmation.ts)
+    sandbox.settle()
 
 
 @dataclass(frozen=True)

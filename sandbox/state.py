@@ -2,7 +2,7 @@
 
 The channel's messages (thread replies under their parent), that person's ephemeral
 messages and the commands they typed, their open modals (with the field errors the
-app answered), their App Home, and the sandbox time.
+app answered), their App Home, the app's direct messages to them, and the sandbox time.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def snapshot(
             _view(view, errors=slack.view_errors(view["id"])) for view in slack.open_views(viewer)
         ],
         "home": _home(slack.home_view(viewer)),
+        # The app's direct messages to the viewer (shown under their Home).
+        "direct_messages": [_message(m) for m in slack.direct_messages(viewer)],
     }
 
 

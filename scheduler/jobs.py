@@ -18,7 +18,7 @@ from typing import Protocol
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from domain import reminders, services
+from domain import digest, reminders, services
 from domain.policy import Clock, Policy
 from domain.reminders import TimeZoneOf
 
@@ -51,6 +51,25 @@ def sweep_auto_releases(
         deliver([outbox_id for outcome in outcomes for outbox_id in outcome.outbox_ids])
 
 
+def sweep_ending_windows(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    deliver: Callable[[Sequence[int]], None],
+) -> int:
+    """Refund every ending contract whose window ran out with neither an accepted refund
+    nor a dispute; returns how many. Like the automatic release: a batch at a time, each
+    in one transaction through `services.refund_due`, which claims contracts nobody else
+    holds and re-checks each under its lock."""
+    refunded = 0
+    while True:
+        with sessions() as session:
+            outcomes = services.refund_due(session, now=now, limit=BATCH)
+        if not outcomes:
+            return refunded
+        refunded += len(outcomes)
+        deliver([outbox_id for outcome in outcomes for outbox_id in outcome.outbox_ids])
+
+
 def sweep_reminders(
     sessions: sessionmaker[Session],
     now: datetime,
@@ -61,6 +80,20 @@ def sweep_reminders(
 ) -> int:
     """Queue and deliver the reminders that are due; returns how many were queued."""
     queued = reminders.send_due(sessions, now=now, time_zone_of=time_zone_of, policy=policy)
+    deliver(queued)
+    return len(queued)
+
+
+def sweep_digests(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    deliver: Callable[[Sequence[int]], None],
+    *,
+    time_zone_of: TimeZoneOf,
+) -> int:
+    """Queue and deliver the morning digests whose 09:00 has come in their owners' time
+    zones (domain.digest decides; once per person and day); returns how many."""
+    queued = digest.send_due(sessions, now=now, time_zone_of=time_zone_of)
     deliver(queued)
     return len(queued)
 
@@ -150,11 +183,16 @@ def sweep_once(
             "automatic releases",
             lambda: sweep_auto_releases(sessions, now, outbox.deliver, policy=policy),
         ),
+        ("ending windows", lambda: sweep_ending_windows(sessions, now, outbox.deliver)),
         (
             "reminders",
             lambda: sweep_reminders(
                 sessions, now, outbox.deliver, policy=policy, time_zone_of=time_zone_of
             ),
+        ),
+        (
+            "digests",
+            lambda: sweep_digests(sessions, now, outbox.deliver, time_zone_of=time_zone_of),
         ),
         ("outbox", outbox.sweep),
         ("housekeeping", housekeeping),

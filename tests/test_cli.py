@@ -6,6 +6,8 @@ default SQLite file and any `.env` are the test's own.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import sqlite3
@@ -22,6 +24,7 @@ from sqlalchemy import inspect, text
 from bot.cli import main
 from domain import services
 from domain.db import alembic_config, make_engine, make_session_factory, upgrade_schema
+from domain.export_csv import CSV_COLUMNS
 from domain.model import Base
 from domain.services import MilestoneEdit
 from tests import factories as f
@@ -34,6 +37,7 @@ SETTINGS_VARS = (
     "SLACK_API_URL",
     "DATABASE_URL",
     "AUTO_RELEASE_DAYS",
+    "END_WINDOW_DAYS",
     "REQUEST_REMINDER_FIRST_HOURS",
     "REQUEST_REMINDER_EVERY_HOURS",
     "REVIEW_REMINDER_DAYS_BEFORE",
@@ -410,6 +414,92 @@ def test_export_of_an_unknown_contract_says_so_and_fails(
     assert out == ""
     assert err.startswith(reading(database_url))
     assert "999" in one_line(err.removeprefix(reading(database_url)))
+
+
+def seed_for_the_accountant(url: str) -> tuple[int, int]:
+    """Milestone 1 funded and approved, milestone 2 funded; and a JPY contract whose
+    title a spreadsheet would take for a formula, with milestone 1 funded."""
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions() as session:
+            first = f.active_contract(session)
+            for hours in (1, 3):
+                services.fund_milestone(
+                    session, contract_id=first, actor_id=f.CLIENT, now=f.later(hours=hours)
+                )
+                if hours == 1:
+                    services.submit_work(
+                        session, contract_id=first, actor_id=f.FREELANCER, now=f.later(hours=1)
+                    )
+                    services.approve_work(
+                        session, contract_id=first, actor_id=f.CLIENT, now=f.later(hours=2)
+                    )
+            second = f.new_contract(session, currency="JPY", title="=HYPERLINK(1)")
+            f.add(session, second, "Logo", "150000")
+            for person in (f.CLIENT, f.FREELANCER):
+                services.agree_to_terms(session, contract_id=second, actor_id=person, now=f.NOW)
+            services.fund_milestone(
+                session, contract_id=second, actor_id=f.CLIENT, now=f.later(hours=4)
+            )
+    finally:
+        engine.dispose()
+    return first, second
+
+
+def test_export_as_csv_writes_the_ledger_and_milestones_for_a_spreadsheet(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    first, second = seed_for_the_accountant(database_url)
+
+    code, out, err = run(capsys, "export", "--format", "csv")
+
+    assert code == 0 and err == reading(database_url)
+    assert out.endswith("\r\n")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == list(CSV_COLUMNS) == [
+        "record", "date", "contract_id", "contract_title", "milestone_number",
+        "milestone_title", "kind", "amount", "currency", "actor", "status", "due_date",
+    ]  # fmt: skip
+    body = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    ledger = [(r["contract_id"], r["date"], r["milestone_number"], r["kind"], r["amount"],
+               r["currency"], r["actor"]) for r in body if r["record"] == "ledger"]  # fmt: skip
+    assert ledger == [
+        (str(first), "2026-11-02 11:00:00", "1", "fund", "1500.00", "USD", f.CLIENT),
+        (str(first), "2026-11-02 12:00:00", "1", "release", "1500.00", "USD", f.CLIENT),
+        (str(first), "2026-11-02 13:00:00", "2", "fund", "2500.00", "USD", f.CLIENT),
+        (str(second), "2026-11-02 14:00:00", "1", "fund", "150000", "JPY", f.CLIENT),
+    ]
+    milestones = [(r["contract_id"], r["milestone_number"], r["milestone_title"], r["amount"],
+                   r["status"], r["due_date"], r["kind"], r["actor"])
+                  for r in body if r["record"] == "milestone"]  # fmt: skip
+    assert milestones == [
+        (str(first), "1", "Milestone 1", "1500.00", "released", "2026-12-01", "", ""),
+        (str(first), "2", "Milestone 2", "2500.00", "funded", "2026-12-01", "", ""),
+        (str(second), "1", "Logo", "150000", "funded", "2026-12-01", "", ""),
+    ]
+    assert {r["contract_title"] for r in body if r["contract_id"] == str(second)} == {
+        "'=HYPERLINK(1)"
+    }
+    assert [r["record"] for r in body] == ["ledger"] * 3 + ["milestone"] * 2 + [
+        "ledger",
+        "milestone",
+    ]
+
+
+def test_export_as_csv_of_one_contract_and_of_none(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    code, out, _ = run(capsys, "export", "--format", "csv")
+    assert (code, out) == (0, ",".join(CSV_COLUMNS) + "\r\n")
+
+    first, second = seed_for_the_accountant(database_url)
+    code, out, _ = run(capsys, "export", "--format", "csv", "--contract", str(second))
+
+    assert code == 0
+    assert {row[2] for row in list(csv.reader(io.StringIO(out)))[1:]} == {str(second)}
+    assert first != second
 
 
 # --- manifest -----------------------------------------------------------------------------

@@ -179,6 +179,7 @@ def test_the_bot_asks_for_exactly_the_scopes_it_uses() -> None:
             "groups:read",
             "channels:history",
             "groups:history",
+            "im:write",  # direct messages (conversations.open)
         ]
     )
 
@@ -199,7 +200,8 @@ def test_the_app_home_tab_is_on_and_its_event_subscribed() -> None:
 
     assert manifest["features"]["app_home"] == {
         "home_tab_enabled": True,
-        "messages_tab_enabled": False,
+        "messages_tab_enabled": True,  # direct messages from the app (notify)
+        "messages_tab_read_only_enabled": True,
     }
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert BOT_EVENTS == ("app_home_opened",)

@@ -61,6 +61,9 @@ class _FakeSlack:
     def users_info(self, **_: Any) -> dict[str, Any]:
         return {"ok": True, "user": {"tz": "UTC"}}
 
+    def conversations_open(self, users: str, **_: Any) -> dict[str, Any]:
+        return {"ok": True, "channel": {"id": "D" + users[1:]}}
+
 
 @contextmanager
 def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:

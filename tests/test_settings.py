@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bot.app import policy_from
 from bot.settings import (
     DEFAULT_DATABASE_URL,
     HttpCredentials,
@@ -52,6 +53,7 @@ def test_settings_cover_exactly_the_documented_variables_and_log_level() -> None
         "SLACK_API_URL",
         "DATABASE_URL",
         "AUTO_RELEASE_DAYS",
+        "END_WINDOW_DAYS",
         "REQUEST_REMINDER_FIRST_HOURS",
         "REQUEST_REMINDER_EVERY_HOURS",
         "REVIEW_REMINDER_DAYS_BEFORE",
@@ -74,6 +76,8 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert settings.DATABASE_URL == DEFAULT_DATABASE_URL == "sqlite:///milestone-bot.sqlite3"
     assert settings.AUTO_RELEASE_DAYS == 14
     assert settings.auto_release_period == timedelta(days=14)
+    assert settings.END_WINDOW_DAYS == 7
+    assert settings.end_window == timedelta(days=7)
     assert settings.REQUEST_REMINDER_FIRST_HOURS == 24
     assert settings.request_reminder_first_delay == timedelta(hours=24)
     assert settings.REQUEST_REMINDER_EVERY_HOURS == 48
@@ -89,6 +93,15 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert settings.MAX_AMOUNT == 10_000_000
     assert settings.LOG_LEVEL == "INFO"
     assert settings.log_level == logging.INFO
+
+
+def test_the_end_window_accepts_fractions_too_and_reaches_the_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_with(monkeypatch, END_WINDOW_DAYS="0.0005")
+
+    assert settings.end_window == timedelta(seconds=43.2)
+    assert policy_from(settings).end_window == timedelta(seconds=43.2)
 
 
 def test_auto_release_days_accepts_fractions_for_demos(monkeypatch: pytest.MonkeyPatch) -> None:

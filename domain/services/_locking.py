@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from domain.errors import ContractClosed, NotFound, WrongPhase
 from domain.model import ChangeRequest, Contract, ContractStatus, Milestone, RequestStatus
-from domain.text import Command, said
+from domain.text import Command, Said, said
 
 
 def lock_contract(session: Session, contract_id: int) -> Contract:
@@ -134,6 +134,15 @@ def require_open(contract: Contract) -> None:
 
 def require_active(contract: Contract, doing: str) -> None:
     require_open(contract)
+    if contract.status == ContractStatus.ENDING:
+        raise WrongPhase(ending_refusal(contract, doing))
+    disputed = contract.disputed
+    if disputed is not None:
+        raise WrongPhase(
+            f"Milestone {disputed.number} ({disputed.title}) is disputed: its escrow is "
+            f"frozen until the dispute is settled, so you can't {doing} now.",
+            milestone=disputed.number,
+        )
     if contract.status != ContractStatus.ACTIVE:
         raise WrongPhase(
             said(
@@ -143,3 +152,27 @@ def require_active(contract: Contract, doing: str) -> None:
                 ".",
             )
         )
+
+
+def require_not_ending(contract: Contract, doing: str) -> None:
+    """While a contract is ending nothing is funded or proposed (nor changed directly)."""
+    if contract.status == ContractStatus.ENDING:
+        raise WrongPhase(ending_refusal(contract, doing))
+
+
+def ending_refusal(contract: Contract, doing: str) -> Said:
+    """Why nothing is funded, proposed or delivered while a contract is ending."""
+    disputed = contract.disputed
+    if disputed is not None:
+        return said(
+            f"Contract {contract.id} is ending and milestone {disputed.number}'s refund is "
+            f"disputed, so you can't {doing}. Either side proposes a split with ",
+            Command(f"settle {disputed.number} <amount-to-provider>"),
+            ".",
+        )
+    until = contract.ending_deadline_at
+    when = f" until {until:%Y-%m-%d %H:%M} UTC" if until is not None else ""
+    return said(
+        f"Contract {contract.id} is ending: the client ended it, and the provider side has"
+        f"{when} to accept the refund or dispute it, so you can't {doing}.",
+    )

@@ -152,6 +152,7 @@ _CLOSED_AS = {
     RequestAction.DECLINE: EventKind.REQUEST_DECLINED,
     RequestAction.WITHDRAW: EventKind.REQUEST_WITHDRAWN,
     RequestAction.CANCEL: EventKind.REQUEST_CANCELLED,
+    RequestAction.COUNTER: EventKind.REQUEST_COUNTERED,
 }
 
 

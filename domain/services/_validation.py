@@ -152,6 +152,18 @@ def check_applicable(
             f"Milestone {number} was already released; it can't change any more.",
             milestone=number,
         )
+    if milestone.status == MilestoneStatus.DISPUTED:
+        raise MilestoneLocked(
+            f"Milestone {number} is disputed: its escrow is frozen until the dispute is "
+            "settled, and it can't change meanwhile.",
+            milestone=number,
+        )
+    if milestone.refunded_at is not None:
+        raise InvalidTransition(
+            f"Milestone {number} was refunded when its dispute was settled; it can't "
+            "change any more.",
+            milestone=number,
+        )
     if change.kind == ChangeKind.DELETE:
         if milestone.is_active:
             raise MilestoneLocked(

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, inspect, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from domain import intake, reminders
+from domain import intake, notify, reminders
 from domain.db import is_postgres
 from domain.model import Contract, Event, EventKind, IntentKind, OutboxMessage, OutboxState
 from domain.services.inputs import Outcome
@@ -77,6 +77,19 @@ class Writes:
                     user_id=user_id,
                     team_id=contract.team_id,
                     channel_id=None if kind == IntentKind.HOME else contract.channel_id,
+                )
+            )
+        # Whoever now owes an answer hears it directly too, if they chose so.
+        for waiting in notify.told_directly(self.session, self.reminders.take_awaiting()):
+            owners.append(waiting.contract_id)
+            rows.append(
+                _outbox_row(
+                    IntentKind.DIRECT,
+                    waiting.contract_id,
+                    subject_id=waiting.subject_id,
+                    user_id=waiting.user_id,
+                    team_id=waiting.team_id,
+                    body=waiting.kind.value,
                 )
             )
         for row in rows:
@@ -149,6 +162,8 @@ class Tx:
         announce: bool = True,
         **data: Any,
     ) -> None:
+        if milestone_number is not None:
+            data = self._with_title(milestone_number, data)
         row = {
             "contract_id": self.contract.id,
             "at": self.now,
@@ -164,6 +179,19 @@ class Tx:
         self, kind: IntentKind, *, subject_id: int | None = None, user_id: str | None = None
     ) -> None:
         self.writes.intent(self.contract, kind, subject_id, user_id)
+
+    def _with_title(self, number: int, data: dict[str, Any]) -> dict[str, Any]:
+        """The event keeps the milestone's title at the time (domain.record), unless its
+        `before` / `after` fields already carry it."""
+        if "title" in data or any(
+            isinstance(data.get(key), Mapping) and "title" in data[key]
+            for key in ("before", "after")
+        ):
+            return data
+        if "milestones" in inspect(self.contract).unloaded:
+            return data
+        milestone = self.contract.milestone(number)
+        return data if milestone is None else {**data, "title": milestone.title}
 
     def changed(self) -> None:
         """The contract changed: bump its version, refresh its card and every party's Home."""

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from domain import queries, reminders, when
+from domain import reminders, when
 from domain.db import write_transaction
-from domain.errors import InvalidInput, NotFound, RequestPending, WrongPhase
+from domain.errors import InvalidInput, RequestPending, WrongPhase
 from domain.model import (
     SYSTEM_ACTOR,
     Change,
@@ -24,13 +24,15 @@ from domain.model import (
     Role,
 )
 from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
-from domain.rules import Act, RequestAction, request_next, require
+from domain.rules import Act, RequestAction, require
 from domain.services._locking import (
     lock_contract,
     milestone_numbered,
     pending_requests,
+    require_not_ending,
     require_open,
 )
+from domain.services._replacing import answerers, replacing
 from domain.services._steps import apply_change, close_request
 from domain.services._validation import (
     ValidChange,
@@ -65,6 +67,7 @@ def change_milestones(
     with write_transaction(session):
         contract = lock_contract(session, contract_id)
         require_open(contract)
+        require_not_ending(contract, "change milestones")
         role = contract.role_of(actor_id)
         if contract.status == ContractStatus.ACTIVE and role in (
             Role.FREELANCER,
@@ -81,6 +84,8 @@ def change_milestones(
         clean_message = clean_text(message, what="message", limit=MAX_TEXT, required=False)
         if contract.status == ContractStatus.ACTIVE:
             pending = pending_requests(session, contract)
+            own = [r for r in pending if r.proposed_by == actor_id]  # counter-offers
+            pending = [r for r in pending if r.proposed_by != actor_id]
             if len(pending) == 1:
                 raise RequestPending(
                     said(
@@ -96,6 +101,14 @@ def change_milestones(
                 raise RequestPending(
                     f"Change requests {listed} are waiting for your answer: accept or "
                     "decline them before changing milestones directly."
+                )
+            if own:
+                raise RequestPending(
+                    said(
+                        f"Your change request #{own[0].number} is waiting for an answer from ",
+                        answerers(contract, actor_id),
+                        ": withdraw or revise it before changing milestones directly.",
+                    )
                 )
         tx = Tx(session, contract, now)
         validated = [validate_change(contract, c, now=now, policy=policy) for c in changes]
@@ -141,18 +154,30 @@ def propose_changes(
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
     revises_request_id: int | None = None,
+    counters_request_id: int | None = None,
 ) -> Outcome:
     """A change request from the freelancer or an agency manager on an active contract.
 
-    With `revises_request_id`, the pending request is withdrawn and the new one sent
-    in the same transaction ("revise").
+    With `revises_request_id`, the proposer's pending request is withdrawn and the new
+    one sent in the same transaction ("revise"). With `counters_request_id`, the side
+    that answers a pending request suggests changes instead: it becomes `countered`
+    and the new request, from that side, awaits the other side's answer (see
+    services.counter_request).
     """
     if not changes:
         raise InvalidInput("A change request needs at least one change.")
     with write_transaction(session):
         contract = lock_contract(session, contract_id)
         return _propose(
-            session, contract, actor_id, changes, message, now, policy, revises_request_id
+            session,
+            contract,
+            actor_id,
+            changes,
+            message,
+            now,
+            policy,
+            revises_request_id,
+            counters_request_id,
         )
 
 
@@ -165,9 +190,12 @@ def _propose(
     now: datetime,
     policy: Policy,
     revises_request_id: int | None = None,
+    counters_request_id: int | None = None,
 ) -> Outcome:
     require_open(contract)
-    require(contract, actor_id, Act.PROPOSE)
+    require_not_ending(contract, "propose changes")
+    if revises_request_id is None and counters_request_id is None:
+        require(contract, actor_id, Act.PROPOSE)  # else: checked against the request replaced
     if contract.status != ContractStatus.ACTIVE:
         raise WrongPhase(
             said(
@@ -183,17 +211,28 @@ def _propose(
     clean_message = clean_text(message, what="message", limit=MAX_TEXT, required=False)
     tx = Tx(session, contract, now)
     pending = pending_requests(session, contract)
-    revised: ChangeRequest | None = None
-    if revises_request_id is not None:
-        revised = next((r for r in pending if r.id == revises_request_id), None)
-        if revised is None:
-            old = queries.load_request(session, revises_request_id)
-            if old.contract_id != contract.id:
-                raise NotFound("That request is not part of this contract.")
-            request_next(old.status, RequestAction.WITHDRAW, old.number)  # raises
-        assert revised is not None
-        close_request(tx, revised, RequestAction.WITHDRAW, by=actor_id)
-        pending = [r for r in pending if r.id != revised.id]
+    replaced = replacing(
+        session,
+        contract,
+        pending,
+        actor_id,
+        revises=revises_request_id,
+        counters=counters_request_id,
+    )
+    if replaced is not None and replaced.done:
+        return tx.outcome(
+            replaced.already_said(),
+            already_done=True,
+            request_number=replaced.old.replaced_by,
+            became_request=True,
+        )
+    revised = replaced.old if replaced and replaced.action == RequestAction.WITHDRAW else None
+    countered = replaced.old if replaced and replaced.action == RequestAction.COUNTER else None
+    if replaced is not None:
+        # The new request takes the next number (a refusal below rolls all of it back).
+        new_number = contract.next_request_number
+        close_request(tx, replaced.old, replaced.action, by=actor_id, replaced_by=new_number)
+        pending = [r for r in pending if r.id != replaced.old.id]
     validated = [validate_change(contract, c, now=now, policy=policy) for c in changes]
     numbers = [c.number for c in validated if c.number is not None]
     if len(numbers) != len(set(numbers)):
@@ -222,6 +261,7 @@ def _propose(
         proposed_at=now,
         message=clean_message,
         revision_of=revised.number if revised else None,
+        counter_of=countered.number if countered else None,
         changes=[
             Change(
                 position=position,
@@ -240,6 +280,8 @@ def _propose(
     session.add(request)
     session.flush()  # the request's id names its reminder and its card
     contract.next_request_number += 1
+    if replaced is not None:
+        replaced.old.replace_with(request.number)
     tx.event(
         EventKind.REQUEST_PROPOSED,
         actor_id,
@@ -251,16 +293,16 @@ def _propose(
         ],
         message=clean_message,
         revises=revised.number if revised else None,
+        counters=countered.number if countered else None,
     )
     reminders.on_request_proposed(tx.reminders, contract, request, now=now, policy=policy)
     tx.intent(IntentKind.REQUEST_CARD, subject_id=request.id)
     tx.changed()
-    revised_note = f" It replaces change request #{revised.number}." if revised else ""
     return tx.outcome(
         said(
             f"Sent change request #{request.number} to ",
-            Person(contract.client_id),
-            f" for a decision.{revised_note}",
+            answerers(contract, actor_id),
+            f" for a decision.{replaced.note if replaced else ''}",
         ),
         request_id=request.id,
         request_number=request.number,

@@ -1,4 +1,4 @@
-"""Contracts: creating one, agreeing to its terms, ending it."""
+"""Contracts: creating one, agreeing to its terms (ending one: domain/services/endings.py)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,22 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import ledger, reminders
+from domain import reminders
 from domain.db import write_transaction
-from domain.errors import InvalidCurrency, InvalidInput, InvalidTransition, NotAllowed
+from domain.errors import InvalidCurrency, InvalidInput, NotAllowed
 from domain.model import (
     SYSTEM_ACTOR,
     Contract,
     ContractStatus,
     EventKind,
-    LedgerKind,
-    MilestoneStatus,
     Party,
     Role,
 )
 from domain.money import normalize_currency
 from domain.policy import MAX_TITLE
-from domain.rules import Act, RequestAction, mid_sentence, require, who_can
-from domain.services._locking import lock_contract, pending_requests, require_open
-from domain.services._steps import close_request
-from domain.services._validation import clean_text, money
+from domain.rules import Act, mid_sentence, require, who_can
+from domain.services._locking import lock_contract, require_open
+from domain.services._validation import clean_text
 from domain.services._writes import Tx
 from domain.services.inputs import Agency, Outcome
 from domain.text import Command, Person, said
@@ -169,6 +166,7 @@ def agree_to_terms(session: Session, *, contract_id: int, actor_id: str, now: da
         activated = contract.both_agreed
         if activated:
             contract.activate(at=now)
+            reminders.on_contract_activated(tx.reminders, contract)
             tx.event(EventKind.CONTRACT_ACTIVATED, SYSTEM_ACTOR, total_minor=contract.total_minor)
             summary = said(
                 f"Contract {contract.id} is active. Next: the client funds milestone "
@@ -185,47 +183,3 @@ def agree_to_terms(session: Session, *, contract_id: int, actor_id: str, now: da
             )
         tx.changed()
         return tx.outcome(summary, contract_activated=activated)
-
-
-def end_contract(session: Session, *, contract_id: int, actor_id: str, now: datetime) -> Outcome:
-    """Either side ends the contract: escrow is refunded, pending requests cancelled."""
-    with write_transaction(session):
-        contract = lock_contract(session, contract_id)
-        tx = Tx(session, contract, now)
-        role = require(contract, actor_id, Act.END)
-        if contract.status == ContractStatus.CLOSED:
-            return tx.outcome(f"Contract {contract.id} has already ended.", already_done=True)
-        current = contract.in_progress
-        if role == Role.CLIENT and current and current.status == MilestoneStatus.SUBMITTED:
-            raise InvalidTransition(
-                f"Milestone {current.number} has submitted work waiting for your review: "
-                "approve it or request changes before ending the contract."
-            )
-        pending = pending_requests(session, contract)
-        active = [m for m in contract.milestones if m.is_active]
-        held_for = {m.id: ledger.held_for_milestone(session, m.id) for m in active}
-        contract.end(by=actor_id, at=now)
-        refunded = 0
-        for milestone in active:
-            held = held_for[milestone.id]
-            milestone.refund(at=now)
-            if held:
-                ledger.record(
-                    session,
-                    contract_id=contract.id,
-                    milestone_id=milestone.id,
-                    kind=LedgerKind.REFUND,
-                    amount_minor=held,
-                    actor=actor_id,
-                    at=now,
-                    key=f"refund:{milestone.id}",
-                    held_minor=held,
-                )
-                refunded += held
-        for request in pending:
-            close_request(tx, request, RequestAction.CANCEL, by=None, reason="the contract ended")
-        reminders.on_contract_ended(tx.reminders, contract)
-        tx.event(EventKind.CONTRACT_ENDED, actor_id, refunded_minor=refunded)
-        tx.changed()
-        note = f" {money(contract, refunded)} refunded to the client." if refunded else ""
-        return tx.outcome(f"Contract {contract.id} ended.{note}")

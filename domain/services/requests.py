@@ -11,7 +11,7 @@ from domain.db import write_transaction
 from domain.errors import InvalidInput, NotAllowed, NotFound
 from domain.model import ChangeKind, ChangeRequest, Contract, Role
 from domain.policy import MAX_TEXT
-from domain.rules import Act, RequestAction, request_next, require
+from domain.rules import Act, RequestAction, request_next, request_roles, require
 from domain.services._locking import (
     lock_contract,
     milestone_numbered,
@@ -96,7 +96,11 @@ def _decide(
         )
         tx = Tx(session, contract, now)
         role = require(
-            contract, actor_id, _ACT[action], f"{action.value} change request #{request.number}"
+            contract,
+            actor_id,
+            _ACT[action],
+            f"{action.value} change request #{request.number}",
+            roles=request_roles(contract, _ACT[action], request.proposed_by),
         )
         if request.decided_as(action, actor_id):
             return tx.outcome(
@@ -120,7 +124,8 @@ def accept_request(
     contract_id: int | None = None,
     number: int | None = None,
 ) -> Outcome:
-    """The client accepts: every change applies at once, or none of them."""
+    """The side that did not propose it (the client, or the provider side for the
+    client's counter-offer) accepts: every change applies at once, or none of them."""
 
     def accept(tx: Tx, request: ChangeRequest, others: list[ChangeRequest], role: Role) -> Said:
         contract = tx.contract
@@ -177,7 +182,7 @@ def decline_request(
     contract_id: int | None = None,
     number: int | None = None,
 ) -> Outcome:
-    """The client declines, with an optional reason."""
+    """The side that did not propose it declines, with an optional reason."""
 
     def decline(tx: Tx, request: ChangeRequest, others: list[ChangeRequest], role: Role) -> Said:
         clean = clean_text(reason, what="reason", limit=MAX_TEXT, required=False)

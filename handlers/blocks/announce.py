@@ -16,7 +16,13 @@ from handlers.blocks.message import Message
 # Kinds that have their own message (or none): the request card, the work card, the
 # contract card.
 SILENT_KINDS = frozenset(
-    {EventKind.REQUEST_PROPOSED, EventKind.WORK_SUBMITTED, EventKind.AGREEMENT_CLEARED}
+    {
+        EventKind.REQUEST_PROPOSED,
+        EventKind.WORK_SUBMITTED,
+        EventKind.AGREEMENT_CLEARED,
+        EventKind.CONTRACT_ENDING,  # the ending notice
+        EventKind.MILESTONE_DISPUTED,  # the dispute card
+    }
 )
 ANNOUNCED_KINDS = frozenset(
     {
@@ -32,9 +38,17 @@ ANNOUNCED_KINDS = frozenset(
         EventKind.REQUEST_DECLINED,
         EventKind.REQUEST_WITHDRAWN,
         EventKind.REQUEST_CANCELLED,
+        EventKind.REQUEST_COUNTERED,
         EventKind.CHANGES_REQUESTED,
         EventKind.MILESTONE_RELEASED,
         EventKind.CONTRACT_ENDED,
+        EventKind.SPLIT_PROPOSED,
+        EventKind.DISPUTE_SETTLED,
+        EventKind.MILESTONE_PARTLY_RELEASED,
+        EventKind.BONUS_PAID,
+        EventKind.REVIEW_TIME_ASKED,
+        EventKind.REVIEW_EXTENDED,
+        EventKind.REVIEW_TIME_DECLINED,
     }
 )
 _REQUEST_APPLIED = frozenset(
@@ -113,6 +127,16 @@ def _line(contract: Contract, event: Event) -> str | None:
             return (
                 event_text(contract, event, detailed=False)
                 + f" Next: {user(contract.client_id)} funds the first milestone."
+            )
+        case EventKind.SPLIT_PROPOSED:
+            other = (
+                users(contract.provider_ids, conjunction="or")
+                if event.actor == contract.client_id
+                else user(contract.client_id)
+            )
+            return (
+                event_text(contract, event, detailed=False)
+                + f" {other}: *Agree to split* on the dispute card, or propose another."
             )
         case _:
             return event_text(contract, event, detailed=False, limit=1500)

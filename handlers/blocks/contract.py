@@ -6,7 +6,7 @@ from datetime import datetime
 
 from slack_sdk.models.blocks import Block, ButtonElement
 
-from domain.model import ContractStatus, Milestone, MilestoneStatus
+from domain.model import Contract, ContractStatus, Milestone, MilestoneStatus
 from domain.policy import MAX_MILESTONES
 from domain.snapshot import ContractSnapshot, Next
 from handlers.blocks.describe import (
@@ -18,6 +18,7 @@ from handlers.blocks.describe import (
     parties_text,
     request_summary,
 )
+from handlers.blocks.ending import ending_buttons
 from handlers.blocks.format import escape, instant, money, pack, pack_counted, plural
 from handlers.blocks.impact import request_impact
 from handlers.blocks.kit import (
@@ -133,6 +134,9 @@ def card_buttons(
         buttons.append(fund_button(snap, action.milestone))
     elif action.kind == Next.REVIEW and action.milestone is not None:
         buttons += review_buttons(snap, action.milestone)
+    elif action.kind == Next.ANSWER_ENDING and action.milestone is not None:
+        held = money(snap.escrow.balance_minor, contract.currency)
+        buttons += ending_buttons(contract, action.milestone, held)
     elif requests and action.kind == Next.ANSWER_REQUEST and action.request is not None:
         impact = request_impact(contract, action.request)
         request_ref = RequestRef(contract_id=contract.id, request_id=action.request.id).dump()
@@ -148,8 +152,8 @@ def card_buttons(
     return buttons
 
 
-def fund_button(snap: ContractSnapshot, milestone: Milestone) -> ButtonElement:
-    contract = snap.contract
+def fund_button(snap: ContractSnapshot | Contract, milestone: Milestone) -> ButtonElement:
+    contract = snap.contract if isinstance(snap, ContractSnapshot) else snap
     amount = money(milestone.amount_minor, contract.currency)
     provider = "the agency" if contract.is_agency else "the freelancer"
     return button(
@@ -178,7 +182,8 @@ def review_buttons(snap: ContractSnapshot, milestone: Milestone) -> list[ButtonE
 
 
 def work_buttons(ref: str, *, amount: str, number: int, provider: str) -> list[ButtonElement]:
-    """Approve & release (with a confirm naming the amount) and Request changes."""
+    """Approve & release (with a confirm naming the amount), Request changes, and Dispute
+    (a form for the reason: the escrow is frozen until a split is agreed)."""
     return [
         button(
             "Approve & release",
@@ -192,6 +197,7 @@ def work_buttons(ref: str, *, amount: str, number: int, provider: str) -> list[B
             ),
         ),
         button("Request changes", Action.REQUEST_CHANGES, ref),
+        button("Dispute", Action.DISPUTE, ref),
     ]
 
 
@@ -279,6 +285,8 @@ def _escrow_block(snap: ContractSnapshot) -> Block:
     ]
     if escrow.refunded_minor:
         fields.append(f"*Refunded*\n{money(escrow.refunded_minor, currency)}")
+    if escrow.bonus_minor:
+        fields.append(f"*Bonuses (outside escrow)*\n{money(escrow.bonus_minor, currency)}")
     return section(fields=fields, block_id=ESCROW_BLOCK)
 
 

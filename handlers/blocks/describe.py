@@ -46,6 +46,7 @@ SHORT_TITLE_LIMIT = 60
 CONTRACT_BADGE: dict[ContractStatus, str] = {
     ContractStatus.NEGOTIATING: ":memo: Negotiating",
     ContractStatus.ACTIVE: ":large_green_circle: Active",
+    ContractStatus.ENDING: ":hourglass_flowing_sand: Ending",
     ContractStatus.CLOSED: ":lock: Closed",
 }
 
@@ -55,6 +56,7 @@ MILESTONE_EMOJI: dict[MilestoneStatus, str] = {
     MilestoneStatus.SUBMITTED: ":large_yellow_circle:",
     MilestoneStatus.RELEASED: ":white_check_mark:",
     MilestoneStatus.DELETED: ":wastebasket:",
+    MilestoneStatus.DISPUTED: ":scales:",
 }
 
 REQUEST_BADGE: dict[RequestStatus, str] = {
@@ -63,6 +65,7 @@ REQUEST_BADGE: dict[RequestStatus, str] = {
     RequestStatus.DECLINED: ":x: Declined",
     RequestStatus.WITHDRAWN: ":leftwards_arrow_with_hook: Withdrawn",
     RequestStatus.CANCELLED: ":no_entry_sign: Cancelled",
+    RequestStatus.COUNTERED: ":arrows_counterclockwise: Countered",
 }
 
 ROLE_LABEL: dict[Role, str] = {
@@ -145,8 +148,19 @@ def milestone_name(milestone: Milestone, limit: int = TITLE_LIMIT) -> str:
     return f"*{milestone.number} · {clip(milestone.title, limit, one_line=True)}*"
 
 
-def milestone_state(milestone: Milestone, *, now: datetime) -> str:
-    """The state of a milestone in a few words, with instants as date tokens."""
+def released_early(milestone: Milestone, currency: str | None) -> str:
+    """What was paid of a milestone in progress early, and what is still held (e.g.
+    " · $500.00 paid early, $1,000.00 held"); empty when nothing was."""
+    early = milestone.released_early_minor or 0
+    if not early or currency is None or not milestone.is_active:
+        return ""
+    held = money(milestone.still_held_minor, currency)
+    return f" · {money(early, currency)} paid early, {held} held"
+
+
+def milestone_state(milestone: Milestone, *, now: datetime, currency: str | None = None) -> str:
+    """The state of a milestone in a few words, with instants as date tokens (and, with
+    the `currency`, what was paid of it early)."""
     status = milestone.status
     if status == MilestoneStatus.RELEASED:
         when = f" {instant(milestone.released_at, DAY)}" if milestone.released_at else ""
@@ -154,15 +168,21 @@ def milestone_state(milestone: Milestone, *, now: datetime) -> str:
         return f"*paid*{when}{how}"
     if status == MilestoneStatus.SUBMITTED:
         if milestone.auto_release_at:
-            return f"*submitted* — automatic release {instant(milestone.auto_release_at)}"
-        return "*submitted* — waiting for review"
+            return (
+                f"*submitted* — automatic release {instant(milestone.auto_release_at)}"
+                f"{released_early(milestone, currency)}"
+            )
+        return f"*submitted* — waiting for review{released_early(milestone, currency)}"
     if status == MilestoneStatus.FUNDED:
         late = " — :warning: past due" if milestone.due_date < now.date() else ""
+        early = released_early(milestone, currency)
         if milestone.changes_requested_at is not None:
-            return f"*funded* — changes requested{late}"
-        return f"*funded* — work in progress{late}"
+            return f"*funded* — changes requested{late}{early}"
+        return f"*funded* — work in progress{late}{early}"
     if status == MilestoneStatus.DELETED:
         return "deleted"
+    if status == MilestoneStatus.DISPUTED:
+        return "*disputed* — escrow frozen until the dispute is settled"
     if milestone.refunded_at is not None:
         return f"*refunded* {instant(milestone.refunded_at, DAY)}"
     return "not funded yet"
@@ -188,7 +208,8 @@ def milestone_line(
         emoji = ":leftwards_arrow_with_hook:"
     line = (
         f"{emoji} {milestone_name(milestone, title_limit)} · {amount} · "
-        f"due {due(milestone.due_date)} · {milestone_state(milestone, now=now)}"
+        f"due {due(milestone.due_date)} · "
+        f"{milestone_state(milestone, now=now, currency=currency)}"
     )
     description = milestone.description or ""
     if description_limit and description.strip():
@@ -227,7 +248,8 @@ def next_text(snap: ContractSnapshot, *, viewer: str | None = None) -> str:
         number = action.request.number
         if mine:
             return f"Accept or decline change request #{number}."
-        return f"{user(contract.client_id)} accepts or declines change request #{number}."
+        answering = users(list(action.owed_by), conjunction="or") or user(contract.client_id)
+        return f"{answering} accepts or declines change request #{number}."
     if kind == Next.FUND and milestone is not None:
         amount = money(milestone.amount_minor, contract.currency)
         if mine:
@@ -249,6 +271,28 @@ def next_text(snap: ContractSnapshot, *, viewer: str | None = None) -> str:
         return "Every milestone is settled :tada: Either side can `/milestone end` the contract."
     if kind == Next.CLOSED:
         return closed_text(contract)
+    if kind == Next.ANSWER_ENDING:
+        when = f" by {instant(action.due_at)}" if action.due_at else ""
+        if mine:
+            return (
+                f"The client ended the contract: accept the refund or dispute it{when}; "
+                "otherwise it is refunded then."
+            )
+        return (
+            f"{user(contract.client_id)} ended the contract: {provider_speakers(contract)} "
+            f"accepts the refund or disputes it{when}."
+        )
+    if kind == Next.SETTLE_DISPUTE and milestone is not None:
+        settle = f"`/milestone settle {milestone.number} <amount-to-provider>`"
+        if mine:
+            return (
+                f"Milestone {milestone.number} is disputed: propose a split with {settle}, "
+                "or agree to the one on the dispute card."
+            )
+        return (
+            f"Milestone {milestone.number} is disputed: {user(contract.client_id)} and "
+            f"{provider_speakers(contract)} agree on a split ({settle})."
+        )
     return ""
 
 
@@ -395,17 +439,25 @@ def _amount(data: Mapping[str, Any], key: str, currency: str) -> str | None:
     return None
 
 
-def _milestone_title(contract: Contract, event: Event, data: Mapping[str, Any]) -> str:
-    for key in ("after", "before"):
-        fields = data.get(key)
+def _milestone_title(
+    contract: Contract, event: Event, data: Mapping[str, Any], then: str | None = None
+) -> str:
+    """The milestone's title when the event happened: carried by the event (its
+    `after` / `before` fields, or `title`), else `then` (domain.record.titles_then),
+    else the current one."""
+    for fields in (data.get("after"), data.get("before"), data):
         if isinstance(fields, Mapping) and fields.get("title"):
             return clip(str(fields["title"]), SHORT_TITLE_LIMIT, one_line=True)
+    if then:
+        return clip(then, SHORT_TITLE_LIMIT, one_line=True)
     milestone = contract.milestone(event.milestone_number or 0)
     return clip(milestone.title, SHORT_TITLE_LIMIT, one_line=True) if milestone else ""
 
 
-def _milestone_ref(contract: Contract, event: Event, data: Mapping[str, Any]) -> str:
-    title = _milestone_title(contract, event, data)
+def _milestone_ref(
+    contract: Contract, event: Event, data: Mapping[str, Any], then: str | None = None
+) -> str:
+    title = _milestone_title(contract, event, data, then)
     number = event.milestone_number
     return f"milestone {number} *{title}*" if title else f"milestone {number}"
 
@@ -427,10 +479,19 @@ def _message(data: Mapping[str, Any], key: str, limit: int) -> str:
     return f"\n{quote(text, limit)}" if text else ""
 
 
-def event_text(contract: Contract, event: Event, *, detailed: bool, limit: int = 300) -> str:
+def event_text(
+    contract: Contract,
+    event: Event,
+    *,
+    detailed: bool,
+    limit: int = 300,
+    title: str | None = None,
+) -> str:
     """What happened, as one short line (plus a quoted message when there is one).
 
     `detailed` (history) adds before → after values and quotes in full up to `limit`.
+    `title`: the milestone's title at the time, for an event that doesn't carry it
+    (domain.record.titles_then); without it, the current title is shown.
     """
     data = _data(event)
     currency = contract.currency
@@ -449,17 +510,17 @@ def event_text(contract: Contract, event: Event, *, detailed: bool, limit: int =
             if after.get("due_date"):
                 facts.append(f"due {due_iso(after.get('due_date'))}")
             tail = f" — {', '.join(facts)}" if facts else ""
-            line = f"{who} added {_milestone_ref(contract, event, data)}{tail}{request}."
+            line = f"{who} added {_milestone_ref(contract, event, data, title)}{tail}{request}."
             return line + _message(data, "message", limit)
         case EventKind.MILESTONE_EDITED:
             changes = _edits(data, currency, limit=limit if detailed else 60)
-            line = f"{who} edited {_milestone_ref(contract, event, data)}{request}"
+            line = f"{who} edited {_milestone_ref(contract, event, data, title)}{request}"
             line += f": {changes}." if changes else "."
             return line + _message(data, "message", limit)
         case EventKind.MILESTONE_DELETED:
             before = data.get("before") if isinstance(data.get("before"), Mapping) else {}
             assert isinstance(before, Mapping)
-            title = _milestone_title(contract, event, data)
+            title = _milestone_title(contract, event, data, title)
             amount = _amount(before, "amount_minor", currency)
             struck = f"~{title} · {amount}~" if amount else f"~{title}~"
             line = f"{who} deleted milestone {event.milestone_number} {struck}{request}."
@@ -479,18 +540,20 @@ def event_text(contract: Contract, event: Event, *, detailed: bool, limit: int =
         case EventKind.MILESTONE_FUNDED:
             amount = _amount(data, "amount_minor", currency)
             paid = f" with {amount}" if amount else ""
-            return f"{who} funded {_milestone_ref(contract, event, data)}{paid}."
+            return f"{who} funded {_milestone_ref(contract, event, data, title)}{paid}."
         case EventKind.WORK_SUBMITTED:
-            line = f"{who} submitted work for {_milestone_ref(contract, event, data)}."
+            line = f"{who} submitted work for {_milestone_ref(contract, event, data, title)}."
             return line + (_message(data, "note", limit) if detailed else "")
         case EventKind.CHANGES_REQUESTED:
-            line = f"{who} asked for changes to {_milestone_ref(contract, event, data)}."
+            line = f"{who} asked for changes to {_milestone_ref(contract, event, data, title)}."
             return line + _message(data, "note", limit)
         case EventKind.MILESTONE_RELEASED:
             amount = _amount(data, "amount_minor", currency) or "escrow"
-            ref = _milestone_ref(contract, event, data)
+            ref = _milestone_ref(contract, event, data, title)
             if data.get("automatic"):
                 return f"M{ref[1:]} was released automatically: {amount} paid."
+            if data.get("split"):
+                return f"{amount} of {ref} was released to the provider under the settlement."
             return f"{who} approved {ref}: {amount} released."
         case EventKind.ESCROW_TOPPED_UP:
             amount = _amount(data, "amount_minor", currency) or "the difference"
@@ -500,6 +563,9 @@ def event_text(contract: Contract, event: Event, *, detailed: bool, limit: int =
             count = len(raw) if isinstance(raw, list) else 0
             revises = data.get("revises")
             again = f", replacing #{revises}" if isinstance(revises, int) else ""
+            counters = data.get("counters")
+            if isinstance(counters, int) and not isinstance(counters, bool):
+                again += f", a counter-offer to #{counters}"
             line = (
                 f"{who} proposed change request #{event.request_number} "
                 f"({plural(count, 'change')}{again})."
@@ -515,7 +581,20 @@ def event_text(contract: Contract, event: Event, *, detailed: bool, limit: int =
             line = f"{who} declined change request #{event.request_number}."
             return line + _message(data, "reason", limit)
         case EventKind.REQUEST_WITHDRAWN:
+            replaced = data.get("replaced_by")
+            if isinstance(replaced, int) and not isinstance(replaced, bool):
+                return (
+                    f"{who} revised change request #{event.request_number} as change "
+                    f"request #{replaced}."
+                )
             return f"{who} withdrew change request #{event.request_number}."
+        case EventKind.REQUEST_COUNTERED:
+            replaced = data.get("replaced_by")
+            number = f"#{replaced}" if isinstance(replaced, int) else "a new one"
+            return (
+                f"{who} answered change request #{event.request_number} with a "
+                f"counter-offer, change request {number}."
+            )
         case EventKind.REQUEST_CANCELLED:
             reason = clip(str(data.get("reason") or ""), limit, one_line=True)
             tail = f": {reason}" if reason else "."
@@ -525,9 +604,95 @@ def event_text(contract: Contract, event: Event, *, detailed: bool, limit: int =
             extra = ""
             if isinstance(refunded, int) and not isinstance(refunded, bool) and refunded > 0:
                 extra = f" {money(refunded, currency)} refunded to {user(contract.client_id)}."
+            how = data.get("how")
+            if how == "refund_accepted":
+                return f"{who} accepted the refund; contract {contract.id} is closed.{extra}"
+            if how == "window_ran_out":
+                return (
+                    f"Nobody answered the ending of contract {contract.id} in time, so it "
+                    f"is closed.{extra}"
+                )
+            if how == "dispute_settled":
+                return f"Contract {contract.id} is closed: its dispute was settled.{extra}"
             return f"{who} ended contract {contract.id}.{extra}"
+        case EventKind.CONTRACT_ENDING:
+            held = _amount(data, "held_minor", currency) or "the escrow"
+            ref = _milestone_ref(contract, event, data, title)
+            ends = data.get("window_ends_at")
+            until = f" until {_instant_text(ends)}" if ends else ""
+            return (
+                f"{who} ended contract {contract.id}: {held} held for {ref} goes back to "
+                f"them unless the provider side disputes it{until}."
+            )
+        case EventKind.MILESTONE_DISPUTED:
+            ref = _milestone_ref(contract, event, data, title)
+            held = _amount(data, "held_minor", currency) or "its escrow"
+            what = "the end-refund of" if data.get("side") == "provider" else "the work on"
+            line = f"{who} disputed {what} {ref}: {held} frozen in escrow."
+            return line + _message(data, "reason", limit)
+        case EventKind.SPLIT_PROPOSED:
+            ref = _milestone_ref(contract, event, data, title)
+            to_provider = _amount(data, "to_provider_minor", currency) or "?"
+            to_client = _amount(data, "to_client_minor", currency) or "?"
+            return (
+                f"{who} proposed to settle {ref}: {to_provider} to the provider, "
+                f"{to_client} back to the client."
+            )
+        case EventKind.DISPUTE_SETTLED:
+            ref = _milestone_ref(contract, event, data, title)
+            to_provider = _amount(data, "to_provider_minor", currency) or "?"
+            to_client = _amount(data, "to_client_minor", currency) or "?"
+            split = f"{to_provider} to the provider, {to_client} back to the client"
+            closed = f" Contract {contract.id} is closed." if data.get("closes_contract") else ""
+            if data.get("how") == "operator":
+                line = f"An operator decided the dispute over {ref}: {split}.{closed}"
+                return line + _message(data, "reason", limit)
+            return f"{who} agreed to settle {ref}: {split}.{closed}"
+        case EventKind.MILESTONE_PARTLY_RELEASED:
+            amount = _amount(data, "amount_minor", currency) or "part of the escrow"
+            rest = _amount(data, "held_minor", currency)
+            stays = f"; {rest} stays in escrow for it" if rest else ""
+            ref = _milestone_ref(contract, event, data, title)
+            return f"{who} released {amount} of {ref} early{stays}."
+        case EventKind.BONUS_PAID:
+            amount = _amount(data, "amount_minor", currency) or "a bonus"
+            line = f"{who} paid {provider_name(contract)} a bonus of {amount}, outside escrow."
+            return line + _message(data, "note", limit)
+        case EventKind.REVIEW_TIME_ASKED:
+            days = _days_text(data)
+            ref = _milestone_ref(contract, event, data, title)
+            return (
+                f"{who} asked for {days} to review {ref}; {provider_speakers(contract)} "
+                "can give them with *Give more time* on the work."
+            )
+        case EventKind.REVIEW_EXTENDED:
+            days = _days_text(data)
+            ref = _milestone_ref(contract, event, data, title)
+            when = _instant_of(data, "auto_release_at")
+            moved = f": automatic release {when}" if when else ""
+            return f"{who} gave {days} to review {ref}{moved}."
+        case EventKind.REVIEW_TIME_DECLINED:
+            days = _days_text(data)
+            ref = _milestone_ref(contract, event, data, title)
+            when = _instant_of(data, "auto_release_at")
+            stays = f" (automatic release {when})" if when else ""
+            return f"{who} kept the review date of {ref}{stays} instead of giving {days}."
         case _:  # a kind this version does not know (written by a newer one)
             return f"{who}: {escape(str(kind).replace('_', ' '))}{request}."
+
+
+def _days_text(data: Mapping[str, Any]) -> str:
+    days = data.get("days")
+    if isinstance(days, int) and not isinstance(days, bool):
+        return plural(days, "more day")
+    return "more time"
+
+
+def _instant_of(data: Mapping[str, Any], key: str) -> str | None:
+    try:
+        return instant(datetime.fromisoformat(str(data.get(key))))
+    except ValueError:
+        return None
 
 
 def event_emoji(kind: EventKind) -> str:
@@ -552,5 +717,23 @@ _EVENT_EMOJI = {
     EventKind.REQUEST_DECLINED: ":x:",
     EventKind.REQUEST_WITHDRAWN: ":leftwards_arrow_with_hook:",
     EventKind.REQUEST_CANCELLED: ":no_entry_sign:",
+    EventKind.REQUEST_COUNTERED: ":arrows_counterclockwise:",
     EventKind.CONTRACT_ENDED: ":lock:",
+    EventKind.CONTRACT_ENDING: ":hourglass_flowing_sand:",
+    EventKind.MILESTONE_DISPUTED: ":scales:",
+    EventKind.SPLIT_PROPOSED: ":speech_balloon:",
+    EventKind.DISPUTE_SETTLED: ":handshake:",
+    EventKind.MILESTONE_PARTLY_RELEASED: ":money_with_wings:",
+    EventKind.BONUS_PAID: ":gift:",
+    EventKind.REVIEW_TIME_ASKED: ":hourglass:",
+    EventKind.REVIEW_EXTENDED: ":calendar:",
+    EventKind.REVIEW_TIME_DECLINED: ":calendar:",
 }
+
+
+def _instant_text(value: Any) -> str:
+    """An instant kept in an event's data (ISO text), as a date token."""
+    try:
+        return instant(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return escape(str(value))

@@ -35,14 +35,19 @@ NEW_TITLE: Final = "new_title"
 NEW_AMOUNT: Final = "new_amount"
 NEW_DUE_DATE: Final = "new_due_date"
 NEW_DESCRIPTION: Final = "new_description"
-PROPOSE_FIELDS: Final = ("title", "amount", "due_date", "delete")
+PROPOSE_FIELDS: Final = ("title", "amount", "due_date", "description", "delete")
 DELETE_OPTION: Final = "delete"
+# The forms that list milestones this way: propose changes, a counter-offer, a revision.
+PROPOSE_VIEWS: Final = frozenset({View.PROPOSE, View.COUNTER, View.REVISE})
+NEW_FIELDS: Final = ("title", "amount", "due_date", "description")
 
 # Decline a request / request changes
 REASON: Final = "reason"
 NOTE: Final = "note"
 
-_PROPOSE_BLOCK = re.compile(r"m(?P<number>[0-9]+)_(?P<field>title|amount|due_date|delete)")
+_PROPOSE_BLOCK = re.compile(
+    r"m(?P<number>[0-9]+)_(?P<field>title|amount|due_date|description|delete)"
+)
 
 
 def propose_block(number: int, field: str) -> str:
@@ -50,6 +55,14 @@ def propose_block(number: int, field: str) -> str:
     if field not in PROPOSE_FIELDS:
         raise ValueError(f"unknown propose field {field!r}")
     return f"m{number}_{field}"
+
+
+def new_block(slot: int, field: str) -> str:
+    """The id of the `slot`-th new milestone's `field` input (`new_title`, then
+    `new2_title`, …: a form prefilled with a request that adds several)."""
+    if field not in NEW_FIELDS:
+        raise ValueError(f"unknown new-milestone field {field!r}")
+    return f"new_{field}" if slot == 1 else f"new{slot}_{field}"
 
 
 def parse_propose_block(block_id: str) -> tuple[int, str] | None:
@@ -86,8 +99,11 @@ DEFAULT_BLOCK: Final[dict[str, str]] = {
     View.ADD_MILESTONE: TITLE,
     View.EDIT_MILESTONE: TITLE,
     View.PROPOSE: NEW_TITLE,
+    View.COUNTER: NEW_TITLE,
+    View.REVISE: NEW_TITLE,
     View.DECLINE: REASON,
     View.REQUEST_CHANGES: NOTE,
+    View.DISPUTE: REASON,
 }
 
 
@@ -108,7 +124,7 @@ def form_errors(
     """
     field = error.field
     block: str | None = None
-    if callback_id == View.PROPOSE:
+    if callback_id in PROPOSE_VIEWS:
         short = {"amount_minor": "amount", "due": "due_date"}.get(field or "", field)
         if error.milestone is not None:
             wanted = short if short in PROPOSE_FIELDS else "title"

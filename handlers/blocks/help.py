@@ -33,7 +33,9 @@ def build_help(topic: str | None = None, *, today: date | None = None) -> Messag
     blocks.append(
         context(
             "Buttons on the cards do the same: *Agree to terms*, *Fund*, *Approve & release*, "
-            "*Request changes*, *Accept* / *Decline* / *Withdraw* on change requests."
+            "*Request changes*, *Accept* / *Decline* / *Suggest changes* / *Withdraw* / "
+            "*Revise* on change requests; *Dispute*, *Accept refund*, *Agree to split* and "
+            "*End contract* when a contract ends or is disputed."
         )
     )
     return Message(

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from slack_sdk.models.blocks import Block
 
+from domain import record
 from domain.model import Contract, Event
 from handlers.blocks.describe import contract_title, event_emoji, event_text
 from handlers.blocks.format import SECTION_LIMIT, instant, pack_counted, plural, shorten
@@ -21,9 +22,10 @@ HEAD_BLOCK = "history_head"
 FOOTER_BLOCK = "history_footer"
 
 
-def history_line(contract: Contract, event: Event) -> str:
+def history_line(contract: Contract, event: Event, *, title: str | None = None) -> str:
+    """One event; `title`: its milestone's title at the time (domain.record)."""
     when = instant(event.at, "{date_short} {time}")
-    text = event_text(contract, event, detailed=True, limit=500)
+    text = event_text(contract, event, detailed=True, limit=500, title=title)
     return shorten(f"{when}  {event_emoji(event.kind)} {text}", LINE_LIMIT)
 
 
@@ -36,16 +38,18 @@ def build_history(
 ) -> Message:
     """The contract's history, oldest first, as an ephemeral message.
 
-    `events` oldest first (as `queries.history` returns them). When they don't all fit
-    (20 sections of < 3000 chars, 40,000 chars in all) the latest ones are kept and the
-    message says "showing the latest N of M". Pass `total` when `events` was already
+    `events` oldest first (as `queries.history` returns them): the whole history or its
+    newest part, so each milestone is named as it was then (domain.record). When they
+    don't all fit (20 sections of < 3000 chars, 40,000 chars in all) the latest ones are
+    kept and the message says "showing the latest N of M". Pass `total` when `events` was already
     limited by the query, so M counts them all.
     """
     count = max(total or 0, len(events))
+    titles = record.titles_then(contract, events)
     kept: list[str] = []
     size = 0
     for event in reversed(events):
-        line = history_line(contract, event)
+        line = history_line(contract, event, title=titles.get(event.id))
         if size + len(line) + 1 > MAX_HISTORY_CHARS:
             break
         kept.append(line)

@@ -9,6 +9,7 @@ person typed (only the domain can parse them in the contract's currency).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypedDict
 
@@ -26,7 +27,14 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from domain.errors import DomainError
-from domain.model import ChangeRequest, Contract, ContractStatus, Milestone, MilestoneStatus
+from domain.model import (
+    ChangeKind,
+    ChangeRequest,
+    Contract,
+    ContractStatus,
+    Milestone,
+    MilestoneStatus,
+)
 from domain.money import MAX_AMOUNT_TEXT_LENGTH, minor_digits, parse_amount, to_major_str
 from domain.policy import MAX_TEXT, MAX_TITLE
 from domain.services import ChangeInput, MilestoneDeletion, MilestoneEdit, NewMilestone
@@ -481,31 +489,88 @@ def proposable_milestones(contract: Contract) -> list[Milestone]:
     ]
 
 
+@dataclass(frozen=True)
+class Replacing:
+    """A propose-changes form that replaces a pending request in one step, prefilled with
+    what the request proposes: a counter-offer (*Suggest changes*) or a revision."""
+
+    request: ChangeRequest
+    callback: ViewId  # ViewId.COUNTER or ViewId.REVISE
+    title: str  # at most 24 characters
+    note: str  # what the form does, first in it (mrkdwn)
+    answerer: str  # who answers the new request (mrkdwn)
+    recipient: str  # for the message's label: "the client", "the freelancer", …
+    submit: str = "Send"
+
+
+MAX_NEW_SLOTS = 5  # new milestones a prefilled form shows (one otherwise)
+
+
+def _proposals(
+    request: ChangeRequest | None,
+) -> tuple[dict[int, dict[str, Any]], set[int], list[dict[str, Any]]]:
+    """What a request proposes, to prefill the form: edited fields by milestone number,
+    the milestones to delete, and the new milestones (in the milestone's own keys)."""
+    edits: dict[int, dict[str, Any]] = {}
+    deletes: set[int] = set()
+    adds: list[dict[str, Any]] = []
+    for change in request.changes if request is not None else []:
+        fields = dict(change.fields or {})
+        if change.kind == ChangeKind.ADD:
+            adds.append(fields)
+        elif change.milestone_number is not None and change.kind == ChangeKind.DELETE:
+            deletes.add(change.milestone_number)
+        elif change.milestone_number is not None:
+            edits[change.milestone_number] = fields
+    return edits, deletes, adds
+
+
+def _iso_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def build_propose_changes_modal(
-    ctx: ModalContext, contract: Contract, *, direct: bool = False
+    ctx: ModalContext,
+    contract: Contract,
+    *,
+    direct: bool = False,
+    replacing: Replacing | None = None,
 ) -> View:
-    """Edit several milestones (title, amount, due date; delete a pending one) and add one.
+    """Edit several milestones (title, amount, due date, description; delete a pending
+    one) and add one.
 
     For the provider side on an active contract the result is one change request.
     With `direct` (the client, or anyone while negotiating) the changes apply at once;
-    on an active contract only future (pending) milestones are then editable.
+    on an active contract only future (pending) milestones are then editable. With
+    `replacing`, the form answers or revises a pending request and starts out with what
+    that request proposes (the milestones it changes shown first, a slot for each
+    milestone it adds).
     Shows at most `MAX_PROPOSE_MILESTONES` milestones (the first ones in order) and says
     so; the others stay reachable with `/milestone edit <n>`. ≤ 100 blocks.
     """
     currency = contract.currency
+    edits, deletes, adds = _proposals(replacing.request if replacing else None)
     candidates = proposable_milestones(contract)
     if direct and contract.status == ContractStatus.ACTIVE:
         candidates = [m for m in candidates if m.status == MilestoneStatus.PENDING]
-    shown = candidates[:MAX_PROPOSE_MILESTONES]
-    outcome = (
-        "Changes apply at once and are announced in the channel."
-        if direct
-        else f"{user(contract.client_id)} accepts or declines the request as a whole."
-    )
+    slots = min(max(1, len(adds)), MAX_NEW_SLOTS)
+    room = MAX_PROPOSE_MILESTONES - (5 * (slots - 1) + 5) // 6  # a slot takes 5 blocks
+    touched = [m for m in candidates if m.number in edits or m.number in deletes][:room]
+    others = [m for m in candidates if m not in touched]
+    shown = sorted(touched + others[: room - len(touched)], key=lambda m: m.number)
+    if direct:
+        outcome = "Changes apply at once and are announced in the channel."
+    else:
+        answerer = replacing.answerer if replacing else user(contract.client_id)
+        outcome = f"{answerer} accepts or declines the request as a whole."
+    intro = f"{replacing.note}\n" if replacing else ""
     blocks: list[Block] = [
         section(
-            f"{_contract_line(contract)}\nChange what you need below — only what you change "
-            f"counts. {outcome}"
+            f"{_contract_line(contract)}\n{intro}Change what you need below — only what you "
+            f"change counts. {outcome}"
         )
     ]
     if not shown:
@@ -516,21 +581,26 @@ def build_propose_changes_modal(
             note = f"{milestone.status.value}, {amount} in escrow: the amount can only go up"
         else:
             note = f"not funded yet · {amount}"
+        proposed = edits.get(milestone.number, {})
         blocks.append(section(f"{milestone_name(milestone)} — _{note}_"))
         blocks.append(
             _text_input(
                 F.propose_block(milestone.number, "title"),
                 "Title",
                 max_length=MAX_TITLE,
-                initial=milestone.title,
+                initial=str(proposed.get("title") or milestone.title),
                 optional=True,
             )
         )
+        amount_minor = proposed.get("amount_minor")
         blocks.append(
             _amount_input(
                 F.propose_block(milestone.number, "amount"),
                 currency,
-                initial=to_major_str(milestone.amount_minor, currency),
+                initial=to_major_str(
+                    amount_minor if isinstance(amount_minor, int) else milestone.amount_minor,
+                    currency,
+                ),
                 optional=True,
             )
         )
@@ -538,11 +608,25 @@ def build_propose_changes_modal(
             _date_input(
                 F.propose_block(milestone.number, "due_date"),
                 "Due date",
-                initial=milestone.due_date,
+                initial=_iso_date(proposed.get("due_date")) or milestone.due_date,
+                optional=True,
+            )
+        )
+        description = proposed.get("description", milestone.description)
+        blocks.append(
+            _text_input(
+                F.propose_block(milestone.number, "description"),
+                "Description",
+                max_length=MAX_TEXT,
+                multiline=True,
+                initial=str(description or "") or None,
                 optional=True,
             )
         )
         if milestone.status == MilestoneStatus.PENDING:
+            option = Option(
+                value=F.DELETE_OPTION, label=f"Ask to delete milestone {milestone.number}"
+            )
             blocks.append(
                 InputBlock(
                     block_id=F.propose_block(milestone.number, "delete"),
@@ -550,42 +634,77 @@ def build_propose_changes_modal(
                     optional=True,
                     element=CheckboxesElement(
                         action_id=F.propose_block(milestone.number, "delete"),
-                        options=[
-                            Option(
-                                value=F.DELETE_OPTION,
-                                label=f"Ask to delete milestone {milestone.number}",
-                            )
-                        ],
+                        options=[option],
+                        initial_options=[option] if milestone.number in deletes else None,
                     ),
                 )
             )
     if len(candidates) > len(shown):
-        first, last = shown[0].number, shown[-1].number
+        if shown == candidates[: len(shown)]:
+            first, last = shown[0].number, shown[-1].number
+            which = f"milestones {first}–{last}"
+        else:
+            which = "the milestones this request changes, then the first others"
         blocks.append(
             context(
-                f"Showing milestones {first}–{last}: {len(shown)} of the "
+                f"Showing {which}: {len(shown)} of the "
                 f"{plural(len(candidates), 'milestone')} that can still change. For the "
                 "others use `/milestone edit &lt;n&gt;`."
             )
         )
-    blocks += [
-        section("*Add a new milestone* (optional)"),
-        _text_input(F.NEW_TITLE, "Title", max_length=MAX_TITLE, optional=True),
-        _amount_input(F.NEW_AMOUNT, currency, optional=True),
-        _date_input(F.NEW_DUE_DATE, "Due date", optional=True),
-        _text_input(
-            F.NEW_DESCRIPTION, "Description", max_length=MAX_TEXT, multiline=True, optional=True
-        ),
+    for slot in range(1, slots + 1):
+        added = adds[slot - 1] if slot <= len(adds) else {}
+        amount_minor = added.get("amount_minor")
+        heading = "*Add a new milestone* (optional)" if slot == 1 else "*Add another milestone*"
+        blocks += [
+            section(heading),
+            _text_input(
+                F.new_block(slot, "title"),
+                "Title",
+                max_length=MAX_TITLE,
+                optional=True,
+                initial=str(added.get("title") or "") or None,
+            ),
+            _amount_input(
+                F.new_block(slot, "amount"),
+                currency,
+                optional=True,
+                initial=(
+                    to_major_str(amount_minor, currency) if isinstance(amount_minor, int) else None
+                ),
+            ),
+            _date_input(
+                F.new_block(slot, "due_date"),
+                "Due date",
+                optional=True,
+                initial=_iso_date(added.get("due_date")),
+            ),
+            _text_input(
+                F.new_block(slot, "description"),
+                "Description",
+                max_length=MAX_TEXT,
+                multiline=True,
+                optional=True,
+                initial=str(added.get("description") or "") or None,
+            ),
+        ]
+    if replacing is not None:
+        label = f"Message to {replacing.recipient}"
+    else:
+        label = "Message" if direct else "Message to the client"
+    blocks.append(
         _text_input(
             F.MESSAGE,
-            "Message" if direct else "Message to the client",
+            label,
             max_length=MAX_TEXT,
             multiline=True,
             optional=True,
             placeholder="Why these changes",
-        ),
-    ]
+        )
+    )
     assert len(blocks) <= VIEW_BLOCK_LIMIT
+    if replacing is not None:
+        return _modal(replacing.callback, replacing.title, ctx, blocks, submit=replacing.submit)
     title = "Change milestones" if direct else "Propose changes"
     return _modal(ViewId.PROPOSE, title, ctx, blocks, submit="Save" if direct else "Send")
 
@@ -593,9 +712,10 @@ def build_propose_changes_modal(
 def read_propose_changes(values: Values, contract: Contract) -> ProposeForm:
     """The changes the person made, compared with the contract as it is now.
 
-    Left-as-is and emptied inputs mean "no change". A ticked delete wins over edits of
-    the same milestone. A partly filled new milestone, or no change at all, gives
-    `errors` (block id → message) to show with `response_action="errors"`.
+    Left-as-is and emptied inputs mean "no change" (but an emptied description clears
+    it). A ticked delete wins over edits of the same milestone. A partly filled new
+    milestone, or no change at all, gives `errors` (block id → message) to show with
+    `response_action="errors"`.
     """
     edits: dict[int, dict[str, Any]] = {}
     deletes: list[int] = []
@@ -623,6 +743,10 @@ def read_propose_changes(values: Values, contract: Contract) -> ProposeForm:
             due_date = _date(values, block_id)
             if due_date and due_date != milestone.due_date:
                 edits.setdefault(number, {})["due_date"] = due_date
+        elif field == "description":
+            description = _text(values, block_id)
+            if description != (milestone.description or "").strip():
+                edits.setdefault(number, {})["description"] = description
     changes: list[ChangeInput] = []
     for number in sorted(set(edits) | set(deletes)):
         if number in deletes:
@@ -630,19 +754,24 @@ def read_propose_changes(values: Values, contract: Contract) -> ProposeForm:
         else:
             changes.append(MilestoneEdit(number, **edits[number]))
     errors: dict[str, str] = {}
-    new_title = _text(values, F.NEW_TITLE)
-    new_amount = _text(values, F.NEW_AMOUNT)
-    new_due = _date(values, F.NEW_DUE_DATE)
-    new_description = _text(values, F.NEW_DESCRIPTION)
-    if new_title or new_amount or new_due or new_description:
-        if not new_title:
-            errors[F.NEW_TITLE] = "Give the new milestone a title."
-        if not new_amount:
-            errors[F.NEW_AMOUNT] = "Give the new milestone an amount."
-        if new_due is None:
-            errors[F.NEW_DUE_DATE] = "Pick a due date for the new milestone."
-        if not errors and new_due is not None:
-            changes.append(NewMilestone(new_title, new_amount, new_due, new_description))
+    slot = 1
+    while slot == 1 or F.new_block(slot, "title") in values:
+        new_title = _text(values, F.new_block(slot, "title"))
+        new_amount = _text(values, F.new_block(slot, "amount"))
+        new_due = _date(values, F.new_block(slot, "due_date"))
+        new_description = _text(values, F.new_block(slot, "description"))
+        if new_title or new_amount or new_due or new_description:
+            found: dict[str, str] = {}
+            if not new_title:
+                found[F.new_block(slot, "title")] = "Give the new milestone a title."
+            if not new_amount:
+                found[F.new_block(slot, "amount")] = "Give the new milestone an amount."
+            if new_due is None:
+                found[F.new_block(slot, "due_date")] = "Pick a due date for the new milestone."
+            errors.update(found)
+            if not found and new_due is not None:
+                changes.append(NewMilestone(new_title, new_amount, new_due, new_description))
+        slot += 1
     if not changes and not errors:
         errors[F.NEW_TITLE] = "Nothing changed: edit a milestone above or add a new one."
     return {"changes": changes, "message": _text(values, F.MESSAGE), "errors": errors}

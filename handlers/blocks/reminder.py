@@ -32,6 +32,13 @@ def build_reminder(
             f"*{money(milestone.amount_minor, contract.currency)}* will be released "
             f"automatically {when}."
         )
+    elif reminder.kind == ReminderKind.DISPUTE and milestone is not None:
+        text = (
+            f":scales: {who} milestone {milestone_name(milestone)} is still disputed: its "
+            "escrow stays frozen until you agree on a split. Propose one with "
+            f"`/milestone settle {milestone.number} <amount-to-provider>`, or agree to the "
+            "one above."
+        )
     elif reminder.kind == ReminderKind.FUND and milestone is not None:
         text = (
             f":moneybag: {who} milestone {milestone_name(milestone)} "

@@ -58,6 +58,8 @@ def build_request_card(
     """
     pending = request.status == RequestStatus.PENDING
     revision = f"  ·  replaces #{request.revision_of}" if request.revision_of else ""
+    if request.counter_of:
+        revision += f"  ·  counter-offer to change request #{request.counter_of}"
     blocks: list[Block] = [
         section(
             f":memo: *Change request #{request.number}*  ·  {REQUEST_BADGE[request.status]}\n"
@@ -87,7 +89,9 @@ def build_request_card(
                 [
                     accept_button(ref, top_up=impact.top_up, currency=contract.currency),
                     button("Decline", Action.DECLINE, ref),
+                    button("Suggest changes", Action.COUNTER, ref),
                     button("Withdraw", Action.WITHDRAW, ref),
+                    button("Revise", Action.REVISE, ref),
                 ],
             )
         )
@@ -98,7 +102,8 @@ def build_request_card(
         )
         blocks.append(
             context(
-                f"{user(contract.client_id)} accepts or declines  ·  {withdrawer} can withdraw",
+                f"{_answerers(contract, request)} accepts, declines or suggests changes  ·  "
+                f"{withdrawer} can withdraw or revise",
                 block_id=WHO_BLOCK,
             )
         )
@@ -131,6 +136,13 @@ def _impact_text(contract: Contract, impact: Impact) -> str:
     return "\n".join(lines)
 
 
+def _answerers(contract: Contract, request: ChangeRequest) -> str:
+    """Who answers it: the client, or the provider side for the client's counter-offer."""
+    if contract.role_of(request.proposed_by) == Role.CLIENT:
+        return provider_speakers(contract)
+    return user(contract.client_id)
+
+
 def _outcome_text(request: ChangeRequest) -> str:
     when = f" {instant(request.decided_at)}" if request.decided_at else ""
     by = f" by {actor(request.decided_by)}" if request.decided_by else ""
@@ -141,8 +153,19 @@ def _outcome_text(request: ChangeRequest) -> str:
         reason = request.decline_reason or ""
         text = f":x: *Declined*{by}{when}."
         return text + (f"\n{quote(reason, 2700)}" if reason.strip() else "")
+    if status == RequestStatus.WITHDRAWN and request.replaced_by:
+        return (
+            f":leftwards_arrow_with_hook: *Withdrawn*{by}{when}: revised as change request "
+            f"#{request.replaced_by}."
+        )
     if status == RequestStatus.WITHDRAWN:
         return f":leftwards_arrow_with_hook: *Withdrawn*{by}{when}. Nothing changed."
+    if status == RequestStatus.COUNTERED:
+        number = f" as change request #{request.replaced_by}" if request.replaced_by else ""
+        return (
+            f":arrows_counterclockwise: *Countered*{by}{when}{number}. Nothing changed "
+            "unless that one is accepted."
+        )
     reason = clip(request.cancel_reason or "", 2500)
     because = f": {reason}" if reason else "."
     return f":no_entry_sign: *Cancelled*{when}{because} Nothing changed."
@@ -154,7 +177,7 @@ def _fallback(contract: Contract, request: ChangeRequest) -> str:
         return (
             f"Change request #{request.number} on contract {contract.id} ({title}) from "
             f"{user(request.proposed_by)}: {plural(len(request.changes), 'change')}, "
-            f"waiting for {user(contract.client_id)}."
+            f"waiting for {_answerers(contract, request)}."
         )
     return (
         f"Change request #{request.number} on contract {contract.id} ({title}) was "

@@ -640,6 +640,15 @@ class SlackEmulator:
         with self._lock:
             return self._dm_channel(user_id).id
 
+    def direct_messages(self, user_id: str) -> list[StoredMessage]:
+        """What the app posted in its IM with ``user_id``, in ``ts`` order (none if the IM
+        was never opened)."""
+        with self._lock:
+            for channel in self._state.channels.values():
+                if channel.is_im and channel.user == user_id:
+                    return [copy.deepcopy(m) for m in self._state.messages.get(channel.id, [])]
+            return []
+
     def messages(self, channel: str, *, include_replies: bool = True) -> list[StoredMessage]:
         """Messages of ``channel`` in ``ts`` order (thread replies included by default)."""
         with self._lock:

@@ -5,14 +5,15 @@
 
   // Emoji shortcodes the bot uses (handlers/blocks), plus a few common ones.
   const EMOJI = {
-    arrows_counterclockwise: '🔄', bell: '🔔', bust_in_silhouette: '👤', calendar: '📆',
+    arrows_counterclockwise: '🔄', bell: '🔔', card_index_dividers: '🗂️', door: '🚪', gift: '🎁',
+    inbox_tray: '📥', sunrise: '🌅', bust_in_silhouette: '👤', calendar: '📆',
     hammer_and_wrench: '🛠️', handshake: '🤝', heavy_dollar_sign: '💲', heavy_plus_sign: '➕',
     hourglass_flowing_sand: '⏳', hourglass: '⌛', large_blue_circle: '🔵',
     large_green_circle: '🟢', large_yellow_circle: '🟡', large_orange_circle: '🟠',
     red_circle: '🔴', leftwards_arrow_with_hook: '↩️', lock: '🔒', unlock: '🔓', memo: '📝',
     moneybag: '💰', money_with_wings: '💸', no_entry_sign: '🚫', no_entry: '⛔', office: '🏢',
     package: '📦', page_facing_up: '📄', pencil: '📝', pencil2: '✏️', point_right: '👉',
-    rocket: '🚀', scroll: '📜', small_blue_diamond: '🔹', small_orange_diamond: '🔸',
+    rocket: '🚀', scales: '⚖️', scroll: '📜', small_blue_diamond: '🔹', small_orange_diamond: '🔸',
     sparkles: '✨', tada: '🎉', warning: '⚠️', wastebasket: '🗑️', white_check_mark: '✅',
     heavy_check_mark: '✔️', white_circle: '⚪', x: '❌', eyes: '👀', wave: '👋',
     '+1': '👍', thumbsup: '👍', information_source: 'ℹ️', clock3: '🕒', alarm_clock: '⏰',
@@ -919,12 +920,22 @@
 
   function renderHome(st) {
     const home = st.home;
-    const key = JSON.stringify([st.viewer, home, tz(), dayKey(sandboxNow())]);
+    const direct = st.direct_messages || [];
+    const key = JSON.stringify([st.viewer, home, direct, tz(), dayKey(sandboxNow())]);
     if (key === ui.homeKey) return;
     ui.homeKey = key;
-    $('#home').replaceChildren(home
+    const parts = [home
       ? renderBlocks(home.blocks, { surface: 'home', viewId: home.id })
-      : el('p', { class: 'home-empty' }, 'Opening your Home…'));
+      : el('p', { class: 'home-empty' }, 'Opening your Home…')];
+    if (direct.length) {
+      // The app's Messages tab: its direct messages to this person, newest last.
+      parts.push(el('h2', { class: 'home-messages-title' }, 'Messages from milestone-bot'));
+      for (const message of direct) {
+        parts.push(el('div', { class: 'home-message' },
+          renderBlocks(message.blocks, { surface: 'message', ts: message.ts })));
+      }
+    }
+    $('#home').replaceChildren(...parts);
   }
 
   function setView(view) {

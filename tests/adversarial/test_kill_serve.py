@@ -256,6 +256,13 @@ def act(slack: SlackEmulator, driver: SlackDriver, user: str, text: str) -> str 
         )
     except AssertionError:
         return None
+    if text == "end":  # answered with a confirmation: its button ends the contract
+        shown = [e for e in slack.ephemerals(CHANNEL, user) if "end_contract" in str(e.blocks)]
+        if shown:
+            try:
+                driver.click_button(user, CHANNEL, shown[-1].ts, "End contract")
+            except OSError:
+                return None
     return str(post[-1].body.get("text", ""))
 
 

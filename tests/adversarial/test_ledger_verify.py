@@ -71,9 +71,9 @@ def every_state(session: Session) -> dict[str, int]:
     )
     fund(session, ids["auto"])
     submit(session, ids["auto"], agency=True)
-    # 4: ended with escrow held: refunded.
+    # 4: ended with escrow held by the provider side: refunded at once.
     ids["refunded"] = f.funded_contract(session)
-    services.end_contract(session, contract_id=ids["refunded"], actor_id=f.CLIENT, now=f.NOW)
+    services.end_contract(session, contract_id=ids["refunded"], actor_id=f.FREELANCER, now=f.NOW)
     # 5: active, a future milestone added by the client, nothing funded.
     ids["active"] = f.active_contract(session)
     services.change_milestones(

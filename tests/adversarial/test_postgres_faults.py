@@ -207,7 +207,9 @@ def test_ending_killed_half_way_refunds_nothing_twice(pg: Database) -> None:
     before = snapshot(pg)
 
     def end(session: Session) -> services.Outcome:
-        return services.end_contract(session, contract_id=contract_id, actor_id=f.CLIENT, now=f.NOW)
+        return services.end_contract(
+            session, contract_id=contract_id, actor_id=f.FREELANCER, now=f.NOW
+        )
 
     victim = kill_mid_transaction(pg, "outbox_message", service(pg, end))
     assert {"contract", "milestone", "ledger_entry", "event"} <= victim.written

@@ -209,8 +209,8 @@ def _build(session: Session, shape: Shape, base: datetime) -> int:
             now=base - timedelta(hours=3),
         )
     if shape.phase == "ended":
-        services.end_contract(
-            session, contract_id=contract_id, actor_id=client, now=base - timedelta(days=1)
+        services.end_contract(  # the provider side ends: closed at once, escrow refunded
+            session, contract_id=contract_id, actor_id=freelancer, now=base - timedelta(days=1)
         )
     return contract_id
 

@@ -209,8 +209,9 @@ def test_review_offers_approve_and_request_changes_with_the_release_time() -> No
     blocks = check_message(
         build_contract_card(snap(c, escrow=Escrow(funded_minor=150_000)), now=NOW)
     )
-    assert labels(blocks) == ["Approve & release", "Request changes", "Propose changes"]
-    approve, changes, _ = buttons(blocks)
+    assert labels(blocks) == ["Approve & release", "Request changes", "Dispute", "Propose changes"]
+    approve, changes, dispute, _ = buttons(blocks)
+    assert dispute["action_id"] == Action.DISPUTE and dispute["value"] == approve["value"]
     assert approve["action_id"] == Action.APPROVE and changes["action_id"] == Action.REQUEST_CHANGES
     assert json.loads(approve["value"]) == {"c": 7, "m": 101} == json.loads(changes["value"])
     assert "$1,500.00" in approve["confirm"]["text"]["text"]

@@ -142,7 +142,7 @@ def test_a_contract_from_start_to_end_renders_valid_blocks_at_every_step(
     assert "*Paid automatically*" in all_text(_work(s, contract_id, 1))
 
     services.fund_milestone(s, contract_id=contract_id, actor_id=f.CLIENT, now=later)
-    services.end_contract(s, contract_id=contract_id, actor_id=f.CLIENT, now=later)
+    services.end_contract(s, contract_id=contract_id, actor_id=provider, now=later)
     card = _card(s, contract_id)
     assert buttons(card) == []
     text = all_text(card)

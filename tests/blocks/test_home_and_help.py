@@ -20,6 +20,7 @@ from .support import (
     check_view,
     contract,
     event,
+    labels,
     milestone,
     request,
     snap,
@@ -50,8 +51,11 @@ def test_home_lists_what_waits_for_the_user_with_the_card_buttons() -> None:
     assert raw["type"] == "home"
     text = all_text(raw["blocks"])
     assert "Waiting for you" in text
-    assert ":point_right: Fund milestone 1 ($1,500.00)." in text
-    assert ":point_right: Accept or decline change request #2." in text
+    assert ":point_right: Fund milestone *1 · Milestone 1* ($1,500.00)." in text
+    assert (
+        f":point_right: Accept or decline change request *#2* from <@{FREELANCER}>: "
+        "edit 1 (amount)." in text
+    )
     assert "App &lt;!here&gt;" in text and "<!here>" not in text
     labels = [b["text"]["text"] for b in buttons(raw["blocks"])]
     assert labels == ["Fund milestone 1 ($1,500.00)", "Accept (adds $500.00 to escrow)", "Decline"]
@@ -80,7 +84,8 @@ def test_home_stays_within_100_blocks() -> None:
     recent = [(items[0].contract, event("contract_created", title="X" * 200))] * 30
     raw = check_view(build_home(CLIENT, items, recent, now=NOW))
     assert len(raw["blocks"]) <= 100
-    assert "…and 59 more." in all_text(raw["blocks"])
+    assert "Showing 1–20 of 79 contracts, open first." in all_text(raw["blocks"])
+    assert labels(raw["blocks"])[-1] == "Next →"
 
 
 def test_help_and_notices() -> None:

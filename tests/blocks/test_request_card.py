@@ -4,6 +4,7 @@ import json
 
 from domain.model import ChangeKind, Contract, ContractStatus, MilestoneStatus, RequestStatus
 from handlers.blocks import build_request_card, request_impact
+from handlers.blocks.describe import event_text
 from handlers.ids import Action
 
 from .support import (
@@ -14,6 +15,7 @@ from .support import (
     change,
     check_message,
     contract,
+    event,
     labels,
     later,
     milestone,
@@ -104,8 +106,20 @@ def test_small_request_card_matches_the_expected_blocks() -> None:
                     },
                     {
                         "type": "button",
+                        "action_id": "counter_request",
+                        "text": {"type": "plain_text", "text": "Suggest changes", "emoji": True},
+                        "value": '{"c":7,"r":51}',
+                    },
+                    {
+                        "type": "button",
                         "action_id": "withdraw_request",
                         "text": {"type": "plain_text", "text": "Withdraw", "emoji": True},
+                        "value": '{"c":7,"r":51}',
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "revise_request",
+                        "text": {"type": "plain_text", "text": "Revise", "emoji": True},
                         "value": '{"c":7,"r":51}',
                     },
                 ],
@@ -116,7 +130,8 @@ def test_small_request_card_matches_the_expected_blocks() -> None:
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": "<@UCLIENT01> accepts or declines  ·  <@UFREELA01> can withdraw",
+                        "text": "<@UCLIENT01> accepts, declines or suggests changes  ·  "
+                        "<@UFREELA01> can withdraw or revise",
                     }
                 ],
             },
@@ -191,7 +206,9 @@ def test_accept_confirms_the_top_up_amount_only_when_escrow_grows() -> None:
     assert [b["action_id"] for b in buttons(blocks)] == [
         Action.ACCEPT,
         Action.DECLINE,
+        Action.COUNTER,
         Action.WITHDRAW,
+        Action.REVISE,
     ]
     assert all("confirm" not in b for b in buttons(blocks))
     assert json.loads(buttons(blocks)[0]["value"]) == {"c": 7, "r": 51}
@@ -265,7 +282,7 @@ def test_agency_request_can_be_withdrawn_by_any_manager() -> None:
         ],
     )
     blocks = check_message(build_request_card(c, r))
-    assert labels(blocks) == ["Accept", "Decline", "Withdraw"]
+    assert labels(blocks) == ["Accept", "Decline", "Suggest changes", "Withdraw", "Revise"]
     assert "an agency manager (<@UMANAGE01> or <@UMANAGE02>) can withdraw" in all_text(blocks)
 
 
@@ -323,3 +340,97 @@ def test_an_accepted_add_names_the_number_it_got() -> None:
         ],
     )
     assert "*Add milestone 4* · *New*" in all_text(check_message(build_request_card(c, r)))
+
+
+# --- counter-offers and revisions -------------------------------------------------------
+
+EDIT_2 = [
+    change(ChangeKind.EDIT, 2, {"amount_minor": 275_000}, {**BEFORE_1, "amount_minor": 250_000})
+]
+
+
+def test_a_counter_offer_names_the_request_it_answers_and_who_answers_it() -> None:
+    c = _active()
+    r = request(2, changes=EDIT_2, proposed_by=CLIENT, counter_of=1)
+
+    message = build_request_card(c, r)
+    blocks = check_message(message)
+
+    head = next(b for b in blocks if b.get("block_id") == "request_head")["text"]["text"]
+    assert "proposed by <@UCLIENT01>" in head
+    assert head.endswith("·  counter-offer to change request #1")
+    who = next(b for b in blocks if b.get("block_id") == "request_who")
+    assert who["elements"][0]["text"] == (
+        "<@UFREELA01> accepts, declines or suggests changes  ·  <@UCLIENT01> can withdraw or revise"
+    )
+    assert labels(blocks) == ["Accept", "Decline", "Suggest changes", "Withdraw", "Revise"]
+    assert message.text.endswith("1 change, waiting for <@UFREELA01>.")
+
+
+def test_an_agencys_managers_answer_the_clients_counter_offer() -> None:
+    c = contract(status=ContractStatus.ACTIVE, agency=True, milestones=[milestone(1)])
+    r = request(2, changes=EDIT_2, proposed_by=CLIENT, counter_of=1)
+
+    text = all_text(check_message(build_request_card(c, r)))
+
+    assert "an agency manager (<@UMANAGE01> or <@UMANAGE02>) accepts, declines" in text
+
+
+def test_a_countered_request_shows_its_counter_and_no_buttons() -> None:
+    c = _active()
+    r = request(
+        changes=EDIT_2,
+        status=RequestStatus.COUNTERED,
+        decided_by=CLIENT,
+        decided_at=later(hours=1),
+        replaced_by=2,
+    )
+
+    message = build_request_card(c, r)
+    blocks = check_message(message)
+
+    assert buttons(blocks) == []
+    text = all_text(blocks)
+    assert ":arrows_counterclockwise: Countered" in text
+    assert ":arrows_counterclockwise: *Countered* by <@UCLIENT01> <!date^" in text
+    assert "as change request #2. Nothing changed unless that one is accepted." in text
+    assert "If accepted" not in text
+    assert message.text.endswith("was countered.")
+
+
+def test_a_revised_request_says_which_one_replaced_it() -> None:
+    c = _active()
+    r = request(
+        changes=EDIT_2,
+        status=RequestStatus.WITHDRAWN,
+        decided_by="UFREELA01",
+        decided_at=later(hours=1),
+        replaced_by=2,
+    )
+
+    text = all_text(check_message(build_request_card(c, r)))
+
+    assert "*Withdrawn* by <@UFREELA01> <!date^" in text
+    assert ": revised as change request #2." in text
+
+
+def test_history_tells_counter_offers_and_revisions() -> None:
+    c = _active()
+    countered = event("request_countered", request_number=1, replaced_by=2)
+    proposed = event(
+        "request_proposed",
+        request_number=2,
+        changes=[{"kind": "edit", "milestone_number": 2, "fields": {}}],
+        counters=1,
+    )
+    revised = event("request_withdrawn", actor="UFREELA01", request_number=2, replaced_by=3)
+
+    assert event_text(c, countered, detailed=True) == (
+        "<@UCLIENT01> answered change request #1 with a counter-offer, change request #2."
+    )
+    assert event_text(c, proposed, detailed=False) == (
+        "<@UCLIENT01> proposed change request #2 (1 change, a counter-offer to #1)."
+    )
+    assert event_text(c, revised, detailed=False) == (
+        "<@UFREELA01> revised change request #2 as change request #3."
+    )

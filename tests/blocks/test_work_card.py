@@ -83,8 +83,9 @@ def test_submitted_work_card_matches_the_expected_blocks() -> None:
             },
         },
     ]
-    approve, changes = buttons(blocks)
-    assert labels(blocks) == ["Approve & release", "Request changes"]
+    approve, changes, dispute = buttons(blocks)
+    assert labels(blocks) == ["Approve & release", "Request changes", "Dispute"]
+    assert dispute["action_id"] == Action.DISPUTE and "confirm" not in dispute
     assert approve["action_id"] == Action.APPROVE and approve["style"] == "primary"
     assert changes["action_id"] == Action.REQUEST_CHANGES and "confirm" not in changes
     assert json.loads(approve["value"]) == {"c": 7, "m": 102}

@@ -123,7 +123,9 @@ def test_an_accept_is_delivered_in_a_bounded_number_of_statements(
 
     # Two cards, an announcement and two Homes: each contract, snapshot, request, event
     # and card placement is read once for the batch (it took about fifty one by one).
-    assert len(seen) <= 24, "\n".join(seen)
+    # The Homes add one read per table for both viewers' waiting items (domain.waiting)
+    # and one for their page of contracts: still a constant, whatever the sizes.
+    assert len(seen) <= 30, "\n".join(seen)
 
 
 def test_the_card_the_person_acted_on_comes_first_and_app_home_last(

@@ -30,10 +30,13 @@ from tests.factories import (
 
 
 def queue_reminders(db: Database, clock: Clock) -> list[int]:
-    """The reminder sweep at the clock's time; every recipient in UTC."""
-    return reminders.send_due(
+    """The reminder sweep at the clock's time, every recipient in UTC: the thread replies
+    it queued (the same reminders in direct messages, for people who chose `dm` or
+    `both`, are tests/delivery/test_direct.py's)."""
+    queued = reminders.send_due(
         db.sessions, now=clock.now, time_zone_of=lambda user: None, policy=DEFAULT_POLICY
     )
+    return [outbox_id for outbox_id in queued if intent(db, outbox_id).kind == "reminder"]
 
 
 def propose(db: Database, contract_id: int) -> int:

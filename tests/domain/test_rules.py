@@ -13,16 +13,20 @@ from domain.rules import (
     CONTRACT_TRANSITIONS,
     MILESTONE_TRANSITIONS,
     PERMISSIONS,
+    REQUEST_PERMISSIONS,
     REQUEST_TARGET,
     REQUEST_TRANSITIONS,
     Act,
     ContractAction,
     MilestoneAction,
     RequestAction,
+    Side,
+    answering_ids,
     contract_next,
     mid_sentence,
     milestone_next,
     request_next,
+    request_roles,
     require,
     who_can,
 )
@@ -43,17 +47,31 @@ EXPECTED_MILESTONE = {
     (M.SUBMITTED, MilestoneAction.REQUEST_CHANGES): M.FUNDED,
     (M.FUNDED, MilestoneAction.REFUND): M.PENDING,
     (M.SUBMITTED, MilestoneAction.REFUND): M.PENDING,
+    # Partial release and more time to review keep the milestone where it is.
+    (M.FUNDED, MilestoneAction.RELEASE_PART): M.FUNDED,
+    (M.SUBMITTED, MilestoneAction.RELEASE_PART): M.SUBMITTED,
+    (M.SUBMITTED, MilestoneAction.ASK_FOR_TIME): M.SUBMITTED,
+    (M.SUBMITTED, MilestoneAction.EXTEND_REVIEW): M.SUBMITTED,
+    # A dispute freezes escrow until it is settled (a split) or all of it refunded.
+    (M.SUBMITTED, MilestoneAction.DISPUTE): M.DISPUTED,
+    (M.FUNDED, MilestoneAction.DISPUTE): M.DISPUTED,
+    (M.DISPUTED, MilestoneAction.SETTLE): M.RELEASED,
+    (M.DISPUTED, MilestoneAction.REFUND): M.PENDING,
 }
 EXPECTED_REQUEST = {
     (R.PENDING, RequestAction.ACCEPT): R.ACCEPTED,
     (R.PENDING, RequestAction.DECLINE): R.DECLINED,
     (R.PENDING, RequestAction.WITHDRAW): R.WITHDRAWN,
     (R.PENDING, RequestAction.CANCEL): R.CANCELLED,
+    # The answering side suggests changes: a counter-offer takes the request's place.
+    (R.PENDING, RequestAction.COUNTER): R.COUNTERED,
 }
 EXPECTED_CONTRACT = {
     (C.NEGOTIATING, ContractAction.ACTIVATE): C.ACTIVE,
     (C.NEGOTIATING, ContractAction.END): C.CLOSED,
     (C.ACTIVE, ContractAction.END): C.CLOSED,
+    (C.ACTIVE, ContractAction.BEGIN_ENDING): C.ENDING,
+    (C.ENDING, ContractAction.END): C.CLOSED,
 }
 PAST = {
     MilestoneAction.FUND: "funded",
@@ -63,10 +81,16 @@ PAST = {
     MilestoneAction.REQUEST_CHANGES: "sent back for changes",
     MilestoneAction.DELETE: "deleted",
     MilestoneAction.REFUND: "refunded",
+    MilestoneAction.RELEASE_PART: "partly released",
+    MilestoneAction.ASK_FOR_TIME: "given more review time",
+    MilestoneAction.EXTEND_REVIEW: "given more review time",
+    MilestoneAction.DISPUTE: "disputed",
+    MilestoneAction.SETTLE: "settled",
     RequestAction.ACCEPT: "accepted",
     RequestAction.DECLINE: "declined",
     RequestAction.WITHDRAW: "withdrawn",
     RequestAction.CANCEL: "cancelled",
+    RequestAction.COUNTER: "countered",
 }
 
 ALL_MILESTONE_PAIRS = list(itertools.product(M, MilestoneAction))
@@ -106,9 +130,14 @@ def test_released_and_deleted_milestones_are_final() -> None:
         assert not [a for (s, a) in MILESTONE_TRANSITIONS if s == status]
 
 
-def test_nothing_leads_back_to_released_except_approval_or_automatic_release() -> None:
+def test_nothing_leads_to_released_but_approval_automatic_release_or_a_settled_dispute() -> None:
     into_released = {a for (s, a), to in MILESTONE_TRANSITIONS.items() if to == M.RELEASED}
-    assert into_released == {MilestoneAction.APPROVE, MilestoneAction.AUTO_RELEASE}
+    assert into_released == {
+        MilestoneAction.APPROVE,
+        MilestoneAction.AUTO_RELEASE,
+        MilestoneAction.SETTLE,  # only from disputed: a split both sides (or an operator) set
+    }
+    assert {s for (s, a) in MILESTONE_TRANSITIONS if a == MilestoneAction.SETTLE} == {M.DISPUTED}
 
 
 # --- requests --------------------------------------------------------------------
@@ -181,11 +210,19 @@ EXPECTED_PERMISSIONS = {
     Act.ACCEPT: {CL},
     Act.DECLINE: {CL},
     Act.WITHDRAW: {FR, MA},
+    Act.COUNTER: {CL},
     Act.FUND: {CL},
     Act.SUBMIT: {FR, MA, ME},
     Act.APPROVE: {CL},
     Act.REQUEST_CHANGES: {CL},
     Act.END: {CL, FR, MA},
+    Act.RELEASE_PART: {CL},
+    Act.PAY_BONUS: {CL},
+    Act.ASK_FOR_TIME: {CL},
+    Act.GIVE_TIME: {FR, MA},
+    Act.ACCEPT_REFUND: {FR, MA},
+    Act.DISPUTE: {CL, FR, MA},
+    Act.SETTLE: {CL, FR, MA},
 }
 
 
@@ -330,3 +367,42 @@ def test_who_can_names_people_as_facts_not_chat_markup() -> None:
 )
 def test_mid_sentence_closes_an_appositive_name(phrase: Said, expected: str) -> None:
     assert str(mid_sentence(phrase)) == expected
+
+
+# --- who acts on a change request: the side that did not propose it answers ----------
+
+
+@pytest.mark.parametrize("act", [Act.ACCEPT, Act.DECLINE, Act.COUNTER, Act.WITHDRAW])
+def test_a_provider_request_keeps_the_usual_permissions(act: Act) -> None:
+    assert request_roles(individual(), act, FREELANCER) == PERMISSIONS[act]
+    assert request_roles(agency(), act, MANAGER_2) == PERMISSIONS[act]
+
+
+@pytest.mark.parametrize("act", [Act.ACCEPT, Act.DECLINE, Act.COUNTER])
+def test_the_clients_counter_offer_is_answered_by_the_provider_side(act: Act) -> None:
+    assert set(request_roles(individual(), act, CLIENT)) == {FR, MA}
+    assert set(REQUEST_PERMISSIONS[(act, Side.CLIENT)]) == {FR, MA}
+    assert answering_ids(agency(), CLIENT) == [MANAGER, MANAGER_2]
+    assert answering_ids(individual(), FREELANCER) == [CLIENT]
+
+
+def test_the_clients_counter_offer_is_withdrawn_or_revised_by_the_client_alone() -> None:
+    assert set(request_roles(agency(), Act.WITHDRAW, CLIENT)) == {CL}
+    with pytest.raises(NotAllowed) as caught:
+        require(
+            individual(),
+            FREELANCER,
+            Act.WITHDRAW,
+            "revise change request #2",
+            roles=request_roles(individual(), Act.WITHDRAW, CLIENT),
+        )
+    assert caught.value.message == f"Only the client, @{CLIENT}, can revise change request #2."
+
+
+def test_the_two_sides_never_share_a_decision_on_a_request() -> None:
+    for side in Side:
+        answer = REQUEST_PERMISSIONS[(Act.ACCEPT, side)]
+        assert answer == REQUEST_PERMISSIONS[(Act.DECLINE, side)]
+        assert answer == REQUEST_PERMISSIONS[(Act.COUNTER, side)]
+        assert not answer & REQUEST_PERMISSIONS[(Act.WITHDRAW, side)]
+        assert ME not in answer | REQUEST_PERMISSIONS[(Act.WITHDRAW, side)]

@@ -18,6 +18,7 @@ from bot.delivery import Delivery
 from bot.server import SlackFront, wsgi_app
 from bot.settings import Settings
 from domain.model import MessageRef
+from domain.policy import Clock, system_clock
 from sandbox.emulator import Response, SlackDriver, SlackEmulator, StoredMessage
 
 SECRET = "e2e-signing-secret"
@@ -210,8 +211,9 @@ def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
 
 
 @contextmanager
-def running_bot(database_url: str) -> Iterator[Bot]:
-    """The app on `database_url`, served over HTTP, with its Slack; stopped afterwards."""
+def running_bot(database_url: str, *, clock: Clock = system_clock) -> Iterator[Bot]:
+    """The app on `database_url`, served over HTTP, with its Slack; stopped afterwards.
+    `clock`: the bot's time (its requests are still signed with the real time)."""
     with SlackEmulator(validate_blocks=True) as slack:
         for user, name, team, tz, offset in [
             (CLIENT, "carol", TEAM, "America/New_York", -18000),
@@ -235,6 +237,7 @@ def running_bot(database_url: str) -> Iterator[Bot]:
             settings,
             bot_token="xoxb-e2e",
             signing_secret=SECRET,
+            clock=clock,
             scheduler=False,
             migrate=True,
             listener_executor=listeners,

@@ -281,7 +281,13 @@ def test_a_button_on_app_home_works_like_the_one_in_the_channel(bot: Bot) -> Non
 def test_end_refunds_escrow_and_cancels_pending_requests(bot: Bot) -> None:
     funded(bot)
     bot.say(FREELANCER, "edit 2 amount=3000")
-    assert "ended" in bot.say(CLIENT, "end")
+    assert "End contract" in bot.say(FREELANCER, "end"), "a confirmation comes first"
+    assert contract(bot)["status"] == "active"
+    confirmation = [
+        e for e in bot.slack.ephemerals(CHANNEL, FREELANCER) if "End contract" in str(e.blocks)
+    ][-1]
+    response = bot.driver.click_button(FREELANCER, CHANNEL, confirmation.ts, "End contract")
+    assert "ended" in bot.answers_to(response)[-1]
     data = contract(bot)
     assert data["status"] == "closed"
     assert data["escrow"]["refunded_minor"] == 150000 and data["escrow"]["balance_minor"] == 0

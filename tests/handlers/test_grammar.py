@@ -32,6 +32,7 @@ from handlers.grammar import (
     RequestChanges,
     ShowHelp,
     ShowHistory,
+    ShowList,
     ShowStatus,
     StartContract,
     SubmitWork,
@@ -143,6 +144,13 @@ def test_usage_has_a_line_for_every_subcommand() -> None:
         "status",
         "history",
         "end",
+        "dispute",
+        "settle",
+        "list",
+        "release",
+        "bonus",
+        "extend",
+        "notify",
     }
     assert all(line.startswith("`/milestone ") for line in USAGE.values())
 
@@ -670,6 +678,7 @@ def test_delete_with_a_negative_number_is_refused() -> None:
         ("status", ShowStatus()),
         ("history", ShowHistory()),
         ("end", EndContract()),
+        ("list", ShowList()),
     ],
 )
 def test_commands_without_arguments(text: str, expected: Command) -> None:

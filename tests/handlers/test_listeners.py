@@ -616,6 +616,7 @@ def test_a_stale_button_value_is_refused_and_changes_nothing(world: World) -> No
         (actions.open_decline, View.DECLINE),
         (actions.open_request_changes, View.REQUEST_CHANGES),
         (actions.open_propose, View.PROPOSE),
+        (actions.open_counter, View.COUNTER),
     ],
 )
 def test_buttons_that_open_a_modal_ack_first_then_open_it_with_the_trigger_id(
@@ -623,7 +624,7 @@ def test_buttons_that_open_a_modal_ack_first_then_open_it_with_the_trigger_id(
 ) -> None:
     contract_id = in_db(world, f.submitted_contract)
     milestone = first_milestone(world, contract_id)
-    if listener is actions.open_decline:
+    if listener in (actions.open_decline, actions.open_counter):
         value = RequestRef(
             contract_id=contract_id, request_id=pending_request(world, contract_id).id
         ).dump()

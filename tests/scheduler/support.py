@@ -96,9 +96,20 @@ def send_due(
     zones: Mapping[str, str] | None = None,
     policy: Policy = DEFAULT_POLICY,
 ) -> list[int]:
-    """`reminders.send_due` with recipients' time zones from `zones` (UTC if unlisted)."""
+    """`reminders.send_due` with recipients' time zones from `zones` (UTC if unlisted):
+    the ids of the thread replies it queued. (A recipient who chose `dm` or `both`, the
+    default, also gets each reminder in a direct message: tests/services/test_notify.py.)"""
     known = dict(zones or {})
-    return reminders.send_due(sessions, now=now, time_zone_of=known.get, policy=policy)
+    queued = reminders.send_due(sessions, now=now, time_zone_of=known.get, policy=policy)
+    with sessions() as session, read_transaction(session):
+        in_thread = set(
+            session.scalars(
+                select(OutboxMessage.id).where(
+                    OutboxMessage.id.in_(queued), OutboxMessage.kind == "reminder"
+                )
+            )
+        )
+    return [outbox_id for outbox_id in queued if outbox_id in in_thread]
 
 
 def milestone_id(session: Session, contract_id: int, number: int = 1) -> int:

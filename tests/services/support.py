@@ -33,6 +33,7 @@ SERVICE_TABLES = frozenset(
         "event",
         "outbox_message",
         "reminder",
+        "dispute",
     }
 )
 

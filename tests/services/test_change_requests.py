@@ -1069,7 +1069,7 @@ def test_pending_requests_are_cancelled_when_the_contract_ends(session: Session)
     contract_id, _ = pending_request(session)
     propose(session, contract_id, NewMilestone("x", "1", DUE))
 
-    services.end_contract(session, contract_id=contract_id, actor_id=CLIENT, now=NOW)
+    services.end_contract(session, contract_id=contract_id, actor_id=FREELANCER, now=NOW)
 
     for number in (1, 2):
         shown = request(session, contract_id, number)

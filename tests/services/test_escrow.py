@@ -663,7 +663,8 @@ def test_escrow_balance_is_funded_plus_top_ups_minus_released_and_refunded(
     )
     services.accept_request(session, actor_id=CLIENT, now=NOW, request_id=proposal.request_id)
     check_balance(session, contract_id)
-    services.end_contract(session, contract_id=contract_id, actor_id=CLIENT, now=NOW)
+    # The provider side ends: what is held goes back to the client at once.
+    services.end_contract(session, contract_id=contract_id, actor_id=FREELANCER, now=NOW)
     check_balance(session, contract_id)
 
     summary = escrow(session, contract_id)
@@ -749,7 +750,7 @@ def test_ledger_entries_are_never_rewritten(session: Session) -> None:
 
     approve(session, contract_id)
     fund(session, contract_id)
-    services.end_contract(session, contract_id=contract_id, actor_id=CLIENT, now=later(days=1))
+    services.end_contract(session, contract_id=contract_id, actor_id=FREELANCER, now=later(days=1))
 
     now_entries = ledger_entries(session, contract_id)
     assert [(e.id, e.kind, e.amount_minor, e.at) for e in now_entries][: len(first)] == first

@@ -48,6 +48,7 @@ CONTRACT = {
     "change_requests",
     "escrow",
     "ledger",
+    "events",
 }
 AGENCY = {"name", "manager_ids", "member_ids"}
 MILESTONE = {
@@ -62,15 +63,33 @@ MILESTONE = {
     "released_at",
     "released_automatically",
 }
-REQUEST = {"number", "status", "proposed_by", "decided_by", "message", "changes"}
+REQUEST = {
+    "number",
+    "status",
+    "proposed_by",
+    "proposed_at",
+    "decided_by",
+    "decided_at",
+    "message",
+    "changes",
+}
 CHANGE = {"kind", "milestone_number", "fields"}
 FIELDS = {"title", "description", "amount_minor", "due_date"}
 ESCROW = {"funded_minor", "released_minor", "refunded_minor", "balance_minor"}
 LEDGER = {"at", "kind", "milestone_number", "amount_minor", "actor"}
+EVENT = {"at", "kind", "actor", "data"}
 
 INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-INSTANT_KEYS = {"submitted_at", "auto_release_at", "released_at", "at", "created_at"}
+INSTANT_KEYS = {
+    "submitted_at",
+    "auto_release_at",
+    "released_at",
+    "at",
+    "created_at",
+    "proposed_at",
+    "decided_at",
+}
 
 
 def busy_contracts(session: Session) -> None:
@@ -139,6 +158,9 @@ def test_export_has_every_field_name_of_the_interface_at_every_level(session: Se
                 assert set(change["fields"]) <= FIELDS
         for entry in contract["ledger"]:
             assert set(entry) >= LEDGER
+        assert contract["events"], "every contract has at least its creation"
+        for event in contract["events"]:
+            assert set(event) >= EVENT
     assert [c["change_requests"] != [] for c in data["contracts"]] == [True, False, False]
     assert [c["ledger"] != [] for c in data["contracts"]] == [True, True, False]
 
@@ -151,14 +173,21 @@ def test_export_values_have_the_interface_types_and_vocabularies(session: Sessio
 
     for contract in data["contracts"]:
         assert isinstance(contract["id"], int)
-        assert contract["status"] in {"negotiating", "active", "closed"}
+        assert contract["status"] in {"negotiating", "active", "ending", "closed"}
         assert (contract["freelancer_id"] is None) != (contract["agency"] is None)
         for milestone in contract["milestones"]:
             assert isinstance(milestone["number"], int)
             assert isinstance(milestone["amount_minor"], int)
             assert isinstance(milestone["released_automatically"], bool)
             assert DATE.fullmatch(milestone["due_date"])
-            assert milestone["status"] in {"pending", "funded", "submitted", "released", "deleted"}
+            assert milestone["status"] in {
+                "pending",
+                "funded",
+                "submitted",
+                "released",
+                "deleted",
+                "disputed",
+            }
         for change_request in contract["change_requests"]:
             assert change_request["status"] in {
                 "pending",
@@ -166,11 +195,12 @@ def test_export_values_have_the_interface_types_and_vocabularies(session: Sessio
                 "declined",
                 "withdrawn",
                 "cancelled",
+                "countered",
             }
             for change in change_request["changes"]:
                 assert change["kind"] in {"add", "edit", "delete"}
         for entry in contract["ledger"]:
-            assert entry["kind"] in {"fund", "release", "refund"}
+            assert entry["kind"] in {"fund", "release", "refund", "bonus"}
             assert isinstance(entry["amount_minor"], int)
             assert entry["actor"] == "system" or entry["actor"].startswith("U")
         assert all(isinstance(v, int) for v in contract["escrow"].values())
@@ -217,7 +247,8 @@ def test_contract_fields(session: Session) -> None:
 
     contract = exported(session, contract_id)
 
-    assert {k: contract[k] for k in CONTRACT - {"milestones", "change_requests", "ledger"}} == {
+    omitted = {"milestones", "change_requests", "ledger", "events"}
+    assert {k: contract[k] for k in CONTRACT - omitted} == {
         "id": contract_id,
         "title": "Website redesign",
         "team_id": "T0001",
@@ -252,7 +283,9 @@ def test_milestone_number_of_an_add_is_null_until_accepted_then_its_number(
         "number": 1,
         "status": "pending",
         "proposed_by": FREELANCER,
+        "proposed_at": "2026-11-02T10:00:00Z",
         "decided_by": None,
+        "decided_at": None,
         "message": "Two things",
         "changes": [
             {
@@ -308,3 +341,101 @@ def test_export_of_one_contract_and_of_a_missing_one(session: Session) -> None:
 def test_export_of_an_empty_database(session: Session) -> None:
     with read_transaction(session):
         assert export_contracts(session) == {"contracts": []}
+
+
+# --- second wave: the record --------------------------------------------------------
+
+
+def test_each_contract_carries_its_events_in_order_with_who_and_when(session: Session) -> None:
+    contract_id = submitted_contract(session)
+    services.approve_work(session, contract_id=contract_id, actor_id=CLIENT, now=later(2))
+
+    exported_events = exported(session, contract_id)["events"]
+
+    assert [(e["kind"], e["actor"], e["at"]) for e in exported_events] == [
+        ("contract_created", CLIENT, "2026-11-02T10:00:00Z"),
+        ("milestone_added", CLIENT, "2026-11-02T10:00:00Z"),
+        ("milestone_added", CLIENT, "2026-11-02T10:00:00Z"),
+        ("terms_agreed", CLIENT, "2026-11-02T10:00:00Z"),
+        ("terms_agreed", FREELANCER, "2026-11-02T10:00:00Z"),
+        ("contract_activated", "system", "2026-11-02T10:00:00Z"),
+        ("milestone_funded", CLIENT, "2026-11-02T10:00:00Z"),
+        ("work_submitted", FREELANCER, "2026-11-02T10:00:00Z"),
+        ("milestone_released", CLIENT, "2026-11-02T12:00:00Z"),
+    ]
+    released = exported_events[-1]
+    assert released["data"] == {
+        "amount_minor": 150000,
+        "automatic": False,
+        "title": "Milestone 1",
+    }
+    assert (released["milestone_number"], released["milestone_title"]) == (1, "Milestone 1")
+    assert json.loads(json.dumps(exported_events)) == exported_events
+
+
+def test_an_automatic_release_is_an_event_by_the_system(session: Session) -> None:
+    contract_id = submitted_contract(session)
+    services.auto_release(
+        session, milestone_id=load(session, contract_id).milestones[0].id, now=later(days=14)
+    )
+
+    last = exported(session, contract_id)["events"][-1]
+
+    assert (last["kind"], last["actor"], last["data"]["automatic"]) == (
+        "milestone_released",
+        "system",
+        True,
+    )
+
+
+def test_requests_carry_when_they_were_proposed_and_decided(session: Session) -> None:
+    contract_id = active_contract(session)
+    accepted = services.propose_changes(
+        session,
+        contract_id=contract_id,
+        actor_id=FREELANCER,
+        changes=[MilestoneEdit(1, title="One")],
+        now=later(1),
+    )
+    services.accept_request(session, actor_id=CLIENT, now=later(3), request_id=accepted.request_id)
+    services.propose_changes(
+        session,
+        contract_id=contract_id,
+        actor_id=FREELANCER,
+        changes=[MilestoneEdit(2, title="Two")],
+        now=later(4),
+    )
+
+    first, second = (request(session, contract_id, n) for n in (1, 2))
+
+    assert (first["proposed_at"], first["decided_at"]) == (
+        "2026-11-02T11:00:00Z",
+        "2026-11-02T13:00:00Z",
+    )
+    assert (second["proposed_at"], second["decided_at"]) == ("2026-11-02T14:00:00Z", None)
+
+
+def test_exported_events_name_each_milestone_as_it_was_then(session: Session) -> None:
+    contract_id = funded_contract(session)
+    rename = services.propose_changes(
+        session,
+        contract_id=contract_id,
+        actor_id=FREELANCER,
+        changes=[MilestoneEdit(1, title="Design v2")],
+        now=later(1),
+    )
+    services.accept_request(session, actor_id=CLIENT, now=later(2), request_id=rename.request_id)
+    services.submit_work(session, contract_id=contract_id, actor_id=FREELANCER, now=later(3))
+
+    titles = [
+        (e["kind"], e["milestone_title"])
+        for e in exported(session, contract_id)["events"]
+        if e["milestone_number"] == 1
+    ]
+
+    assert titles == [
+        ("milestone_added", "Milestone 1"),
+        ("milestone_funded", "Milestone 1"),
+        ("milestone_edited", "Design v2"),
+        ("work_submitted", "Design v2"),
+    ]

@@ -9,10 +9,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import queries, services
+from domain import queries, record, services
 from domain.db import read_transaction
 from domain.model import SYSTEM_ACTOR, Event, LedgerKind, OutboxMessage
 from domain.services import MilestoneDeletion, MilestoneEdit, NewMilestone
+from handlers.blocks.history import build_history
+from handlers.blocks.message import Message
+from tests.blocks.support import all_text
 from tests.factories import (
     CLIENT,
     DUE,
@@ -22,6 +25,7 @@ from tests.factories import (
     NOW,
     active_contract,
     add,
+    funded_contract,
     later,
     new_contract,
     submitted_contract,
@@ -153,7 +157,11 @@ def test_events_record_the_details_a_reader_needs(session: Session) -> None:
         {"kind": "edit", "milestone_number": 1, "fields": {"amount_minor": 160000}}
     ]
     assert by_kind["request_cancelled"][0].data["reason"] == "the contract ended"
-    assert by_kind["milestone_released"][0].data == {"amount_minor": 160000, "automatic": False}
+    assert by_kind["milestone_released"][0].data == {
+        "amount_minor": 160000,
+        "automatic": False,
+        "title": "Design",
+    }
 
 
 def test_each_ledger_entry_has_a_matching_event(session: Session) -> None:
@@ -302,3 +310,100 @@ def test_a_proposal_is_announced_by_its_own_card(session: Session) -> None:
         }
     assert ("request_card", outcome.request_id) in kinds
     assert not any(kind == "announce" for kind, _ in kinds)
+
+
+# --- the record as it was: titles at the time ------------------------------------------
+
+
+def text_of(message: Message) -> str:
+    return all_text([block.to_dict() for block in message.blocks])
+
+
+def renamed_after_funding(session: Session) -> int:
+    """Milestone 1 "Milestone 1" is funded, renamed "Design v2" by an accepted request,
+    then submitted and approved."""
+    contract_id = funded_contract(session)
+    rename = services.propose_changes(
+        session,
+        contract_id=contract_id,
+        actor_id=FREELANCER,
+        changes=[MilestoneEdit(1, title="Design v2")],
+        now=later(1),
+    )
+    services.accept_request(session, actor_id=CLIENT, now=later(2), request_id=rename.request_id)
+    services.submit_work(
+        session, contract_id=contract_id, actor_id=FREELANCER, note="done", now=later(3)
+    )
+    services.approve_work(session, contract_id=contract_id, actor_id=CLIENT, now=later(4))
+    return contract_id
+
+
+def test_events_that_name_a_milestone_carry_its_title_at_the_time(session: Session) -> None:
+    contract_id = renamed_after_funding(session)
+
+    titled = [
+        (e.kind, e.data.get("title"))
+        for e in events(session, contract_id)
+        if e.kind in ("milestone_funded", "work_submitted", "milestone_released")
+    ]
+
+    assert titled == [
+        ("milestone_funded", "Milestone 1"),
+        ("work_submitted", "Design v2"),
+        ("milestone_released", "Design v2"),
+    ]
+    edit = next(e for e in events(session, contract_id) if e.kind == "milestone_edited")
+    assert "title" not in edit.data  # its before → after says it
+    assert (edit.data["before"], edit.data["after"]) == (
+        {"title": "Milestone 1"},
+        {"title": "Design v2"},
+    )
+
+
+def test_history_shows_each_event_with_the_title_it_had_then(session: Session) -> None:
+    contract_id = renamed_after_funding(session)
+
+    with read_transaction(session):
+        contract = queries.load_contract(session, contract_id)
+        shown = text_of(build_history(contract, queries.history(session, contract_id), now=NOW))
+
+    assert f"<@{CLIENT}> funded milestone 1 *Milestone 1* with $1,500.00." in shown
+    assert f"<@{FREELANCER}> submitted work for milestone 1 *Design v2*." in shown
+    assert "funded milestone 1 *Design v2*" not in shown
+
+
+def test_events_written_before_titles_were_recorded_are_named_by_replaying_edits(
+    session: Session,
+) -> None:
+    """Events of the first wave carry no title: the title then is found by undoing the
+    later renames, newest first, from the current title."""
+    contract_id = renamed_after_funding(session)
+    services.change_milestones(
+        session,
+        contract_id=contract_id,
+        actor_id=CLIENT,
+        changes=[MilestoneEdit(2, title="Build v2")],
+        now=later(5),
+    )
+    with session.begin():  # as the first wave wrote them: no "title" in the data
+        for event in session.scalars(select(Event).where(Event.contract_id == contract_id)):
+            if "title" in event.data:
+                event.data = {k: v for k, v in event.data.items() if k != "title"}
+
+    with read_transaction(session):
+        contract = queries.load_contract(session, contract_id)
+        history = queries.history(session, contract_id)
+        then = record.titles_then(contract, history)
+        shown = text_of(build_history(contract, history, now=NOW))
+        newest = record.titles_then(contract, history[-3:])
+
+    named = {(str(e.kind), e.milestone_number): then.get(e.id) for e in history}
+    assert named[("milestone_added", 1)] == "Milestone 1"
+    assert named[("milestone_funded", 1)] == "Milestone 1"
+    assert named[("work_submitted", 1)] == "Design v2"
+    assert named[("milestone_added", 2)] == "Milestone 2"
+    assert named[("milestone_edited", 2)] == "Build v2"
+    assert "funded milestone 1 *Milestone 1*" in shown
+    assert "released" in shown and "milestone 1 *Design v2*" in shown
+    # The newest part of the history alone gives the same answers (a limited query).
+    assert all(then[event_id] == title for event_id, title in newest.items())

@@ -3,8 +3,10 @@
 A hypothesis `RuleBasedStateMachine` drives the real services of `domain/services.py`
 on one or two contracts (an individual one in USD, an agency one in JPY): milestones
 are added, edited and deleted, terms agreed, changes proposed (and revised), accepted,
-declined and withdrawn, milestones funded, submitted, sent back, approved and
-released automatically, contracts ended — by the client, the freelancer, agency
+declined, withdrawn and countered (by either side), milestones funded, submitted, sent
+back, approved and released automatically, contracts ended (by the client with a window
+for the provider: refund accepted, disputed, or refunded when it runs out), work and
+end-refunds disputed and settled by a split or an operator — by the client, the freelancer, agency
 managers and members, and people who are not parties, while the clock moves forward.
 
 A refusal (`DomainError`) or an "already done" answer must leave the database exactly
@@ -63,11 +65,13 @@ from domain.rules import (
     CONTRACT_TRANSITIONS,
     MILESTONE_TRANSITIONS,
     PERMISSIONS,
+    REQUEST_PERMISSIONS,
     REQUEST_TRANSITIONS,
     Act,
     ContractAction,
     MilestoneAction,
     RequestAction,
+    side_of,
 )
 from domain.services import MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
 from tests.conftest import Database
@@ -88,7 +92,8 @@ STEPS = 30
 END_AFTER_STEPS = 12
 NO_SUCH_ID = 2**31 - 1  # the largest id an INTEGER column holds
 
-ACTIVE = (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED)
+# Escrow is held for it (a disputed milestone's is frozen, still held).
+ACTIVE = (MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED, MilestoneStatus.DISPUTED)
 M = MilestoneAction
 R = RequestAction
 
@@ -163,7 +168,9 @@ DUE_IN_DAYS = mostly([0, 1, 10, 20, 30, 60, 90, -1], [-3, 365 * 21])
 MESSAGES = mostly(["", "Please have a look"], ["m" * 2001])
 NOTES = mostly(["Done, see the link", "Header is off"], ["", "n" * 2001])
 HOURS = st.sampled_from([1, 0, 5, 24, 72, 7 * 24, 13 * 24, 14 * 24, 15 * 24, 30 * 24])
-PHASES = mostly(["negotiating", "active", "funded", "submitted", "submitted"], ["empty"])
+PHASES = mostly(
+    ["negotiating", "active", "funded", "submitted", "submitted", "ending", "disputed"], ["empty"]
+)
 
 ChangeSpec = tuple[Any, ...]
 CHANGES = st.lists(
@@ -300,7 +307,7 @@ def observe(session: Session, agency_of: dict[int, bool], last: World | None = N
                 for r in of("change_request", cid)
             },
             ledger=[
-                {**e, "milestone_number": number_of[e["milestone_id"]]}
+                {**e, "milestone_number": number_of.get(e["milestone_id"])}
                 for e in of("ledger_entry", cid)
             ],
             events=of("event", cid),
@@ -310,8 +317,16 @@ def observe(session: Session, agency_of: dict[int, bool], last: World | None = N
 
 
 def _signed(entry: Row) -> int:
+    """What an entry does to escrow (a bonus is paid outside it)."""
+    if entry["kind"] == LedgerKind.BONUS:
+        return 0
     inflow = entry["kind"] in (LedgerKind.FUND, LedgerKind.TOP_UP)
     return int(entry["amount_minor"]) * (1 if inflow else -1)
+
+
+def _partial(entry: Row) -> bool:
+    """A release of part of what is held (`release:<milestone>:part:<k>`)."""
+    return entry["kind"] == LedgerKind.RELEASE and ":part:" in entry["key"]
 
 
 def _fields(milestone: Row) -> dict[str, Any]:
@@ -356,13 +371,33 @@ ACCEPT_EFFECTS = Effects(
 )
 DECLINE_EFFECTS = Effects(request=frozenset({R.DECLINE}))
 WITHDRAW_EFFECTS = Effects(request=frozenset({R.WITHDRAW}))
+COUNTER_EFFECTS = Effects(request=frozenset({R.COUNTER}), adds_requests=True)
 FUND_EFFECTS = Effects(milestone=frozenset({M.FUND}), request=frozenset({R.CANCEL}))
 SUBMIT_EFFECTS = Effects(milestone=frozenset({M.SUBMIT}))
 SEND_BACK_EFFECTS = Effects(milestone=frozenset({M.REQUEST_CHANGES}))
 APPROVE_EFFECTS = Effects(milestone=frozenset({M.APPROVE}), request=frozenset({R.CANCEL}))
 AUTO_RELEASE_EFFECTS = Effects(milestone=frozenset({M.AUTO_RELEASE}), request=frozenset({R.CANCEL}))
+# Releasing everything held of submitted work is an approval.
+PARTIAL_RELEASE_EFFECTS = Effects(
+    milestone=frozenset({M.RELEASE_PART, M.APPROVE}), request=frozenset({R.CANCEL})
+)
+BONUS_EFFECTS = Effects()
+MORE_TIME_EFFECTS = Effects(milestone=frozenset({M.ASK_FOR_TIME, M.EXTEND_REVIEW}))
 END_EFFECTS = Effects(
     milestone=frozenset({M.REFUND}),
+    request=frozenset({R.CANCEL}),
+    contract=frozenset({ContractAction.END, ContractAction.BEGIN_ENDING}),
+)
+# Accepting the end-refund, or the window running out: refunded and closed.
+REFUND_EFFECTS = Effects(
+    milestone=frozenset({M.REFUND}),
+    request=frozenset({R.CANCEL}),
+    contract=frozenset({ContractAction.END}),
+)
+DISPUTE_EFFECTS = Effects(milestone=frozenset({M.DISPUTE}), request=frozenset({R.CANCEL}))
+# A split agreed (or decided): released, or all refunded; an ending contract closes.
+SETTLE_EFFECTS = Effects(
+    milestone=frozenset({M.SETTLE, M.REFUND}),
     request=frozenset({R.CANCEL}),
     contract=frozenset({ContractAction.END}),
 )
@@ -455,6 +490,14 @@ _has_funded = _has_milestone(MilestoneStatus.FUNDED)
 _has_submitted = _has_milestone(MilestoneStatus.SUBMITTED)
 
 
+def _is_ending(view: ContractView) -> bool:
+    return view.status == ContractStatus.ENDING
+
+
+def _has_disputed(view: ContractView) -> bool:
+    return any(m["status"] == MilestoneStatus.DISPUTED for m in view.milestones.values())
+
+
 def _can_fund(view: ContractView) -> bool:
     statuses = {m["status"] for m in view.milestones.values()}
     return _is_active(view) and MilestoneStatus.PENDING in statuses and not statuses & set(ACTIVE)
@@ -545,11 +588,22 @@ class ContractMachine(RuleBasedStateMachine):
         )
         if phase == "funded":
             return steps
+        if phase == "ending":  # the client ended with milestone 1 funded: the window runs
+            steps.append(
+                lambda s: services.end_contract(s, contract_id=cid, actor_id=CLIENT, now=self.now)
+            )
+            return steps
         steps.append(
             lambda s: services.submit_work(
                 s, contract_id=cid, actor_id=provider, note="done", now=self.now
             )
         )
+        if phase == "disputed":  # the client disputed the submitted work
+            steps.append(
+                lambda s: services.dispute_milestone(
+                    s, contract_id=cid, actor_id=CLIENT, reason="Not as agreed", now=self.now
+                )
+            )
         return steps
 
     # --- helpers ------------------------------------------------------------------
@@ -584,6 +638,26 @@ class ContractMachine(RuleBasedStateMachine):
             )
         return MilestoneDeletion(spec[1])
 
+    def _prefilled(self, view: ContractView, row: Row, tweak: int) -> services.ChangeInput:
+        """A stored change as the counter-offer form shows it, its amount `tweak`ed up."""
+        fields = row["fields"]
+        amount = fields.get("amount_minor")
+        typed = None if amount is None else _as_typed(view, amount + tweak)
+        due = fields.get("due_date")
+        due_date = None if due is None else date.fromisoformat(due)
+        if row["kind"] == ChangeKind.ADD:
+            assert typed is not None and due_date is not None
+            return NewMilestone(fields["title"], typed, due_date, fields.get("description", ""))
+        if row["kind"] == ChangeKind.DELETE:
+            return MilestoneDeletion(row["milestone_number"])
+        return MilestoneEdit(
+            row["milestone_number"],
+            title=fields.get("title"),
+            description=fields.get("description"),
+            amount=typed,
+            due_date=due_date,
+        )
+
     def _shown(self, view: ContractView, shown: int | None, statuses: Sequence[str]) -> int | None:
         """The id of the milestone a button showed (see `SHOWN`)."""
         if shown is None:
@@ -613,8 +687,10 @@ class ContractMachine(RuleBasedStateMachine):
         act: Act | None,
         effects: Effects,
         call: Callable[[Session], Outcome],
+        roles: frozenset[Role] | None = None,
     ) -> Result:
-        """Call a service in its own session, as a click would; check what it did."""
+        """Call a service in its own session, as a click would; check what it did.
+        `roles`: who may `act` here, when not `PERMISSIONS[act]` (a request's sides)."""
         self.steps += 1
         before = self.world
         outcome: Outcome | None = None
@@ -637,12 +713,29 @@ class ContractMachine(RuleBasedStateMachine):
             assert len(result.after.events) > len(result.before.events), f"{label}: no history"
         if actor is not None and act is not None and outcome is not None:
             role = ROLES[view.agency].get(actor)
-            assert role in PERMISSIONS[act], f"{actor} ({role}) was let {act.value}"
+            allowed = PERMISSIONS[act] if roles is None else roles
+            assert role in allowed, f"{actor} ({role}) was let {act.value}"
         if actor is not None and ROLES[view.agency].get(actor) is None:
             assert refusal is not None, f"{actor}, not a party, was let {label}"
         check_step(before, after, view.id, effects)
         self.world = after
         return result
+
+    def _request_roles(
+        self, view: ContractView, named: dict[str, Any], act: Act
+    ) -> frozenset[Role]:
+        """Who may `act` on the request named: its answering side, or its own."""
+        found = [
+            r
+            for v in self.world.contracts.values()
+            for r in v.requests.values()
+            if r["id"] == named.get("request_id")
+            or (v.id == named.get("contract_id") and r["number"] == named.get("number"))
+        ]
+        if not found:
+            return PERMISSIONS[act]
+        proposer = ROLES[view.agency].get(found[0]["proposed_by"])
+        return REQUEST_PERMISSIONS[(act, side_of(proposer))]
 
     # --- rules --------------------------------------------------------------------
 
@@ -737,12 +830,19 @@ class ContractMachine(RuleBasedStateMachine):
         slot=likely("provider", "colleague"),
         difference=mostly([25_000, 1, 300_000], [-100, 0]),
         accepted_at_once=st.booleans(),
+        countered_at_once=st.booleans(),
     )
     def propose_new_amount(
-        self, index: int, slot: str, difference: int, accepted_at_once: bool
+        self,
+        index: int,
+        slot: str,
+        difference: int,
+        accepted_at_once: bool,
+        countered_at_once: bool = False,
     ) -> None:
         """The provider asks for more (or, refused, less) for the milestone in progress,
-        and the client may accept straight away (escrow is then topped up)."""
+        and the client may accept straight away (escrow is then topped up), or counter
+        with half the increase, which the provider then accepts."""
         view = self._contract(index, _has_in_progress)
         actor = CAST[view.agency][slot]
         in_progress = [m for m in view.milestones.values() if m["status"] in ACTIVE]
@@ -766,6 +866,15 @@ class ContractMachine(RuleBasedStateMachine):
         if result.done and accepted_at_once:
             assert result.outcome is not None
             self._accept(result.after, CLIENT, {"request_id": result.outcome.request_id})
+        elif result.done and countered_at_once:
+            assert result.outcome is not None
+            half = _as_typed(view, target["amount_minor"] + max(1, difference // 2))
+            named = {"contract_id": view.id, "request_id": result.outcome.request_id}
+            counter = MilestoneEdit(target["number"], amount=half)
+            countered = self._replace(result.after, CLIENT, named, [counter], "", revise=False)
+            assert countered.done, countered.refusal
+            assert countered.outcome is not None
+            self._accept(countered.after, actor, {"request_id": countered.outcome.request_id})
 
     @precondition(_any_contract(_is_negotiating))
     @rule(index=CONTRACT, slot=likely("client", "provider", "colleague"))
@@ -786,7 +895,7 @@ class ContractMachine(RuleBasedStateMachine):
             assert result.outcome.contract_activated == activated
 
     @precondition(_any_contract(_has_pending))
-    @rule(index=CONTRACT, slot=likely("client"), number=REQUEST, by_id=st.booleans())
+    @rule(index=CONTRACT, slot=likely("client", "provider"), number=REQUEST, by_id=st.booleans())
     def accept_request(self, index: int, slot: str, number: int, by_id: bool) -> None:
         view = self._contract(index, _has_pending)
         actor = CAST[view.agency][slot]
@@ -800,6 +909,7 @@ class ContractMachine(RuleBasedStateMachine):
             Act.ACCEPT,
             ACCEPT_EFFECTS,
             lambda s: services.accept_request(s, actor_id=actor, now=self.now, **named),
+            roles=self._request_roles(view, named, Act.ACCEPT),
         )
         if result.done:
             assert result.outcome is not None and result.outcome.request_number is not None
@@ -807,7 +917,11 @@ class ContractMachine(RuleBasedStateMachine):
 
     @precondition(_any_contract(_has_requests))
     @rule(
-        index=CONTRACT, slot=likely("client"), number=REQUEST, reason=MESSAGES, by_id=st.booleans()
+        index=CONTRACT,
+        slot=likely("client", "provider"),
+        number=REQUEST,
+        reason=MESSAGES,
+        by_id=st.booleans(),
     )
     def decline_request(self, index: int, slot: str, number: int, reason: str, by_id: bool) -> None:
         view = self._contract(index, _has_pending)
@@ -822,12 +936,18 @@ class ContractMachine(RuleBasedStateMachine):
             lambda s: services.decline_request(
                 s, actor_id=actor, now=self.now, reason=reason, **named
             ),
+            roles=self._request_roles(view, named, Act.DECLINE),
         )
         if result.done:
             assert result.after.milestones == result.before.milestones
 
     @precondition(_any_contract(_has_requests))
-    @rule(index=CONTRACT, slot=likely("provider", "colleague"), number=REQUEST, by_id=st.booleans())
+    @rule(
+        index=CONTRACT,
+        slot=likely("provider", "colleague", "client"),
+        number=REQUEST,
+        by_id=st.booleans(),
+    )
     def withdraw_request(self, index: int, slot: str, number: int, by_id: bool) -> None:
         view = self._contract(index, _has_pending)
         actor = CAST[view.agency][slot]
@@ -839,9 +959,85 @@ class ContractMachine(RuleBasedStateMachine):
             Act.WITHDRAW,
             WITHDRAW_EFFECTS,
             lambda s: services.withdraw_request(s, actor_id=actor, now=self.now, **named),
+            roles=self._request_roles(view, named, Act.WITHDRAW),
         )
         if result.done:
             assert result.after.milestones == result.before.milestones
+
+    @precondition(_any_contract(_has_pending))
+    @rule(
+        index=CONTRACT,
+        slot=likely("client", "provider", "colleague"),
+        number=REQUEST,
+        specs=CHANGES,
+        message=MESSAGES,
+        revise=st.booleans(),
+        tweak=mostly([100, 0, 5_000], [None]),
+    )
+    def counter_or_revise_request(
+        self,
+        index: int,
+        slot: str,
+        number: int,
+        specs: list[ChangeSpec],
+        message: str,
+        revise: bool,
+        tweak: int | None,
+    ) -> None:
+        """Suggest changes to the other side's pending request (a counter-offer), or
+        revise one's own, in one step: the old one becomes countered (or withdrawn).
+        Mostly the form as it opens, prefilled with the request, its amounts `tweak`ed
+        up; sometimes any changes at all."""
+        view = self._contract(index, _has_pending)
+        actor = CAST[view.agency][slot]
+        named = self._request(view, number, by_id=True)
+        shown = [r for r in view.requests.values() if r["id"] == named["request_id"]]
+        if tweak is not None and shown:
+            changes = [self._prefilled(view, row, tweak) for row in shown[0]["changes"]]
+        else:
+            changes = [self._change(spec) for spec in specs]
+        self._replace(view, actor, named, changes, message, revise=revise)
+
+    def _replace(
+        self,
+        view: ContractView,
+        actor: str,
+        named: dict[str, Any],
+        changes: list[services.ChangeInput],
+        message: str,
+        *,
+        revise: bool,
+    ) -> Result:
+        act = Act.WITHDRAW if revise else Act.COUNTER
+        service = services.revise_request if revise else services.counter_request
+        result = self._attempt(
+            "revise_request" if revise else "counter_request",
+            view,
+            actor,
+            act,
+            PROPOSE_EFFECTS if revise else COUNTER_EFFECTS,
+            lambda s: service(
+                s,
+                contract_id=view.id,
+                request_id=named["request_id"],
+                actor_id=actor,
+                changes=changes,
+                message=message,
+                now=self.now,
+            ),
+            roles=self._request_roles(view, named, act),
+        )
+        if not result.done:
+            return result
+        assert result.outcome is not None and result.outcome.request_number is not None
+        old = next(r for r in result.after.requests.values() if r["id"] == named["request_id"])
+        new = result.after.requests[result.outcome.request_number]
+        assert old["status"] == (RequestStatus.WITHDRAWN if revise else RequestStatus.COUNTERED)
+        assert (old["replaced_by"], old["decided_by"]) == (new["number"], actor)
+        assert new["proposed_by"] == actor and new["status"] == RequestStatus.PENDING
+        assert new["revision_of" if revise else "counter_of"] == old["number"]
+        assert result.after.milestones == result.before.milestones
+        return result
 
     @precondition(_any_contract(_is_active))
     @rule(index=CONTRACT, slot=likely("client"), shown=SHOWN)
@@ -861,7 +1057,11 @@ class ContractMachine(RuleBasedStateMachine):
         )
         if result.done:
             assert result.outcome is not None
-            waiting = [n for n, m in result.before.milestones.items() if m["status"] == "pending"]
+            waiting = [
+                n
+                for n, m in result.before.milestones.items()
+                if m["status"] == "pending" and m["refunded_at"] is None  # not settled at 0
+            ]
             assert result.outcome.milestone_number == min(waiting), "funded out of order"
 
     @precondition(_any_contract(_is_active))
@@ -1019,9 +1219,371 @@ class ContractMachine(RuleBasedStateMachine):
         if actor == CLIENT and review_waiting:
             assert result.refusal is not None, "the client ended over submitted work"
         if result.done:
-            refunds = result.after.entries_of(LedgerKind.REFUND)
+            new = result.after.ledger[len(old.ledger) :]
+            if result.after.status == ContractStatus.ENDING:  # the provider side's window
+                assert actor == CLIENT and old.balance > 0 and not new
+                assert result.after.row["ending_deadline_at"] is not None
+            else:
+                assert result.after.status == ContractStatus.CLOSED
+                assert all(e["kind"] == LedgerKind.REFUND for e in new)
+                assert sum(e["amount_minor"] for e in new) == old.balance
+
+    # --- flexible money and time ---------------------------------------------------
+
+    @precondition(_any_contract(_is_open))
+    @rule(
+        index=CONTRACT,
+        slot=likely("client"),
+        number=mostly([0], [1, 2, 9]),
+        tenths=mostly([1, 3, 5, 9, 10], [0, 11]),
+    )
+    def release_part(self, index: int, slot: str, number: int, tenths: int) -> None:
+        """The client releases part (a number of tenths) of what a milestone holds:
+        everything, for submitted work, is an approval; more is refused."""
+        view = self._contract(index, _has_in_progress)
+        actor = CAST[view.agency][slot]
+        in_progress = [m for m in view.milestones.values() if m["status"] in ACTIVE]
+        if number == 0:
+            number = in_progress[0]["number"] if in_progress else 1
+        target = view.milestones.get(number)
+        held = target["amount_minor"] - target["released_early_minor"] if target else 10_000
+        amount = held * tenths // 10
+        result = self._attempt(
+            "release_part",
+            view,
+            actor,
+            Act.RELEASE_PART,
+            PARTIAL_RELEASE_EFFECTS,
+            lambda s: services.release_part(
+                s,
+                contract_id=view.id,
+                actor_id=actor,
+                number=number,
+                amount=_as_typed(view, amount),
+                now=self.now,
+            ),
+        )
+        if not result.done:
+            return
+        assert target is not None and target["status"] in ACTIVE and 0 < amount <= held
+        after = result.after.milestones[number]
+        assert result.before.balance - result.after.balance == amount
+        if amount == held:
+            assert target["status"] == MilestoneStatus.SUBMITTED
+            assert after["status"] == MilestoneStatus.RELEASED
+        else:
+            assert after["status"] == target["status"]
+            assert after["released_early_minor"] == target["released_early_minor"] + amount
+
+    @precondition(_any_contract(_is_open))
+    @rule(index=CONTRACT, slot=likely("client"), amount=AMOUNTS, note=MESSAGES)
+    def pay_bonus(self, index: int, slot: str, amount: str, note: str) -> None:
+        view = self._contract(index, _is_active)
+        actor = CAST[view.agency][slot]
+        result = self._attempt(
+            "pay_bonus",
+            view,
+            actor,
+            Act.PAY_BONUS,
+            BONUS_EFFECTS,
+            lambda s: services.pay_bonus(
+                s, contract_id=view.id, actor_id=actor, amount=amount, note=note, now=self.now
+            ),
+        )
+        if result.done:
+            assert result.before.status not in (ContractStatus.NEGOTIATING, ContractStatus.CLOSED)
+            assert result.after.balance == result.before.balance, "a bonus moved escrow"
+            bonuses = len(result.after.entries_of(LedgerKind.BONUS))
+            assert bonuses == len(result.before.entries_of(LedgerKind.BONUS)) + 1
+
+    @precondition(_any_contract(_has_submitted))
+    @rule(
+        index=CONTRACT,
+        slot=likely("client", "client", "provider", "colleague", "member"),
+        days=mostly([None, 7, 3], [0, 31]),
+        answer=st.sampled_from([None, "give", "keep"]),
+    )
+    def extend_review(self, index: int, slot: str, days: int | None, answer: str | None) -> None:
+        """`/milestone extend`: the client asks for more time (and the provider side may
+        answer at once); from the provider side, time given at once."""
+        view = self._contract(index, _has_submitted)
+        actor = CAST[view.agency][slot]
+        giving = ROLES[view.agency].get(actor) in (Role.FREELANCER, Role.MANAGER)
+        result = self._attempt(
+            "extend_review",
+            view,
+            actor,
+            Act.GIVE_TIME if giving else Act.ASK_FOR_TIME,
+            MORE_TIME_EFFECTS,
+            lambda s: services.extend_review(
+                s, contract_id=view.id, actor_id=actor, days=days, now=self.now
+            ),
+        )
+        if result.done:
+            self._check_more_time(result, given=giving, days=days)
+        if result.done and not giving and answer is not None:
+            [asked] = [m for m in result.after.milestones.values() if m["status"] == "submitted"]
+            self._answer(result.after, CAST[view.agency]["provider"], asked["id"], answer == "give")
+
+    @precondition(_any_contract(_has_submitted))
+    @rule(index=CONTRACT, slot=likely("provider", "colleague"), give=st.booleans(), shown=SHOWN)
+    def answer_ask_for_more_time(
+        self, index: int, slot: str, give: bool, shown: int | None
+    ) -> None:
+        """The provider side clicks *Give more time* or *Keep the date* on an ask."""
+        view = self._contract(index, _has_submitted)
+        actor = CAST[view.agency][slot]
+        milestone_id = self._shown(view, 0 if shown is None else shown, ("submitted",))
+        if milestone_id is not None:
+            self._answer(view, actor, milestone_id, give)
+
+    def _answer(self, view: ContractView, actor: str, milestone_id: int, give: bool) -> None:
+        service = services.give_more_time if give else services.keep_review_date
+        result = self._attempt(
+            "give_more_time" if give else "keep_review_date",
+            view,
+            actor,
+            Act.GIVE_TIME,
+            MORE_TIME_EFFECTS,
+            lambda s: service(
+                s, contract_id=view.id, milestone_id=milestone_id, actor_id=actor, now=self.now
+            ),
+        )
+        if result.done:
+            self._check_more_time(result, given=give, days=None)
+
+    def _check_more_time(self, result: Result, *, given: bool, days: int | None) -> None:
+        [number] = [n for n, m in result.before.milestones.items() if m["status"] == "submitted"]
+        old, new = result.before.milestones[number], result.after.milestones[number]
+        assert new["status"] == MilestoneStatus.SUBMITTED
+        assert new["extension_asked_days"] is None or not given
+        if given:
+            moved = days if days is not None else old["extension_asked_days"] or 7
+            assert new["auto_release_at"] - old["auto_release_at"] == timedelta(days=moved)
+        else:
+            assert new["auto_release_at"] == old["auto_release_at"], "moved without consent"
+            assert new["extension_asks"] <= 2
+
+    # --- ending with consent, and disputes -----------------------------------------
+
+    @precondition(_any_contract(_is_ending))
+    @rule(index=CONTRACT, slot=likely("provider", "colleague"))
+    def accept_refund(self, index: int, slot: str) -> None:
+        view = self._contract(index, _is_ending)
+        actor = CAST[view.agency][slot]
+        result = self._attempt(
+            "accept_refund",
+            view,
+            actor,
+            Act.ACCEPT_REFUND,
+            REFUND_EFFECTS,
+            lambda s: services.accept_refund(s, contract_id=view.id, actor_id=actor, now=self.now),
+        )
+        if result.done:
+            assert result.before.status == ContractStatus.ENDING
             assert result.after.status == ContractStatus.CLOSED
-            assert sum(e["amount_minor"] for e in refunds) == old.balance
+            new = result.after.ledger[len(result.before.ledger) :]
+            assert [e["kind"] for e in new] == [LedgerKind.REFUND]
+            assert new[0]["amount_minor"] == result.before.balance
+
+    @precondition(_any_contract(lambda view: view.row["ending_deadline_at"] is not None))
+    @rule(fires_at=FIRES_AT)
+    def ending_window_runs_out(self, fires_at: int | None) -> None:
+        """The scheduler's sweep: every ending window that ran out is refunded, once."""
+        self._fire_at(
+            min(
+                view.row["ending_deadline_at"]
+                for view in self.world.contracts.values()
+                if view.row["ending_deadline_at"] is not None
+            ),
+            fires_at,
+        )
+        for view in list(self.world.contracts.values()):
+            deadline = view.row["ending_deadline_at"]
+            due = (
+                view.status == ContractStatus.ENDING
+                and deadline is not None
+                and deadline <= self.now
+            )
+            result = self._attempt(
+                "refund at the window's end",
+                view,
+                None,
+                None,
+                REFUND_EFFECTS,
+                lambda s, cid=view.id: services.refund_at_window_end(
+                    s, contract_id=cid, now=self.now
+                ),
+            )
+            assert result.refusal is None and result.done == due
+            if due:
+                assert result.after.status == ContractStatus.CLOSED
+        with self.database.session() as session:
+            assert services.refund_due(session, now=self.now) == []
+
+    @precondition(_any_contract(lambda view: _has_submitted(view) or _is_ending(view)))
+    @rule(
+        index=CONTRACT,
+        slot=likely("client", "provider", "colleague"),
+        reason=NOTES,
+        shown=SHOWN,
+    )
+    def dispute(self, index: int, slot: str, reason: str, shown: int | None) -> None:
+        """The client disputes submitted work; the provider side an end-refund."""
+        view = self._contract(index, lambda v: _has_submitted(v) or _is_ending(v))
+        actor = CAST[view.agency][slot]
+        milestone_id = self._shown(view, shown, ("submitted", "funded"))
+        result = self._attempt(
+            "dispute",
+            view,
+            actor,
+            Act.DISPUTE,
+            DISPUTE_EFFECTS,
+            lambda s: services.dispute_milestone(
+                s,
+                contract_id=view.id,
+                actor_id=actor,
+                reason=reason,
+                now=self.now,
+                milestone_id=milestone_id,
+            ),
+        )
+        if not result.done:
+            return
+        old, new = result.before, result.after
+        [number] = [n for n, m in new.milestones.items() if m["status"] == "disputed"]
+        was = old.milestones[number]["status"]
+        if actor == CLIENT:
+            assert (old.status, was) == (ContractStatus.ACTIVE, MilestoneStatus.SUBMITTED)
+        else:
+            assert (old.status, was) == (ContractStatus.ENDING, MilestoneStatus.FUNDED)
+            assert new.row["ending_deadline_at"] is None, "a disputed refund still runs out"
+        assert new.balance == old.balance, "a dispute moved money"
+
+    def _dispute_row(self, view: ContractView) -> Row | None:
+        found = [d for d in self.world.rows("dispute") if d["contract_id"] == view.id]
+        return found[-1] if found else None
+
+    @precondition(_any_contract(_has_disputed))
+    @rule(
+        index=CONTRACT,
+        slot=likely("client", "provider", "colleague"),
+        tenths=mostly([0, 4, 5, 10], [11]),
+        number=mostly([0], [1, 2, 9]),
+    )
+    def propose_split(self, index: int, slot: str, tenths: int, number: int) -> None:
+        """Either side proposes a split of the frozen escrow (the same split the other
+        side proposed settles it)."""
+        view = self._contract(index, _has_disputed)
+        actor = CAST[view.agency][slot]
+        disputed = [m for m in view.milestones.values() if m["status"] == "disputed"]
+        if number == 0:
+            number = disputed[0]["number"] if disputed else 1
+        target = view.milestones.get(number)
+        held = target["amount_minor"] - target["released_early_minor"] if target else 10_000
+        amount = held * tenths // 10
+        result = self._attempt(
+            "propose_split",
+            view,
+            actor,
+            Act.SETTLE,
+            SETTLE_EFFECTS,
+            lambda s: services.propose_split(
+                s,
+                contract_id=view.id,
+                actor_id=actor,
+                milestone_number=number,
+                to_provider=_as_typed(view, amount),
+                now=self.now,
+            ),
+        )
+        if result.done:
+            assert target is not None and target["status"] == "disputed" and amount <= held
+            self._check_settled(result, number, amount)
+
+    def _split_proposed(self, view: ContractView) -> bool:
+        row = self._dispute_row(view)
+        return row is not None and row["proposed_by"] is not None and row["settled_at"] is None
+
+    @precondition(lambda self: any(self._split_proposed(v) for v in self.world.contracts.values()))
+    @rule(
+        index=CONTRACT,
+        slot=likely("client", "provider", "colleague"),
+        stale=mostly([False], [True]),
+    )
+    def agree_to_split(self, index: int, slot: str, stale: bool) -> None:
+        """The other side clicks *Agree to split* (perhaps on a replaced proposal)."""
+        view = self._contract(index, self._split_proposed)
+        actor = CAST[view.agency][slot]
+        row = self._dispute_row(view)
+        if row is None:
+            return
+        shown = max(row["proposal_number"] - (1 if stale else 0), 1)
+        result = self._attempt(
+            "agree_to_split",
+            view,
+            actor,
+            Act.SETTLE,
+            SETTLE_EFFECTS,
+            lambda s: services.agree_to_split(
+                s,
+                contract_id=view.id,
+                dispute_id=row["id"],
+                proposal_number=shown,
+                actor_id=actor,
+                now=self.now,
+            ),
+        )
+        if result.done:
+            assert row["proposed_by"] is not None and shown == row["proposal_number"]
+            proposer = ROLES[view.agency][row["proposed_by"]]
+            assert (proposer == Role.CLIENT) != (actor == CLIENT), "a side agreed with itself"
+            number = next(n for n, m in view.milestones.items() if m["id"] == row["milestone_id"])
+            self._check_settled(result, number, row["proposed_to_provider_minor"])
+
+    @precondition(_any_contract(_has_disputed))
+    @rule(index=CONTRACT, tenths=mostly([0, 3, 10], [12]))
+    def operator_decides(self, index: int, tenths: int) -> None:
+        """`milestone-bot dispute resolve`: an operator's decision, with a reason."""
+        view = self._contract(index, _has_disputed)
+        disputed = [m for m in view.milestones.values() if m["status"] == "disputed"]
+        number = disputed[0]["number"] if disputed else 1
+        held = disputed[0]["amount_minor"] - disputed[0]["released_early_minor"] if disputed else 0
+        amount = held * tenths // 10
+        result = self._attempt(
+            "resolve_dispute",
+            view,
+            None,
+            None,
+            SETTLE_EFFECTS,
+            lambda s: services.resolve_dispute(
+                s,
+                contract_id=view.id,
+                milestone_number=number,
+                to_provider=_as_typed(view, amount),
+                reason="Mediation",
+                now=self.now,
+            ),
+        )
+        if result.done:
+            self._check_settled(result, number, amount)
+            assert result.after.events_of("dispute_settled")[-1]["actor"] == SYSTEM_ACTOR
+
+    def _check_settled(self, result: Result, number: int, to_provider: int) -> None:
+        """A settled dispute: exactly the split, each part once; an ending contract closed."""
+        old, new = result.before, result.after
+        if new.milestones[number]["status"] == "disputed":
+            return  # a proposal, not yet an agreement
+        held = old.balance
+        moved = new.ledger[len(old.ledger) :]
+        released = [e["amount_minor"] for e in moved if e["kind"] == LedgerKind.RELEASE]
+        refunded = [e["amount_minor"] for e in moved if e["kind"] == LedgerKind.REFUND]
+        assert released == ([to_provider] if to_provider else [])
+        assert refunded == ([held - to_provider] if held - to_provider else [])
+        status = new.milestones[number]["status"]
+        assert status == (MilestoneStatus.RELEASED if to_provider else MilestoneStatus.PENDING)
+        if old.status == ContractStatus.ENDING:
+            assert new.status == ContractStatus.CLOSED
 
     # --- invariants ---------------------------------------------------------------
 
@@ -1122,26 +1684,41 @@ def check_contract(view: ContractView) -> None:
         if m["status"] in (*ACTIVE, MilestoneStatus.RELEASED):
             for earlier in milestones.values():
                 if earlier["number"] < m["number"]:
-                    assert earlier["status"] in ("released", "deleted"), "funded out of order"
+                    settled_at_nothing = earlier["refunded_at"] is not None  # a split of 0
+                    assert earlier["status"] in ("released", "deleted") or settled_at_nothing, (
+                        "funded out of order"
+                    )
         if m["status"] == MilestoneStatus.SUBMITTED:
             assert m["auto_release_at"] is not None
         elif m["status"] != MilestoneStatus.RELEASED:
             assert m["auto_release_at"] is None, f"{m['status']} milestone has a review clock"
 
     # Escrow, recomputed from the ledger: never negative, and held exactly for the
-    # milestone in progress (its amount, top-ups included).
+    # milestone in progress (its amount, top-ups included, less what was released of it
+    # early). Bonuses are paid outside escrow and belong to no milestone.
     balance = 0
     held: Counter[int] = Counter()
+    early: Counter[int] = Counter()
     kinds: dict[int, Counter[LedgerKind]] = {n: Counter() for n in milestones}
     for entry in view.ledger:
         assert entry["amount_minor"] > 0
+        if entry["kind"] == LedgerKind.BONUS:
+            assert entry["milestone_number"] is None, "a bonus held for a milestone"
+            continue
         balance += _signed(entry)
         assert balance >= 0, "escrow went negative"
         held[entry["milestone_number"]] += _signed(entry)
+        if _partial(entry):
+            early[entry["milestone_number"]] += entry["amount_minor"]
+            continue
         kinds[entry["milestone_number"]][entry["kind"]] += 1
-    assert balance == sum(m["amount_minor"] for m in in_progress)
+    assert balance == sum(m["amount_minor"] - m["released_early_minor"] for m in in_progress)
     for number, m in milestones.items():
-        assert held[number] == (m["amount_minor"] if m["status"] in ACTIVE else 0)
+        assert m["released_early_minor"] == early[number]
+        still = m["amount_minor"] - m["released_early_minor"]
+        assert held[number] == (still if m["status"] in ACTIVE else 0)
+        if m["status"] in ACTIVE:
+            assert still > 0, "a partial release took everything held"
         counted = kinds[number]
         assert counted[LedgerKind.RELEASE] == (1 if m["status"] == "released" else 0)
         assert counted[LedgerKind.FUND] == (1 if m["funded_at"] is not None else 0)
@@ -1159,25 +1736,51 @@ def check_contract(view: ContractView) -> None:
 
     assert ledger_of(LedgerKind.FUND) == history_of("milestone_funded")
     assert ledger_of(LedgerKind.TOP_UP) == history_of("escrow_topped_up")
-    assert ledger_of(LedgerKind.RELEASE) == history_of("milestone_released")
+    finals = [e for e in view.entries_of(LedgerKind.RELEASE) if not _partial(e)]
+    parts = [e for e in view.entries_of(LedgerKind.RELEASE) if _partial(e)]
+    assert Counter((e["milestone_number"], e["amount_minor"]) for e in finals) == history_of(
+        "milestone_released"
+    )
+    assert Counter((e["milestone_number"], e["amount_minor"]) for e in parts) == history_of(
+        "milestone_partly_released"
+    )
+    assert sorted(e["amount_minor"] for e in view.entries_of(LedgerKind.BONUS)) == sorted(
+        e["data"]["amount_minor"] for e in view.events_of("bonus_paid")
+    )
     for event in view.events_of("milestone_released"):
         m = milestones[event["milestone_number"]]
         assert event["data"]["automatic"] == m["released_automatically"]
         assert event["actor"] == (SYSTEM_ACTOR if m["released_automatically"] else m["released_by"])
-    for entry in view.entries_of(LedgerKind.RELEASE):
+    decided = {  # disputes an operator decided: their entries are the system's
+        e["milestone_number"]
+        for e in view.events_of("dispute_settled")
+        if e["data"]["how"] == "operator"
+    }
+    for entry in finals:
         automatic = milestones[entry["milestone_number"]]["released_automatically"]
-        assert (entry["actor"] == SYSTEM_ACTOR) == automatic
+        by_system = automatic or entry["milestone_number"] in decided
+        assert (entry["actor"] == SYSTEM_ACTOR) == by_system
     ended = view.events_of("contract_ended")
     refunds = view.entries_of(LedgerKind.REFUND)
     assert len(ended) == (1 if status == ContractStatus.CLOSED else 0)
     assert sum(e["amount_minor"] for e in refunds) == sum(
-        e["data"]["refunded_minor"] for e in ended
-    )
+        e["data"]["to_client_minor"] for e in view.events_of("dispute_settled")
+    ) + sum(e["data"]["refunded_minor"] for e in ended)
     accepted = [r for r in requests.values() if r["status"] == RequestStatus.ACCEPTED]
     assert len(view.events_of("request_accepted")) == len(accepted)
     assert {e["request_id"] for e in view.entries_of(LedgerKind.TOP_UP)} <= {
         r["id"] for r in accepted
     }
+    # A countered (or revised) request names the one that took its place, and back.
+    for r in requests.values():
+        if r["status"] == RequestStatus.COUNTERED:
+            assert r["replaced_by"] is not None, f"request {r['number']} countered by nothing"
+        if r["replaced_by"] is not None:
+            newer = requests[r["replaced_by"]]
+            assert r["status"] in (RequestStatus.COUNTERED, RequestStatus.WITHDRAWN)
+            assert r["number"] in (newer["counter_of"], newer["revision_of"])
+    countered = [r for r in requests.values() if r["status"] == RequestStatus.COUNTERED]
+    assert len(view.events_of("request_countered")) == len(countered)
 
     # Phases.
     if status == ContractStatus.NEGOTIATING:
@@ -1186,6 +1789,11 @@ def check_contract(view: ContractView) -> None:
     if status == ContractStatus.ACTIVE:
         assert view.row["client_agreed_at"] is not None
         assert view.row["provider_agreed_by"] is not None
+    if status == ContractStatus.ENDING:  # the provider side's window, or its dispute
+        assert len(in_progress) == 1 and balance > 0
+        assert all(r["status"] != RequestStatus.PENDING for r in requests.values())
+        disputed = in_progress[0]["status"] == MilestoneStatus.DISPUTED
+        assert (view.row["ending_deadline_at"] is None) == disputed
     if status == ContractStatus.CLOSED:
         assert not in_progress and balance == 0
         assert all(r["status"] != RequestStatus.PENDING for r in requests.values())

@@ -151,7 +151,7 @@ def test_a_larger_accept_writes_each_table_once_whatever_it_changes(pg: Database
 
 
 @pytest.mark.postgres
-def test_an_automatic_release_sends_thirteen_statements(pg: Database) -> None:
+def test_an_automatic_release_sends_fourteen_statements(pg: Database) -> None:
     with pg.session() as session:
         contract_id = submitted_contract(session)
         milestone_id = load(session, contract_id).milestones[0].id
@@ -164,8 +164,9 @@ def test_an_automatic_release_sends_thirteen_statements(pg: Database) -> None:
 
         # Claim the contract (skip locked); load it, its parties and milestones; pending
         # requests; what is held; the version; the ledger entry; the milestone; the
-        # event; the reminders cancelled and the nudge to fund the next one; the intents.
-        assert len(sent) == 13, "\n".join(sent)
+        # event; the reminders cancelled and the nudge to fund the next one; whether the
+        # client wants a direct message about it (their notification choice); the intents.
+        assert len(sent) == 14, "\n".join(sent)
         assert statuses(session, contract_id)[1] == MilestoneStatus.RELEASED
 
 
@@ -181,7 +182,7 @@ def test_a_batch_of_automatic_releases_sends_as_many_statements_as_one(pg: Datab
             lambda: outcomes.extend(services.release_due(session, now=later(days=15))),
         )
 
-        assert len(sent) == 13, "\n".join(sent)
+        assert len(sent) == 14, "\n".join(sent)
         assert sorted(o.contract_id for o in outcomes) == sorted(contract_ids)
         assert all(statuses(session, c)[1] == MilestoneStatus.RELEASED for c in contract_ids)
         assert all(o.outbox_ids for o in outcomes)  # each its own intents
