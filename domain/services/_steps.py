@@ -101,13 +101,15 @@ def apply_change(
         # An accepted increase of a funded milestone tops escrow up at once.
         assert request is not None and accepted_by is not None
         difference = milestone.amount_minor - old_amount
+        # The client pays the difference, whoever accepted (the provider side accepts a
+        # client's counter-offer that raises the amount).
         ledger.record(
             tx.session,
             contract_id=contract.id,
             milestone_id=milestone.id,
             kind=LedgerKind.TOP_UP,
             amount_minor=difference,
-            actor=accepted_by,
+            actor=contract.client_id,
             at=tx.now,
             key=f"top_up:{request.id}:{milestone.id}",
             request_id=request.id,

@@ -397,6 +397,7 @@ def test_a_counter_that_raises_a_funded_milestone_tops_up_escrow_when_accepted(
     assert milestone(session, contract_id, 1)["title"] == "Milestone 1"  # dropped in the counter
     top_ups = [e for e in ledger_entries(session, contract_id) if e.kind == LedgerKind.TOP_UP]
     assert [e.amount_minor for e in top_ups] == [30_000]
+    assert [e.actor for e in top_ups] == [CLIENT]  # the client pays, though the provider accepted
     assert escrow(session, contract_id).balance_minor == 180_000
 
 
