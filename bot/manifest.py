@@ -78,12 +78,17 @@ for changes. Money is released on approval, or automatically when the review per
 passes without an answer, so nobody waits forever.
 
 Changes to an active contract go through change requests that show every change as \
-before and after, with Accept, Decline and Withdraw buttons. Reminders nudge whoever has \
-to act next, within their own working hours, and every change of state is announced in \
-the channel. The App Home shows your contracts and what is waiting for you, and /milestone \
-history lists everything that happened to a contract and its escrow."""
+before and after, with Accept, Decline, Suggest changes (a counter-offer) and Withdraw \
+buttons. Ending asks for consent: the freelancer may accept the refund or dispute it, and \
+a dispute freezes the escrow until both sides agree a split. Partial releases, bonuses and \
+more time to review are a command away. Reminders nudge whoever has to act next, within \
+their own working hours, in the channel and in a direct message or a morning digest, as \
+each person chooses. The App Home shows your contracts and what is waiting for you, and \
+/milestone history lists everything that happened to a contract and its escrow."""
 
-USAGE_HINT: Final = "help | new | add | edit | start | fund | submit | approve | status | history"
+USAGE_HINT: Final = (
+    "help | new | add | edit | start | fund | submit | approve | list | status | history | end"
+)
 
 
 class ManifestError(ValueError):
