@@ -22,6 +22,7 @@ from typing import Any
 from urllib.error import URLError
 
 from slack_bolt import App, BoltContext, BoltResponse, Respond
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest as RetryRequest
@@ -32,7 +33,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.delivery import Delivery, publish_home
 from bot.directory import SlackTimeZones
-from bot.settings import Settings
+from bot.installs import (
+    Installations,
+    PeopleAcrossWorkspaces,
+    build_installations,
+    oauth_settings,
+    redact_tokens_in_logs,
+)
+from bot.settings import DistributionCredentials, Settings
+from bot.webhooks import WebhookSender
 from domain import intake
 from domain.db import make_engine, make_session_factory, upgrade_schema
 from domain.policy import Clock, Policy, system_clock
@@ -89,7 +98,7 @@ class _RepeatableRetries(ConnectionErrorRetryHandler):
         return super()._can_retry(state=state, request=request, response=response, error=error)
 
 
-def make_web_client(token: str, api_url: str | None) -> WebClient:
+def make_web_client(token: str | None, api_url: str | None) -> WebClient:
     return WebClient(
         token=token,
         base_url=api_url or SLACK_API_DEFAULT,
@@ -134,6 +143,8 @@ def create_app(
     delivery: Delivery,
     signing_secret: str,
     listener_executor: Executor,
+    installations: Installations | None = None,
+    oauth: OAuthSettings | None = None,
 ) -> App:
     """The bolt app: every listener, the one error policy, dependencies in the context.
 
@@ -143,6 +154,7 @@ def create_app(
         client=client,
         signing_secret=signing_secret,
         listener_executor=listener_executor,
+        oauth_settings=oauth,  # distribution: each workspace's token from its install
     )
     deps = Deps(
         sessions=runtime.sessions,
@@ -158,13 +170,16 @@ def create_app(
         context["deps"] = deps
         next()
 
-    def publish(user_id: str, page: int = 0) -> None:
-        publish_home(runtime.sessions, client, user_id, now=runtime.clock(), page=page)
+    def publish(user_id: str, page: int = 0, *, via: WebClient | None = None) -> None:
+        """`via`: the request's client (in distribution, the workspace's own token)."""
+        publish_home(runtime.sessions, via or client, user_id, now=runtime.clock(), page=page)
 
     commands.register(app)
     actions.register(app)
     views.register(app)
     home.register(app, publish)
+    if installations is not None:
+        installations.register(app)
     app.error(handle_error)
     return app
 
@@ -201,6 +216,9 @@ class Bot:
     app: App
     listeners: ListenerPool
     scheduler: Scheduler | None = None
+    webhooks: WebhookSender | None = None  # outgoing webhooks, on their own thread
+    # Whom the sweep asks for people's time zones (distribution: each one's workspace).
+    people: WebClient | None = None
     _closed: bool = field(default=False, init=False)
 
     def sweep(self) -> None:
@@ -211,7 +229,7 @@ class Bot:
             runtime.clock,
             policy=runtime.policy,
             outbox=self.delivery,
-            time_zone_of=SlackTimeZones(self.client),
+            time_zone_of=SlackTimeZones(self.people or self.client),
             housekeeping=lambda: intake.forget_receipts(runtime.sessions, now=runtime.clock()),
         )
 
@@ -228,6 +246,8 @@ class Bot:
             self.scheduler.shutdown()
         finished = self.listeners.wait_idle(max(0.0, deadline - time.monotonic()))
         self.listeners.shutdown(wait=False, cancel_futures=True)
+        if self.webhooks is not None:  # what it has not sent stays queued
+            self.webhooks.close(timeout=max(0.0, min(2.0, deadline - time.monotonic())))
         if not finished:
             log.warning("stopping with listener work still running: the outbox keeps it")
         self.runtime.engine.dispose()
@@ -274,20 +294,51 @@ def start_bot(
     scheduler: bool = True,
     migrate: bool = False,
     listener_executor: ListenerPool | None = None,
+    distribution: DistributionCredentials | None = None,
 ) -> Bot:
-    """Build and start one process's bot (the scheduler's first sweep runs at once)."""
+    """Build and start one process's bot (the scheduler's first sweep runs at once).
+
+    `distribution`: serve every workspace that installs the app (OAuth), each with its
+    own token (bot.installs); `bot_token` is then not used."""
+    redact_tokens_in_logs()
     runtime = Runtime.from_settings(settings, clock=clock, migrate=migrate)
-    client = make_web_client(bot_token, settings.SLACK_API_URL)
+    api_url = settings.SLACK_API_URL
+    client = make_web_client(None if distribution else bot_token, api_url)
     delivery = Delivery(runtime.sessions, client, clock, home_delay=HOME_DELAY)
+    installations, oauth = None, None
+    if distribution is not None:
+        installations = build_installations(
+            distribution,
+            engine=runtime.engine,
+            sessions=runtime.sessions,
+            clock=clock,
+            make_client=lambda token: make_web_client(token, api_url),
+        )
+        installations.resume = delivery.sweep
+        delivery.client_for = installations.clients.client_for
+        oauth = oauth_settings(
+            distribution,
+            engine=runtime.engine,
+            store=installations.store,
+            on_installed=installations.installed,
+        )
     listeners = listener_executor or ListenerPool()
     app = create_app(
         runtime,
         client=client,
         delivery=delivery,
-        signing_secret=signing_secret,
+        signing_secret=signing_secret or (distribution.signing_secret if distribution else ""),
         listener_executor=listeners,
+        installations=installations,
+        oauth=oauth,
     )
     bot = Bot(runtime, client, delivery, app, listeners)
+    if installations is not None:
+        bot.people = PeopleAcrossWorkspaces(installations.clients, runtime.sessions)
+    bot.webhooks = WebhookSender(
+        runtime.sessions, clock, poll_seconds=settings.SWEEP_SECONDS
+    ).start()
+    delivery.nudges.append(bot.webhooks.nudge)
     if scheduler:
         bot.scheduler = Scheduler(
             bot.sweep, delivery.sweep, every_seconds=settings.SWEEP_SECONDS

@@ -1,4 +1,5 @@
-"""`milestone-bot`: serve, worker, sandbox, db upgrade, export, ledger verify, outbox, manifest.
+"""`milestone-bot`: serve, worker, sandbox, db upgrade, export, ledger verify, outbox,
+webhooks, manifest.
 
 Every command prints its answer on stdout and its diagnostics on stderr. The one-shot
 commands log warnings only unless `LOG_LEVEL` is set (their answer is what the operator
@@ -146,8 +147,19 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("--reason", required=True, help="why: recorded in the history")
     resolve.set_defaults(run=_dispute_resolve)
 
+    from bot import webhook_commands
+
+    webhook_commands.register(
+        commands, webhook_commands.Cli(database=_existing_database, refusal=Refusal)
+    )
+
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--request-url", help="HTTP mode: https://HOST/slack/events")
+    manifest.add_argument(
+        "--distribution",
+        action="store_true",
+        help="installable in any workspace: OAuth redirect URL and token rotation on",
+    )
     manifest.set_defaults(run=_manifest)
 
     sandbox = commands.add_parser("sandbox", help="try the bot in a browser: no Slack, no tokens")
@@ -182,9 +194,17 @@ def _migrate(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require_payments()
+    if args.socket_mode and settings.distribution:
+        raise SettingsError(
+            "distribution mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET, TOKEN_ENCRYPTION_KEY) "
+            "runs over HTTP: drop --socket-mode, or unset them for single-workspace Socket Mode"
+        )
     if args.socket_mode:
         return _serve_socket_mode(settings, args)
-    credentials = settings.require_http()
+    distribution = settings.require_distribution() if settings.distribution else None
+    credentials = None if distribution else settings.require_http()
+    print(_serving_mode(distribution is not None), file=sys.stderr)
     _migrate(settings)  # once, before the workers fork
 
     # Imported here, in gunicorn's master, so the workers share these modules' memory.
@@ -194,9 +214,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     def start() -> Bot:  # in each worker, after the fork
         return start_bot(
             settings,
-            bot_token=credentials.bot_token,
-            signing_secret=credentials.signing_secret,
+            bot_token=credentials.bot_token if credentials else "",
+            signing_secret=credentials.signing_secret if credentials else "",
             scheduler=not args.no_scheduler,
+            distribution=distribution,
         )
 
     def stop(bot: Bot) -> None:
@@ -215,6 +236,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.LOG_LEVEL.lower(),
     )
     return 0
+
+
+def _serving_mode(distribution: bool) -> str:
+    if distribution:
+        return (
+            "milestone-bot: distribution mode: any workspace installs it at /slack/install, "
+            "each served with its own token"
+        )
+    return "milestone-bot: single-workspace mode: one workspace, SLACK_BOT_TOKEN"
 
 
 def _serve_socket_mode(settings: Settings, args: argparse.Namespace) -> int:
@@ -240,9 +270,17 @@ def _serve_socket_mode(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require_payments()
     from bot.app import start_bot
 
-    bot = start_bot(settings, bot_token=_bot_token(settings), signing_secret="", migrate=True)
+    distribution = settings.require_distribution() if settings.distribution else None
+    bot = start_bot(
+        settings,
+        bot_token="" if distribution else _bot_token(settings),
+        signing_secret="",
+        migrate=True,
+        distribution=distribution,
+    )
     print("milestone-bot worker running (Ctrl-C to stop)", file=sys.stderr)
     _wait_for_stop()
     bot.close(timeout=max(0.5, settings.SHUTDOWN_SECONDS - 1))
@@ -521,7 +559,7 @@ def _manifest(settings: Settings, args: argparse.Namespace) -> int:
     from bot.manifest import ManifestError, build_manifest, render_manifest_yaml
 
     try:
-        manifest = build_manifest(request_url=args.request_url)
+        manifest = build_manifest(request_url=args.request_url, distribution=args.distribution)
     except ManifestError as error:
         print(f"milestone-bot: {error}", file=sys.stderr)
         return 2

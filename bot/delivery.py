@@ -36,7 +36,8 @@ import socket
 import threading
 import time
 import urllib.error
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.webhook import WebhookClient
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -79,7 +81,14 @@ PERMANENT_ERRORS = frozenset(
 )
 # The workspace refuses our token, for now or for good: hold the workspace.
 TOKEN_ERRORS = frozenset(
-    {"token_revoked", "invalid_auth", "account_inactive", "token_expired", "not_authed"}
+    {
+        "token_revoked",
+        "invalid_auth",
+        "account_inactive",
+        "token_expired",
+        "not_authed",
+        "not_installed",  # distribution: the workspace uninstalled the app (bot.installs)
+    }
 )
 # The channel is gone or we are not in it: hold the channel.
 CHANNEL_ERRORS = frozenset({"channel_not_found", "is_archived", "is_inactive", "not_in_channel"})
@@ -131,13 +140,19 @@ class Delivery:
         meantime (None: published in the call, as the sweep always does). `wake`: how
         a deferred intent gets the sweep to run when its wait is over."""
         self.sessions = sessions
-        self.client = client
+        self._client = client
+        # Distribution: the client of the workspace an intent belongs to (bot.installs).
+        self.client_for: Callable[[str | None], WebClient] | None = None
+        self._team = threading.local()
         self.clock = clock
         self.max_attempts = max_attempts
         self.lease = lease
         self.base_backoff = base_backoff
         self.home_delay = home_delay
         self.wake = wake
+        # Told after every commit and sweep that something may be queued besides Slack's
+        # intents (webhooks: bot/webhooks.py); each returns at once, its work is its own.
+        self.nudges: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._channel_blocked_until: dict[str, datetime] = {}
         self._dm_channels: dict[str, str] = {}  # person -> the app's DM channel with them
@@ -162,6 +177,8 @@ class Delivery:
     def deliver(self, ids: Sequence[int]) -> None:
         """Send these intents now (request path, right after the commit); with a
         `home_delay`, Home publishes follow shortly after, one per person."""
+        for nudge in self.nudges:
+            nudge()
         if not ids or self._stopping.is_set():
             return  # stopping: the sweep of the next process sends them
         now = self.clock()
@@ -190,6 +207,8 @@ class Delivery:
     def sweep(self, *, limit: int = 50) -> int:
         """Check the holds that are due, then send what is due; returns how many
         intents were attempted."""
+        for nudge in self.nudges:
+            nudge()
         self._check_holds()
         attempted = 0
         while not self._stopping.is_set():
@@ -250,7 +269,8 @@ class Delivery:
             return claims
         parked = [c for c in claims if any(scope in held for scope in c.scopes)]
         with self.sessions() as session:
-            outbox.park(session, [c.id for c in parked], reason="held: " + ", ".join(held))
+            reason = "held: " + ", ".join(f"{scope} ({h.reason})" for scope, h in held.items())
+            outbox.park(session, [c.id for c in parked], reason=reason)
         batch.settled(parked)
         return [c for c in claims if c not in parked]
 
@@ -305,7 +325,8 @@ class Delivery:
             return
         try:
             if send is not None:
-                send()
+                with self._acting_for(claims[0].team_id):
+                    send()
         except _Deferred as deferred:
             for claimed in claims:
                 self._retry(claimed, at=deferred.until, error=deferred.reason, count_attempt=False)
@@ -496,8 +517,42 @@ class Delivery:
                 outbox.still_refused(session, hold.scope, reason=refusal, check_at=check_at)
             self._wake(check_at)
 
+    @property
+    def client(self) -> WebClient:
+        """The Web API client of the workspace being delivered to: its own token in
+        distribution, the one bot token otherwise."""
+        if self.client_for is None:
+            return self._client
+        return self.client_for(getattr(self._team, "team_id", None))
+
+    @client.setter
+    def client(self, client: WebClient) -> None:
+        self._client = client
+
+    @contextmanager
+    def _acting_for(self, team_id: str | None) -> Iterator[None]:
+        previous = getattr(self._team, "team_id", None)
+        self._team.team_id = team_id
+        try:
+            yield
+        finally:
+            self._team.team_id = previous
+
     def _refusal(self, hold: Hold) -> str | None:
         """What Slack says now about the held workspace or channel (None: all is well)."""
+        team_id = hold.target if hold.kind == "team" else self._team_of_channel(hold.target)
+        with self._acting_for(team_id):
+            return self._refusal_now(hold)
+
+    def _team_of_channel(self, channel_id: str) -> str | None:
+        if self.client_for is None:
+            return None
+        with self.sessions() as session, session.begin():
+            return session.scalar(
+                select(Contract.team_id).where(Contract.channel_id == channel_id).limit(1)
+            )
+
+    def _refusal_now(self, hold: Hold) -> str | None:
         try:
             if hold.kind == "team":
                 self.client.auth_test()
@@ -531,7 +586,7 @@ class Delivery:
             url = address.response_url
 
             def respond() -> None:
-                reply = WebhookClient(url, timeout=self.client.timeout).send(
+                reply = WebhookClient(url, timeout=self._client.timeout).send(
                     **notice.as_kwargs(), response_type="ephemeral", replace_original=False
                 )
                 if reply.status_code == 404:
@@ -544,7 +599,9 @@ class Delivery:
 
         def ephemeral() -> None:
             self._check_channel(channel)
-            self.client.chat_postEphemeral(channel=channel, user=user, **notice.as_kwargs())
+            # A reply records no workspace: the channel's contracts tell (distribution).
+            with self._acting_for(claimed.team_id or self._team_of_channel(channel)):
+                self.client.chat_postEphemeral(channel=channel, user=user, **notice.as_kwargs())
 
         return ephemeral
 

@@ -75,7 +75,8 @@ Create a contract with /milestone new, add milestones with a title, an amount an
 date, and agree on the terms. The client funds each milestone into escrow before work \
 starts; the freelancer submits the work when it is done; the client approves it or asks \
 for changes. Money is released on approval, or automatically when the review period \
-passes without an answer, so nobody waits forever.
+passes without an answer, so nobody waits forever. The app keeps the record of every \
+payment; it holds no money, and the parties pay each other.
 
 Changes to an active contract go through change requests that show every change as \
 before and after, with Accept, Decline, Suggest changes (a counter-offer) and Withdraw \
@@ -95,6 +96,9 @@ class ManifestError(ValueError):
     """A manifest cannot be built from the given options; the message says why."""
 
 
+REDIRECT_PATH = "/slack/oauth_redirect"  # bolt's default (bot.installs)
+
+
 def check_request_url(request_url: str) -> str:
     """Return `request_url` if Slack can send requests to it, else raise `ManifestError`."""
     parts = urlsplit(request_url)
@@ -112,10 +116,26 @@ def check_request_url(request_url: str) -> str:
     return request_url
 
 
-def build_manifest(*, request_url: str | None = None) -> dict[str, Any]:
-    """The app manifest: Socket Mode without `request_url`, HTTP mode with it."""
+def build_manifest(*, request_url: str | None = None, distribution: bool = False) -> dict[str, Any]:
+    """The app manifest: Socket Mode without `request_url`, HTTP mode with it.
+
+    `distribution` (HTTP mode only): installable in any workspace through OAuth, so the
+    redirect URL `/slack/oauth_redirect` on the request URL's host, and token rotation
+    on (each workspace's token is refreshed by the bot; a single workspace's static
+    `SLACK_BOT_TOKEN` would expire, so rotation stays off without it)."""
     if request_url is not None:
         check_request_url(request_url)
+    if distribution and request_url is None:
+        raise ManifestError(
+            "--distribution needs --request-url: Slack sends installs to a public URL"
+        )
+    oauth_config: dict[str, Any] = {"scopes": {"bot": list(BOT_SCOPES)}}
+    if distribution and request_url is not None:
+        parts = urlsplit(request_url)
+        oauth_config = {
+            "redirect_urls": [f"{parts.scheme}://{parts.netloc}{REDIRECT_PATH}"],
+            **oauth_config,
+        }
 
     # Keys in the order Slack's own manifest export uses; URLs only in HTTP mode.
     url: dict[str, Any] = {} if request_url is None else {"url": request_url}
@@ -149,13 +169,13 @@ def build_manifest(*, request_url: str | None = None) -> dict[str, Any]:
             "bot_user": {"display_name": APP_NAME, "always_online": True},
             "slash_commands": [slash_command],
         },
-        "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
+        "oauth_config": oauth_config,
         "settings": {
             "event_subscriptions": event_subscriptions,
             "interactivity": interactivity,
             "org_deploy_enabled": False,
             "socket_mode_enabled": request_url is None,
-            "token_rotation_enabled": False,
+            "token_rotation_enabled": distribution,
         },
     }
 

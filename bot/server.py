@@ -113,7 +113,24 @@ class SlackFront:
         if path == "/healthz" and method in ("GET", "HEAD"):
             ok = self.healthy()
             return Reply.json(200 if ok else 503, {"ok": ok, "database": "up" if ok else "down"})
+        flow = self.app.oauth_flow  # distribution only: bolt's install pages
+        if flow is not None and method == "GET":
+            if path in (flow.install_path, flow.redirect_uri_path):
+                return self._oauth(flow, path, query, headers)
         return NOT_FOUND
+
+    def _oauth(self, flow: Any, path: str, query: str, headers: Mapping[str, str]) -> Reply:
+        """`GET /slack/install` (the Add to Slack page) and `GET /slack/oauth_redirect`
+        (state checked, code exchanged, installation stored), as bolt's adapters do."""
+        request = BoltRequest(
+            body="", query=query, headers={name: [value] for name, value in headers.items()}
+        )
+        if path == flow.install_path:
+            response = flow.handle_installation(request)
+        else:
+            response = flow.handle_callback(request)
+        out = [(name, value) for name, values in response.headers.items() for value in values]
+        return Reply(response.status, response.body.encode("utf-8"), out)
 
     def _slack(self, query: str, headers: Mapping[str, str], body: bytes) -> Reply:
         try:

@@ -59,6 +59,12 @@ APP_TOKEN_HELP = (
     "Basic Information → App-Level Tokens at " + _APPS_PAGE
 )
 
+CLIENT_ID_HELP = "the Client ID from your app's Basic Information → App Credentials"
+CLIENT_SECRET_HELP = "the Client Secret from your app's Basic Information → App Credentials"
+ENCRYPTION_KEY_HELP = (
+    "one or more comma-separated Fernet keys, newest first, that encrypt stored tokens"
+)
+
 _WORKING_HOURS_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _SLACK_TOKEN_PREFIX_RE = re.compile(r"^(xox[a-z]|xapp)-")
 _GOT_MAX_CHARS = 60
@@ -88,6 +94,16 @@ class HttpCredentials:
 
     bot_token: str = field(repr=False)
     signing_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DistributionCredentials:
+    """What distribution (any workspace installs through OAuth) needs, kept out of `repr`."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    signing_secret: str = field(repr=False)
+    encryption_keys: tuple[str, ...] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,10 @@ def _blank_is_unset(value: object) -> object:
 
 def _upper_case(value: object) -> object:
     return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower_case(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _slack_token(prefix: str, help_text: str) -> AfterValidator:
@@ -233,6 +253,25 @@ def _start_before_end(hours: WorkingHours) -> WorkingHours:
     return hours
 
 
+def _fernet_keys(keys: SecretStr | None) -> SecretStr | None:
+    """One or more comma-separated Fernet keys; a refusal never echoes a key."""
+    from cryptography.fernet import Fernet
+
+    if keys is None:
+        return None
+    parts = [part.strip() for part in keys.get_secret_value().split(",")]
+    for number, part in enumerate(parts, start=1):
+        try:
+            Fernet(part)
+        except ValueError:
+            raise _invalid(
+                f"key {number} is not a Fernet key (32 url-safe base64-encoded bytes); make one "
+                'with python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"'
+            ) from None
+    return keys
+
+
 # ----- the types of the settings
 
 #: An empty or blank value counts as not set (on an optional setting).
@@ -286,6 +325,27 @@ LogLevel = Annotated[
     _saying(f"must be one of {', '.join(get_args(LogLevelName))}"),
 ]
 
+PaymentsName = Literal["ledger", "stripe"]
+PaymentsSetting = Annotated[
+    PaymentsName,
+    BeforeValidator(_lower_case),
+    _saying("must be ledger (the bot records the money, the parties move it) or stripe"),
+]
+
+StripeApiBase = Annotated[
+    str,
+    Field(pattern=r"^(?i:https?)://[^\s/]\S*$"),
+    AfterValidator(_valid_http_url),
+    _saying("must be an http(s) URL of a Stripe API server, such as http://127.0.0.1:8420"),
+]
+
+#: Why `PAYMENTS=stripe` cannot run in this build (say so at start-up, not mid-payment).
+STRIPE_NOT_AVAILABLE = (
+    "PAYMENTS=stripe: moving money through Stripe is not available in this version "
+    "(checkout, webhooks and transfers are not wired end to end yet); unset PAYMENTS or "
+    "set PAYMENTS=ledger, and the bot records the money while the parties move it"
+)
+
 
 class Settings(BaseSettings):
     """Every setting of the bot; field names are the environment variable names."""
@@ -303,6 +363,11 @@ class Settings(BaseSettings):
     SLACK_SIGNING_SECRET: Annotated[SecretStr | None, BlankIsUnset] = None
     SLACK_APP_TOKEN: Annotated[AppToken | None, BlankIsUnset] = None
     SLACK_API_URL: Annotated[SlackApiUrl | None, BlankIsUnset] = None
+    SLACK_CLIENT_ID: Annotated[str | None, BlankIsUnset] = None
+    SLACK_CLIENT_SECRET: Annotated[SecretStr | None, BlankIsUnset] = None
+    TOKEN_ENCRYPTION_KEY: Annotated[
+        SecretStr | None, BlankIsUnset, AfterValidator(_fernet_keys)
+    ] = None
     DATABASE_URL: DatabaseUrl = DEFAULT_DATABASE_URL
     AUTO_RELEASE_DAYS: Days = 14.0
     END_WINDOW_DAYS: Days = 7.0
@@ -315,6 +380,10 @@ class Settings(BaseSettings):
     SHUTDOWN_SECONDS: Seconds = 10.0
     MAX_AMOUNT: MajorUnits = 10_000_000
     LOG_LEVEL: LogLevel = "INFO"
+    PAYMENTS: PaymentsSetting = "ledger"
+    STRIPE_API_KEY: Annotated[SecretStr | None, BlankIsUnset] = None
+    STRIPE_WEBHOOK_SECRET: Annotated[SecretStr | None, BlankIsUnset] = None
+    STRIPE_API_BASE: Annotated[StripeApiBase | None, BlankIsUnset] = None
 
     # ----- derived values
 
@@ -369,6 +438,48 @@ class Settings(BaseSettings):
             signing_secret=self.SLACK_SIGNING_SECRET.get_secret_value(),
         )
 
+    @property
+    def distribution(self) -> bool:
+        """Whether `serve` runs for any workspace that installs it (OAuth) rather than for
+        the one workspace of `SLACK_BOT_TOKEN`: any of the distribution settings says so."""
+        return any(
+            value is not None
+            for value in (
+                self.SLACK_CLIENT_ID,
+                self.SLACK_CLIENT_SECRET,
+                self.TOKEN_ENCRYPTION_KEY,
+            )
+        )
+
+    def require_distribution(self) -> DistributionCredentials:
+        """The settings distribution needs, or a `SettingsError` naming what is missing
+        (or what is set that does not belong: a bot token is per workspace here)."""
+        wanted = {
+            "SLACK_CLIENT_ID": (self.SLACK_CLIENT_ID, CLIENT_ID_HELP),
+            "SLACK_CLIENT_SECRET": (self.SLACK_CLIENT_SECRET, CLIENT_SECRET_HELP),
+            "SLACK_SIGNING_SECRET": (self.SLACK_SIGNING_SECRET, SIGNING_SECRET_HELP),
+            "TOKEN_ENCRYPTION_KEY": (self.TOKEN_ENCRYPTION_KEY, ENCRYPTION_KEY_HELP),
+        }
+        missing = [f"{name} ({hint})" for name, (value, hint) in wanted.items() if value is None]
+        if missing:
+            raise SettingsError(_missing_message(missing, mode="distribution mode"))
+        if self.SLACK_BOT_TOKEN is not None:
+            raise SettingsError(
+                "SLACK_BOT_TOKEN is set with SLACK_CLIENT_ID: unset SLACK_BOT_TOKEN to run in "
+                "distribution mode (each workspace's token comes from its install), or unset "
+                "SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and TOKEN_ENCRYPTION_KEY to run in "
+                "single-workspace mode"
+            )
+        assert self.SLACK_CLIENT_ID and self.SLACK_CLIENT_SECRET and self.SLACK_SIGNING_SECRET
+        assert self.TOKEN_ENCRYPTION_KEY is not None
+        keys = self.TOKEN_ENCRYPTION_KEY.get_secret_value().split(",")
+        return DistributionCredentials(
+            client_id=self.SLACK_CLIENT_ID,
+            client_secret=self.SLACK_CLIENT_SECRET.get_secret_value(),
+            signing_secret=self.SLACK_SIGNING_SECRET.get_secret_value(),
+            encryption_keys=tuple(key.strip() for key in keys),
+        )
+
     def require_socket_mode(self) -> SocketModeCredentials:
         """The credentials Socket Mode needs, or a `SettingsError` naming what to set."""
         missing = []
@@ -382,6 +493,13 @@ class Settings(BaseSettings):
             bot_token=self.SLACK_BOT_TOKEN.get_secret_value(),
             app_token=self.SLACK_APP_TOKEN.get_secret_value(),
         )
+
+    def require_payments(self) -> PaymentsName:
+        """The payments provider a serving process can use, or a `SettingsError` saying
+        why not: `ledger`, or `stripe` once it works end to end."""
+        if self.PAYMENTS == "stripe":
+            raise SettingsError(STRIPE_NOT_AVAILABLE)
+        return self.PAYMENTS
 
 
 def _missing_message(missing: list[str], *, mode: str) -> str:

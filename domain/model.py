@@ -31,6 +31,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from domain.installation_tables import define_installation_tables
 from domain.rules import (
     REQUEST_TARGET,
     ContractAction,
@@ -850,3 +851,57 @@ class Digest(Base):
     items: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (UniqueConstraint("user_id", "day"),)
+
+
+class WebhookState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"  # gave up after the last try; `webhooks log` shows it
+    CANCELLED = "cancelled"  # its endpoint was removed before it went
+
+
+class WebhookEndpoint(Base):
+    """An operator's receiver of signed outgoing webhooks (domain/webhooks.py): every
+    history event from its creation on is delivered to it once."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    # The HMAC-SHA256 key of `Milestone-Signature`: never shown back in full.
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint, written in the transaction that wrote the event: unique
+    per (endpoint, event), retried with backoff, dead-lettered after the last try."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoint.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[WebhookState] = mapped_column(_enum(WebhookState), default=WebhookState.PENDING)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index("ix_webhook_delivery_event_id", "event_id"),
+    )
+
+
+# Slack's installation and OAuth state stores keep their rows here too (bot/installs.py).
+define_installation_tables(Base.metadata)

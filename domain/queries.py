@@ -96,11 +96,20 @@ def open_contracts_in_channel(session: Session, channel_id: str) -> list[Contrac
 
 
 def resolve_contract(
-    session: Session, *, channel_id: str, contract_id: int | None, user_id: str | None = None
+    session: Session,
+    *,
+    channel_id: str,
+    contract_id: int | None,
+    user_id: str | None = None,
 ) -> Contract:
     """The contract a command means: the one named, or the channel's only open one, or
     — with several open — the only one `user_id` is a party to. Otherwise (a party to
-    several of them, or to none) `ContractChoice` names the ones to choose from."""
+    several of them, or to none) `ContractChoice` names the ones to choose from.
+
+    The channel is the boundary: Slack signs which channel a command comes from, and
+    only its members can type there, so a contract is seen from its own channel only
+    (a Slack Connect partner who is no party sees the cards there anyway, and is told
+    plainly who can act)."""
     if contract_id is not None:
         contract = load_contract(session, contract_id)
         if contract.channel_id != channel_id:

@@ -32,6 +32,7 @@ from domain import notify, queries, rules, services, snapshot, when
 from domain.disputes import is_zero_amount
 from domain.errors import ContractChoice, InvalidInput
 from domain.model import Notify
+from domain.payments import PAYOUTS_NOTE
 from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
 from domain.text import Command, said
 from domain.waiting import waiting_in
@@ -163,6 +164,8 @@ def handle_milestone_command(
             release_part(call, parsed)
         case grammar.PayBonus():
             pay_bonus(call, parsed)
+        case grammar.ShowPayouts():
+            show_payouts(call, parsed)
         case _:
             contract_service(call, parsed)
 
@@ -178,7 +181,10 @@ def _contract(call: Invocation, cmd: grammar.Command) -> tuple[int, str]:
     """The id and currency of the contract the command means."""
     with call.deps.sessions() as session, session.begin():
         contract = queries.resolve_contract(
-            session, channel_id=call.channel_id, contract_id=cmd.contract_id, user_id=call.user_id
+            session,
+            channel_id=call.channel_id,
+            contract_id=cmd.contract_id,
+            user_id=call.user_id,
         )
         return contract.id, contract.currency
 
@@ -533,6 +539,12 @@ def show_list(call: Invocation, cmd: grammar.ShowList) -> None:
             call.user_id, contracts, waiting, total=total, now=call.deps.now()
         )
     _answer(call, message)
+
+
+def show_payouts(call: Invocation, cmd: grammar.ShowPayouts) -> None:
+    """Where the provider side is paid: with `PAYMENTS=ledger`, by the client directly."""
+    call.ack()
+    _answer(call, blocks.build_notice(PAYOUTS_NOTE, emoji=":receipt:"))
 
 
 def show_history(call: Invocation, cmd: grammar.ShowHistory) -> None:

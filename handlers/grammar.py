@@ -251,6 +251,11 @@ class ExtendReview(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ShowPayouts(Command):
+    """`payouts`: where the provider side is paid (no payout account with PAYMENTS=ledger)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChooseNotifications(Command):
     """`notify channel|dm|both|digest`: where I am told what needs my action; without a
     word (`choice` None), what I chose."""
@@ -308,6 +313,7 @@ USAGE: dict[str, str] = {
     "release": "`/milestone release <n> <amount>`",
     "bonus": '`/milestone bonus <amount> ["<note>"]`',
     "extend": "`/milestone extend [<days>]`",
+    "payouts": "`/milestone payouts`",
 }
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -344,8 +350,8 @@ which one you mean.
 
 *3. Agree and start* — both sides type `/milestone start` once the plan looks right.
 
-*4. Fund* (client) — `/milestone fund` puts the next milestone's amount in escrow, \
-and the freelancer can start.
+*4. Fund* (client) — `/milestone fund` records the next milestone's amount as funded \
+(the bot holds no money: pay it yourselves), and the freelancer can start.
 
 *5. Deliver* (freelancer) — `/milestone submit "Figma link in the thread"`
 
@@ -1273,4 +1279,5 @@ _PARSERS: dict[str, Callable[[_Args], Command]] = {
     "release": _parse_release,
     "bonus": _parse_bonus,
     "extend": _parse_extend,
+    "payouts": _no_arguments(ShowPayouts),
 }

@@ -51,6 +51,9 @@ def test_settings_cover_exactly_the_documented_variables_and_log_level() -> None
         "SLACK_SIGNING_SECRET",
         "SLACK_APP_TOKEN",
         "SLACK_API_URL",
+        "SLACK_CLIENT_ID",
+        "SLACK_CLIENT_SECRET",
+        "TOKEN_ENCRYPTION_KEY",
         "DATABASE_URL",
         "AUTO_RELEASE_DAYS",
         "END_WINDOW_DAYS",
@@ -63,6 +66,10 @@ def test_settings_cover_exactly_the_documented_variables_and_log_level() -> None
         "SHUTDOWN_SECONDS",
         "MAX_AMOUNT",
         "LOG_LEVEL",
+        "PAYMENTS",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_API_BASE",
     }
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, func, insert, inspect, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from domain import intake, notify, reminders
+from domain import intake, notify, reminders, webhooks
 from domain.db import is_postgres
 from domain.model import Contract, Event, EventKind, IntentKind, OutboxMessage, OutboxState
 from domain.services.inputs import Outcome
@@ -59,6 +59,8 @@ class Writes:
         """Write everything; the new outbox ids of each contract, in order."""
         self.session.flush()
         event_ids = _insert(self.session, _EVENT, self._events)
+        # Every event to every webhook endpoint, with the event (one statement).
+        webhooks.fan_out(self.session, event_ids, now=self.now)
         self.reminders.write(self.session)
         owners: list[int] = []
         rows: list[dict[str, Any]] = []

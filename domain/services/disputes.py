@@ -35,6 +35,7 @@ from domain.model import (
     MilestoneStatus,
     Role,
 )
+from domain.payments import SPLIT_NOTE
 from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
 from domain.rules import Act, mid_sentence, require
 from domain.services._locking import (
@@ -302,7 +303,7 @@ def agree_to_split(
         settle(tx, dispute, milestone, to_provider=amount, by=actor_id, how=AGREED, policy=policy)
         return tx.outcome(
             f"You agreed to the split: {_split_words(contract, amount, held)}. The dispute "
-            f"over milestone {milestone.number} is settled.",
+            f"over milestone {milestone.number} is settled. {SPLIT_NOTE}",
             milestone_number=milestone.number,
         )
 

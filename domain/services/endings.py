@@ -38,6 +38,7 @@ from domain.model import (
     RequestStatus,
     Role,
 )
+from domain.payments import REFUNDED_NOTE
 from domain.policy import DEFAULT_POLICY, Policy
 from domain.rules import Act, RequestAction, require
 from domain.services._locking import (
@@ -184,7 +185,11 @@ def end_contract(
         plan = _plan(contract, role, _held(session, contract))
         if plan.how != EndHow.WINDOW:
             refunded = close_contract(tx, actor=actor_id, closed_by=actor_id, how="ended")
-            note = f" {money(contract, refunded)} refunded to the client." if refunded else ""
+            note = (
+                f" {money(contract, refunded)} refunded to the client. {REFUNDED_NOTE}"
+                if refunded
+                else ""
+            )
             return tx.outcome(f"Contract {contract.id} ended.{note}")
         pending = pending_requests(session, contract)
         contract.begin_ending(by=actor_id, at=now, window=policy.end_window)
@@ -260,7 +265,7 @@ def _accept_refund(tx: Tx, actor_id: str) -> Outcome:
         said(
             f"You accepted the refund: {money(contract, refunded)} goes back to ",
             Person(contract.client_id),
-            f". Contract {contract.id} is closed.",
+            f". Contract {contract.id} is closed. {REFUNDED_NOTE}",
         )
     )
 

@@ -21,6 +21,7 @@ from domain.model import (
     Milestone,
     MilestoneStatus,
 )
+from domain.payments import FUNDED_NOTE, RELEASED_NOTE
 from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
 from domain.rules import Act, require
 from domain.services._locking import (
@@ -96,7 +97,7 @@ def fund_milestone(
         tx.changed()
         return tx.outcome(
             f"Funded milestone {milestone.number} ({milestone.title}) with "
-            f"{money(contract, milestone.amount_minor)}. The provider can start.",
+            f"{money(contract, milestone.amount_minor)}. The provider can start. {FUNDED_NOTE}",
             milestone_number=milestone.number,
         )
 
@@ -187,7 +188,8 @@ def approve_work(
             raise InvalidTransition("That submission is no longer waiting for review.")
         held = release(tx, milestone, actor=actor_id, automatic=False, policy=policy)
         return tx.outcome(
-            f"Approved milestone {milestone.number}: {money(contract, held)} released.",
+            f"Approved milestone {milestone.number}: {money(contract, held)} released. "
+            f"{RELEASED_NOTE}",
             milestone_number=milestone.number,
         )
 
@@ -356,7 +358,7 @@ def _release_due(
                 contract.id,
                 said(
                     f"Released milestone {milestone.number} automatically: "
-                    f"{money(contract, amount)}."
+                    f"{money(contract, amount)}. {RELEASED_NOTE}"
                 ),
                 milestone_number=milestone.number,
                 outbox_ids=tuple(written.get(contract.id, ())),

@@ -30,6 +30,7 @@ from domain.model import (
     Milestone,
     MilestoneStatus,
 )
+from domain.payments import RELEASED_NOTE
 from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
 from domain.rules import (
     MORE_TIME_ASKS_PER_SUBMISSION,
@@ -106,7 +107,7 @@ def release_part(
             release(tx, milestone, actor=actor_id, automatic=False, policy=policy, held=held)
             return tx.outcome(
                 f"That is everything held for milestone {number}, so it counts as approving "
-                f"the work: {money(contract, held)} released.",
+                f"the work: {money(contract, held)} released. {RELEASED_NOTE}",
                 milestone_number=number,
             )
         part = ledger.partial_releases(session, milestone.id) + 1
@@ -138,7 +139,7 @@ def release_part(
         return tx.outcome(
             f"Released {money(contract, amount_minor)} of milestone {number} "
             f"({milestone.title}) to the provider; {money(contract, rest)} stays in escrow "
-            "for it.",
+            f"for it. {RELEASED_NOTE}",
             milestone_number=number,
         )
 
@@ -193,7 +194,8 @@ def pay_bonus(
         tx.event(EventKind.BONUS_PAID, actor_id, amount_minor=amount_minor, note=clean_note)
         tx.changed()
         return tx.outcome(
-            f"Paid a bonus of {money(contract, amount_minor)} to the provider, outside escrow.",
+            f"Paid a bonus of {money(contract, amount_minor)} to the provider, outside escrow. "
+            f"{RELEASED_NOTE}",
         )
 
 

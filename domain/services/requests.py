@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from domain.db import write_transaction
 from domain.errors import InvalidInput, NotAllowed, NotFound
 from domain.model import ChangeKind, ChangeRequest, Contract, Role
+from domain.payments import FUNDED_NOTE
 from domain.policy import MAX_TEXT
 from domain.rules import Act, RequestAction, request_next, request_roles, require
 from domain.services._locking import (
@@ -157,7 +158,7 @@ def accept_request(
                 stored.milestone_number = milestone.number
         close_request(tx, request, RequestAction.ACCEPT, by=actor_id, top_up=top_up)
         cancel_inapplicable(tx, others, because=f"change request #{request.number} was accepted")
-        note = f" Escrow topped up by {money(contract, top_up)}." if top_up else ""
+        note = f" Escrow topped up by {money(contract, top_up)}. {FUNDED_NOTE}" if top_up else ""
         return said(f"Accepted change request #{request.number}.{note}")
 
     return _decide(

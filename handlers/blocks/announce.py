@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.model import Contract, Event, EventKind
+from domain.payments import FUNDED_NOTE, RELEASED_NOTE
 from handlers.blocks.describe import (
     event_emoji,
     event_text,
@@ -97,7 +98,7 @@ def _line(contract: Contract, event: Event) -> str | None:
                 if isinstance(amount, int) and not isinstance(amount, bool)
                 else ""
             )
-            return f"{workers} milestone {name} is funded — you can start.{held}"
+            return f"{workers} milestone {name} is funded — you can start.{held} {FUNDED_NOTE}"
         case EventKind.MILESTONE_RELEASED:
             workers = users(provider_workers(contract)) or "Provider"
             name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
@@ -110,10 +111,10 @@ def _line(contract: Contract, event: Event) -> str | None:
             if data.get("automatic"):
                 return (
                     f"{workers} milestone {name} is paid: {paid} released automatically "
-                    "(the review period ended with no answer)."
+                    f"(the review period ended with no answer). {RELEASED_NOTE}"
                 )
             approved = f"{user(event.actor)} approved, {paid} released"
-            return f"{workers} milestone {name} is paid: {approved}."
+            return f"{workers} milestone {name} is paid: {approved}. {RELEASED_NOTE}"
         case EventKind.CHANGES_REQUESTED:
             workers = users(provider_workers(contract)) or "the provider"
             name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"

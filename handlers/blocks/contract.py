@@ -7,6 +7,7 @@ from datetime import datetime
 from slack_sdk.models.blocks import Block, ButtonElement
 
 from domain.model import Contract, ContractStatus, Milestone, MilestoneStatus
+from domain.payments import RECORD_ONLY_NOTE
 from domain.policy import MAX_MILESTONES
 from domain.snapshot import ContractSnapshot, Next
 from handlers.blocks.describe import (
@@ -163,9 +164,10 @@ def fund_button(snap: ContractSnapshot | Contract, milestone: Milestone) -> Butt
         style="primary",
         confirm_with=confirm(
             f"Fund milestone {milestone.number}?",
-            f"{amount} moves into escrow for milestone {milestone.number}. It is released "
-            f"to {provider} when you approve the work, or automatically if a submission "
-            "gets no answer within the review period.",
+            f"The bot records {amount} as funded for milestone {milestone.number}; it "
+            f"holds no money, so pay it yourselves. It is recorded as released to "
+            f"{provider} when you approve the work, or automatically if a submission gets "
+            "no answer within the review period.",
             ok=f"Fund {amount}",
         ),
     )
@@ -192,7 +194,8 @@ def work_buttons(ref: str, *, amount: str, number: int, provider: str) -> list[B
             style="primary",
             confirm_with=confirm(
                 f"Approve milestone {number}?",
-                f"This releases {amount} from escrow to {provider}. It can't be undone.",
+                f"This records {amount} as released to {provider}: pay them yourselves. "
+                "It can't be undone.",
                 ok=f"Release {amount}",
             ),
         ),
@@ -214,7 +217,7 @@ def accept_button(ref: str, *, top_up: int, currency: str) -> ButtonElement:
         confirm_with=confirm(
             "Accept and top up escrow?",
             f"This request raises the amount of a milestone that is already funded. "
-            f"Accepting deposits {amount} more into escrow now.",
+            f"Accepting records {amount} more as funded now: pay it yourselves.",
             ok=f"Accept, deposit {amount}",
         ),
     )
@@ -274,7 +277,7 @@ def _escrow_block(snap: ContractSnapshot) -> Block:
         return context(
             f":moneybag: Contract total *{total}* over "
             f"{plural(len(contract.live_milestones), 'milestone')}  ·  escrow is funded one "
-            "milestone at a time once both sides agree",
+            f"milestone at a time once both sides agree  ·  {RECORD_ONLY_NOTE}",
             block_id=ESCROW_BLOCK,
         )
     fields = [
@@ -287,7 +290,7 @@ def _escrow_block(snap: ContractSnapshot) -> Block:
         fields.append(f"*Refunded*\n{money(escrow.refunded_minor, currency)}")
     if escrow.bonus_minor:
         fields.append(f"*Bonuses (outside escrow)*\n{money(escrow.bonus_minor, currency)}")
-    return section(fields=fields, block_id=ESCROW_BLOCK)
+    return section(f":receipt: {RECORD_ONLY_NOTE}", fields=fields, block_id=ESCROW_BLOCK)
 
 
 def _requests_block(snap: ContractSnapshot) -> Block:

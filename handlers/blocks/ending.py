@@ -14,6 +14,7 @@ from slack_sdk.models.blocks import Block, ButtonElement
 from slack_sdk.models.views import View
 
 from domain.model import Contract, ContractStatus, Dispute, Milestone, MilestoneStatus
+from domain.payments import REFUNDED_NOTE
 from domain.policy import MAX_TEXT
 from domain.services import EndHow, EndPreview
 from handlers.blocks import fields as F
@@ -67,6 +68,8 @@ def build_end_confirmation(preview: EndPreview) -> Message:
             f"dispute it until {until}. If they do neither, {held} is refunded to you then "
             "and the contract closes. Nothing is funded or proposed meanwhile."
         )
+    if preview.how != EndHow.CLOSE:
+        effect += f" {REFUNDED_NOTE}"
     ref = ContractRef(contract_id=preview.contract_id).dump()
     label = "End contract" if preview.how != EndHow.REFUND else f"End contract (refund {held})"
     blocks: list[Block] = [

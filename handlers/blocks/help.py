@@ -7,6 +7,7 @@ from datetime import date
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from domain.payments import RECORD_ONLY_NOTE
 from domain.text import Said
 from handlers.blocks.format import escape, pack, said_mrkdwn, shorten
 from handlers.blocks.kit import context, plain, section
@@ -38,6 +39,7 @@ def build_help(topic: str | None = None, *, today: date | None = None) -> Messag
             "*End contract* when a contract ends or is disputed."
         )
     )
+    blocks.append(context(f":receipt: {RECORD_ONLY_NOTE}", block_id="help_payments"))
     return Message(
         text="milestone-bot: agree on milestones, fund them one at a time, get paid on approval.",
         blocks=blocks,

@@ -197,7 +197,7 @@ def _contract_summary(snap: ContractSnapshot, user_id: str) -> Block:
         f"total {total}",
     ]
     if contract.status != ContractStatus.NEGOTIATING:
-        facts.append(f"{balance} in escrow")
+        facts.append(f"{balance} in escrow (recorded; the bot holds no money)")
     return section(
         f"*{contract_title(contract, SHORT_TITLE_LIMIT)}*  ·  contract {contract.id}  ·  "
         f"<#{contract.channel_id}>\n{'  ·  '.join(facts)}\n"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from slack_sdk.models.blocks import Block
 
 from domain.model import Contract, Dispute, Milestone, MilestoneStatus
+from domain.payments import REFUNDED_NOTE, RELEASED_NOTE
 from handlers.blocks.contract import work_buttons
 from handlers.blocks.describe import (
     SHORT_TITLE_LIMIT,
@@ -131,14 +132,17 @@ def _outcome(contract: Contract, milestone: Milestone, dispute: Dispute | None =
         if milestone.released_automatically:
             return (
                 f":white_check_mark: *Paid automatically*{when}: {amount} released after "
-                f"the review period ended with no answer{also}."
+                f"the review period ended with no answer{also}. {RELEASED_NOTE}"
             )
         by = f" by {actor(milestone.released_by)}" if milestone.released_by else ""
-        return f":white_check_mark: *Approved and paid*{by}{when}: {amount} released{also}."
+        return (
+            f":white_check_mark: *Approved and paid*{by}{when}: {amount} released{also}. "
+            f"{RELEASED_NOTE}"
+        )
     if milestone.refunded_at is not None:
         return (
             f":lock: The contract ended {instant(milestone.refunded_at)} before a decision; "
-            "escrow was refunded to the client."
+            f"escrow was refunded to the client. {REFUNDED_NOTE}"
         )
     if milestone.changes_requested_at is not None:
         text = (

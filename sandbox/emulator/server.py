@@ -34,6 +34,7 @@ from .models import (
     StoredMessage,
     User,
 )
+from .oauth import OAuthError, OAuthSide
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,10 @@ class SlackEmulator:
     Behaviour worth knowing (where Slack's is undocumented, these are the emulator's choices):
 
     * Auth: token from ``Authorization: Bearer`` or a ``token`` param; none -> ``not_authed``,
-      one not starting with ``token_prefix`` -> ``invalid_auth``.
+      one not starting with ``token_prefix`` -> ``invalid_auth``. Tokens issued by an install
+      (``oauth``: ``oauth.v2.access``, rotation, ``uninstall``; see emulator/oauth.py) are
+      their workspace's: ``auth.test`` answers for it, a revoked one -> ``token_revoked``,
+      an expired one -> ``token_expired``.
     * Channels: unknown ids are auto-created (bot is a member) unless ``strict``; a user id
       (``U…``/``W…``) as channel means the bot's IM with that user (``D…``).
     * ``views.open`` replaces the user's modal stack; ``views.push`` without an open modal opens
@@ -220,6 +224,10 @@ class SlackEmulator:
         self.host = host
         self.strict = strict
         self.scopes = tuple(scopes)
+        # Installs into other workspaces, per-token identity, rotation (emulator/oauth.py).
+        self.oauth = OAuthSide(app_id=app_id, scopes=self.scopes)
+        self._token = ""  # the token of the call being answered (under the lock)
+        self._request_headers: dict[str, str] = {}
         self.token_prefix = token_prefix
         self.trigger_ttl = trigger_ttl
         self.response_url_max_uses = response_url_max_uses
@@ -240,6 +248,7 @@ class SlackEmulator:
         self._methods: dict[str, Callable[[JsonDict], JsonDict]] = {
             "api.test": self._api_test,
             "auth.test": self._auth_test,
+            "oauth.v2.access": self._oauth_v2_access,
             "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -989,10 +998,20 @@ class SlackEmulator:
     def _check_auth(self, request: HttpRequest, params: JsonDict, method: str = "") -> None:
         auth = request.headers.get("authorization", "")
         token = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
+        self._request_headers = dict(request.headers)
+        if method == "oauth.v2.access":
+            return  # the app's client id and secret, checked by the method itself
         if not token:
             token = str(params.get("token") or "")
         if not token:
             raise _ApiError("not_authed")
+        self._token = token
+        if self.oauth.knows(token):  # issued by an install: that workspace's token
+            try:
+                self.oauth.check(token, self._clock())
+            except OAuthError as exc:
+                raise _ApiError(exc.error) from None
+            return
         # Socket Mode connects with the app-level token; everything else with the bot's.
         prefix = "xapp-" if method == "apps.connections.open" else self.token_prefix
         if not token.startswith(prefix):
@@ -1291,7 +1310,27 @@ class SlackEmulator:
             raise _ApiError("not_allowed_token_type")
         return {"ok": True, "url": self.socket_mode_url}
 
+    def _oauth_v2_access(self, params: JsonDict) -> JsonDict:
+        try:
+            return self.oauth.access(params, self._request_headers, self._clock())
+        except OAuthError as exc:
+            raise _ApiError(exc.error) from None
+
     def _auth_test(self, params: JsonDict) -> JsonDict:
+        team_id = self.oauth.team_of_token(self._token)
+        workspace = self.oauth.workspaces.get(team_id or "")
+        if workspace is not None:
+            return {
+                "ok": True,
+                "url": f"https://{workspace.team_id.lower()}.slack.com/",
+                "team": workspace.team_name,
+                "user": self.bot_name,
+                "team_id": workspace.team_id,
+                "user_id": workspace.bot_user_id,
+                "bot_id": workspace.bot_id,
+                "enterprise_id": workspace.enterprise_id,
+                "is_enterprise_install": workspace.is_enterprise_install,
+            }
         return {
             "ok": True,
             "url": f"https://{self.team_domain}.slack.com/",

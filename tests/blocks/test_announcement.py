@@ -42,7 +42,7 @@ def test_announcement_matches_the_expected_blocks() -> None:
     assert message is not None
     assert message.as_kwargs() == {
         "text": ":moneybag: <@UFREELA01> milestone *1 · Design* is funded — you can start. "
-        "($1,500.00 in escrow)",
+        "($1,500.00 in escrow) Recorded as funded — move the money yourselves.",
         "blocks": [
             {
                 "type": "section",
@@ -50,7 +50,8 @@ def test_announcement_matches_the_expected_blocks() -> None:
                 "text": {
                     "type": "mrkdwn",
                     "text": ":moneybag: <@UFREELA01> milestone *1 · Design* is funded — you can "
-                    "start. ($1,500.00 in escrow)",
+                    "start. ($1,500.00 in escrow) Recorded as funded — move the money "
+                    "yourselves.",
                 },
             },
             {
@@ -148,13 +149,14 @@ def test_announcement_matches_the_expected_blocks() -> None:
             "milestone_released",
             {"milestone_number": 1, "amount_minor": 150_000, "automatic": False},
             "<@UFREELA01> milestone *1 · Design* is paid: <@UCLIENT01> approved, "
-            "$1,500.00 released.",
+            "$1,500.00 released. Recorded as paid — the client pays the provider directly.",
         ),
         (
             "milestone_released",
             {"actor": "system", "milestone_number": 1, "amount_minor": 150_000, "automatic": True},
             "<@UFREELA01> milestone *1 · Design* is paid: $1,500.00 released automatically "
-            "(the review period ended with no answer).",
+            "(the review period ended with no answer). "
+            "Recorded as paid — the client pays the provider directly.",
         ),
         (
             "contract_ended",

@@ -82,7 +82,10 @@ def test_negotiating_card_matches_the_expected_blocks() -> None:
                     {
                         "type": "mrkdwn",
                         "text": ":moneybag: Contract total *$1,500.00* over 1 milestone  ·  "
-                        "escrow is funded one milestone at a time once both sides agree",
+                        "escrow is funded one milestone at a time once both sides agree  ·  "
+                        "The bot keeps the record only: it holds no money. Move the money "
+                        "yourselves (bank transfer, invoice, your own escrow) when the record "
+                        "says so.",
                     }
                 ],
             },
@@ -180,7 +183,7 @@ def test_fund_button_names_milestone_and_amount_and_confirms_it() -> None:
     assert json.loads(fund["value"]) == {"c": 7, "m": 102}
     assert fund["style"] == "primary"
     assert fund["confirm"]["title"]["text"] == "Fund milestone 2?"
-    assert "$2,500.00 moves into escrow" in fund["confirm"]["text"]["text"]
+    assert "records $2,500.00 as funded" in fund["confirm"]["text"]["text"]
     assert fund["confirm"]["confirm"]["text"] == "Fund $2,500.00"
     assert labels(blocks) == ["Fund milestone 2 ($2,500.00)", "Propose changes"]
     text = all_text(blocks)

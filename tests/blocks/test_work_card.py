@@ -93,7 +93,8 @@ def test_submitted_work_card_matches_the_expected_blocks() -> None:
         "title": {"type": "plain_text", "text": "Approve milestone 2?", "emoji": True},
         "text": {
             "type": "plain_text",
-            "text": "This releases $2,500.00 from escrow to the freelancer. It can't be undone.",
+            "text": "This records $2,500.00 as released to the freelancer: pay them yourselves. "
+            "It can't be undone.",
             "emoji": True,
         },
         "confirm": {"type": "plain_text", "text": "Release $2,500.00", "emoji": True},

@@ -151,6 +151,7 @@ def test_usage_has_a_line_for_every_subcommand() -> None:
         "bonus",
         "extend",
         "notify",
+        "payouts",
     }
     assert all(line.startswith("`/milestone ") for line in USAGE.values())
 

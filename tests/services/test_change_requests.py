@@ -490,7 +490,10 @@ def test_accepted_increase_tops_up_escrow_by_the_difference_at_once(
 
     accepted = accept(session, outcome.request_id)
 
-    assert accepted.summary == "Accepted change request #1. Escrow topped up by $250.25."
+    assert accepted.summary == (
+        "Accepted change request #1. Escrow topped up by $250.25. "
+        "Recorded as funded — move the money yourselves."
+    )
     assert milestone(session, contract_id, 1)["amount_minor"] == 175025
     entries = ledger_entries(session, contract_id)
     assert [(e.kind, e.amount_minor, e.actor) for e in entries] == [
@@ -519,7 +522,10 @@ def test_topped_up_milestone_releases_its_whole_new_amount(session: Session) -> 
     contract_id = submitted_contract(session)
     accept(session, propose(session, contract_id, MilestoneEdit(1, amount="2000")).request_id)
 
-    assert approve(session, contract_id).summary == "Approved milestone 1: $2,000.00 released."
+    assert approve(session, contract_id).summary == (
+        "Approved milestone 1: $2,000.00 released. "
+        "Recorded as paid — the client pays the provider directly."
+    )
 
     assert escrow(session, contract_id).balance_minor == 0
     assert exported(session, contract_id)["escrow"]["released_minor"] == 200000

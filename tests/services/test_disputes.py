@@ -358,7 +358,8 @@ def test_either_side_proposes_a_split_and_the_other_agrees(
 
     assert outcome.summary == (
         "You agreed to the split: $600.00 to the provider, $900.00 back to the client. "
-        "The dispute over milestone 1 is settled."
+        "The dispute over milestone 1 is settled. "
+        "Recorded as settled — the client pays the provider's share directly."
     )
     entries = ledger_entries(session, contract_id)
     assert [(e.kind, e.amount_minor, e.actor, e.key) for e in entries[1:]] == [

@@ -154,7 +154,10 @@ def test_provider_may_end_while_work_is_submitted_and_escrow_goes_back_to_the_cl
 
     outcome = end(session, contract_id, actor)
 
-    assert outcome.summary == f"Contract {contract_id} ended. $1,500.00 refunded to the client."
+    assert outcome.summary == (
+        f"Contract {contract_id} ended. $1,500.00 refunded to the client. "
+        "Recorded as refunded — settle it between yourselves."
+    )
     shown = milestone(session, contract_id, 1)
     assert (shown["status"], shown["auto_release_at"], shown["refunded_at"]) == (
         "pending",
@@ -173,7 +176,7 @@ def test_the_provider_ending_refunds_held_escrow_to_the_client_at_once(
 
     outcome = end(session, contract_id, actor)
 
-    assert outcome.summary.endswith("$1,500.00 refunded to the client.")
+    assert "$1,500.00 refunded to the client." in outcome.summary
     entries = ledger_entries(session, contract_id)
     assert [(e.kind, e.amount_minor, e.actor) for e in entries] == [
         (LedgerKind.FUND, 150000, CLIENT),
@@ -386,7 +389,7 @@ def test_the_provider_accepts_the_refund_and_the_contract_closes(
 
     assert outcome.summary == (
         f"You accepted the refund: $1,500.00 goes back to @{CLIENT}. "
-        f"Contract {contract_id} is closed."
+        f"Contract {contract_id} is closed. Recorded as refunded — settle it between yourselves."
     )
     shown = exported(session, contract_id)
     assert shown["status"] == "closed"

@@ -138,7 +138,8 @@ def test_client_funds_the_first_milestone(session: Session) -> None:
 
     assert outcome.milestone_number == 1
     assert outcome.summary == (
-        "Funded milestone 1 (Milestone 1) with $1,500.00. The provider can start."
+        "Funded milestone 1 (Milestone 1) with $1,500.00. The provider can start. "
+        "Recorded as funded — move the money yourselves."
     )
     assert statuses(session, contract_id) == {1: "funded", 2: "pending"}
     shown = exported(session, contract_id)
@@ -376,7 +377,10 @@ def test_client_approves_submitted_work_and_escrow_is_released(
 
     outcome = approve(session, contract_id, now=later(days=2))
 
-    assert outcome.summary == "Approved milestone 1: $1,500.00 released."
+    assert outcome.summary == (
+        "Approved milestone 1: $1,500.00 released. "
+        "Recorded as paid — the client pays the provider directly."
+    )
     shown = milestone(session, contract_id, 1)
     assert (shown["status"], shown["released_at"], shown["released_automatically"]) == (
         "released",
@@ -551,7 +555,10 @@ def test_auto_release_after_the_deadline_releases_as_the_system(session: Session
     outcome = services.auto_release(session, milestone_id=target, now=later(days=20))
 
     assert not outcome.already_done
-    assert outcome.summary == "Released milestone 1 automatically: $1,500.00."
+    assert outcome.summary == (
+        "Released milestone 1 automatically: $1,500.00. "
+        "Recorded as paid — the client pays the provider directly."
+    )
     shown = milestone(session, contract_id, 1)
     assert (shown["status"], shown["released_automatically"], shown["released_at"]) == (
         "released",

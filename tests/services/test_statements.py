@@ -97,8 +97,10 @@ def test_an_accept_click_sends_nine_statements(pg: Database) -> None:
 
         # Lock the contract (found through the request) with its parties; milestones;
         # the request and the other pending ones, with their changes. Then the request,
-        # the milestone and the contract's version; the events; the reminder; the intents.
-        assert len(sent) == 9, "\n".join(sent)
+        # the milestone and the contract's version; the events; their webhook deliveries
+        # (one `INSERT … SELECT` from the endpoints, inserting nothing when there are
+        # none: domain/webhooks.fan_out); the reminder; the intents.
+        assert len(sent) == 10, "\n".join(sent)
         assert request(session, contract_id, 1)["status"] == RequestStatus.ACCEPTED
 
 
@@ -131,8 +133,9 @@ def test_a_larger_accept_writes_each_table_once_whatever_it_changes(pg: Database
         # once, where its unique key is checked, with what changed so far: the request
         # and milestone 1 (3). Then milestone 4, milestone 2, the added change's number
         # and the contract (4); the five events; the reminders cancelled (the request's,
-        # milestone 1's overdue nudges) and the new overdue nudges; the intents.
-        assert len(sent) == 14, "\n".join(sent)
+        # milestone 1's overdue nudges) and the new overdue nudges; the intents. Plus
+        # one for the events' webhook deliveries, however many events.
+        assert len(sent) == 15, "\n".join(sent)
         assert statuses(session, contract_id) == {
             1: MilestoneStatus.FUNDED,
             2: MilestoneStatus.DELETED,
@@ -166,7 +169,8 @@ def test_an_automatic_release_sends_fourteen_statements(pg: Database) -> None:
         # requests; what is held; the version; the ledger entry; the milestone; the
         # event; the reminders cancelled and the nudge to fund the next one; whether the
         # client wants a direct message about it (their notification choice); the intents.
-        assert len(sent) == 14, "\n".join(sent)
+        # Plus one for the event's webhook deliveries (domain/webhooks.fan_out).
+        assert len(sent) == 15, "\n".join(sent)
         assert statuses(session, contract_id)[1] == MilestoneStatus.RELEASED
 
 
@@ -182,7 +186,7 @@ def test_a_batch_of_automatic_releases_sends_as_many_statements_as_one(pg: Datab
             lambda: outcomes.extend(services.release_due(session, now=later(days=15))),
         )
 
-        assert len(sent) == 14, "\n".join(sent)
+        assert len(sent) == 15, "\n".join(sent)  # one webhook fan-out for the whole batch
         assert sorted(o.contract_id for o in outcomes) == sorted(contract_ids)
         assert all(statuses(session, c)[1] == MilestoneStatus.RELEASED for c in contract_ids)
         assert all(o.outbox_ids for o in outcomes)  # each its own intents
