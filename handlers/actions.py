@@ -75,56 +75,38 @@ def _agree(s: Session, value: str, user: str, now: datetime) -> Outcome:
     return services.agree_to_terms(s, contract_id=ref.contract_id, actor_id=user, now=now)
 
 
-def _fund(s: Session, value: str, user: str, now: datetime) -> Outcome:
-    ref = MilestoneRef.load(value)
-    return services.fund_milestone(
-        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
-    )
+def _on_milestone(service: Callable[..., Outcome]) -> ButtonService:
+    """A button whose value names a milestone, calling `service` for the clicker."""
+
+    def call(s: Session, value: str, user: str, now: datetime) -> Outcome:
+        ref = MilestoneRef.load(value)
+        return service(
+            s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
+        )
+
+    return call
 
 
-def _approve(s: Session, value: str, user: str, now: datetime) -> Outcome:
-    ref = MilestoneRef.load(value)
-    return services.approve_work(
-        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
-    )
+def _on_request(service: Callable[..., Outcome]) -> ButtonService:
+    """A button whose value names a change request, calling `service` for the clicker."""
 
+    def call(s: Session, value: str, user: str, now: datetime) -> Outcome:
+        ref = RequestRef.load(value)
+        return service(
+            s, contract_id=ref.contract_id, request_id=ref.request_id, actor_id=user, now=now
+        )
 
-def _accept(s: Session, value: str, user: str, now: datetime) -> Outcome:
-    ref = RequestRef.load(value)
-    return services.accept_request(
-        s, contract_id=ref.contract_id, request_id=ref.request_id, actor_id=user, now=now
-    )
-
-
-def _withdraw(s: Session, value: str, user: str, now: datetime) -> Outcome:
-    ref = RequestRef.load(value)
-    return services.withdraw_request(
-        s, contract_id=ref.contract_id, request_id=ref.request_id, actor_id=user, now=now
-    )
-
-
-def _give_more_time(s: Session, value: str, user: str, now: datetime) -> Outcome:
-    ref = MilestoneRef.load(value)
-    return services.give_more_time(
-        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
-    )
-
-
-def _keep_review_date(s: Session, value: str, user: str, now: datetime) -> Outcome:
-    ref = MilestoneRef.load(value)
-    return services.keep_review_date(
-        s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
-    )
+    return call
 
 
 BUTTON_SERVICES: dict[Action, ButtonService] = {
     Action.AGREE: _agree,
-    Action.FUND: _fund,
-    Action.APPROVE: _approve,
-    Action.ACCEPT: _accept,
-    Action.WITHDRAW: _withdraw,
-    Action.GIVE_MORE_TIME: _give_more_time,
-    Action.KEEP_REVIEW_DATE: _keep_review_date,
+    Action.FUND: _on_milestone(services.fund_milestone),
+    Action.APPROVE: _on_milestone(services.approve_work),
+    Action.ACCEPT: _on_request(services.accept_request),
+    Action.WITHDRAW: _on_request(services.withdraw_request),
+    Action.GIVE_MORE_TIME: _on_milestone(services.give_more_time),
+    Action.KEEP_REVIEW_DATE: _on_milestone(services.keep_review_date),
 }
 
 
