@@ -316,6 +316,7 @@ def start_bot(
         )
         installations.resume = delivery.sweep
         delivery.client_for = installations.clients.client_for
+        delivery.installations = installations.clients.installations
         oauth = oauth_settings(
             distribution,
             engine=runtime.engine,

@@ -25,6 +25,17 @@ handled per intent:
   twice;
 - other failures back off with jitter; after `max_attempts` the intent is
   dead-lettered, where an operator sees it (`milestone-bot outbox`).
+
+Distribution (each workspace with its own token, bot.installs): an intent is sent
+with the token of the installation that serves its workspace (`enterprise_id`,
+`team_id`). In a Slack Connect channel the owning workspace's bot may not be a member:
+when Slack answers `not_in_channel` or `channel_not_found`, every other installation's
+bot is asked (`conversations.info`) and the first that is a member sends it. It is
+remembered for the channel (`domain.outbox.remember_speaker`, a row per channel), so
+later posts, and the updates of the cards it posted (Slack lets only a message's
+poster edit it), go through it at once. When no installed workspace's bot is in the
+channel, the channel is held with `NO_BOT_IN_CHANNEL`, checked again with backoff
+like any channel hold, never retried in a loop.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import urllib.error
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -61,7 +72,7 @@ from domain.model import (
     Notify,
     ReminderKind,
 )
-from domain.outbox import Claimed, Hold, Placement, Reservation
+from domain.outbox import Claimed, Hold, Placement, Reservation, Speaker
 from domain.policy import Clock
 from domain.snapshot import ContractSnapshot
 from domain.text import Said
@@ -92,6 +103,10 @@ TOKEN_ERRORS = frozenset(
 )
 # The channel is gone or we are not in it: hold the channel.
 CHANNEL_ERRORS = frozenset({"channel_not_found", "is_archived", "is_inactive", "not_in_channel"})
+# Distribution: this installation's bot is not in the channel; another's may be.
+NOT_A_MEMBER = frozenset({"channel_not_found", "not_in_channel"})
+# The hold's reason when no installed workspace's bot is a member of the channel.
+NO_BOT_IN_CHANNEL = "no_installed_bot_in_channel"
 
 REPLY_TTL = timedelta(minutes=25)  # Slack's response_urls work for 30 minutes
 LOOK_BACK = timedelta(minutes=10)  # how far before an intent its earlier post may be
@@ -122,6 +137,12 @@ Wake = Callable[[datetime], None]
 """Asks the scheduler to sweep the outbox at that instant."""
 
 
+class ClientFor(Protocol):
+    """Distribution: the Web API client of the installation serving a workspace."""
+
+    def __call__(self, team_id: str | None, *, enterprise_id: str | None = None) -> WebClient: ...
+
+
 class Delivery:
     def __init__(
         self,
@@ -141,9 +162,12 @@ class Delivery:
         a deferred intent gets the sweep to run when its wait is over."""
         self.sessions = sessions
         self._client = client
-        # Distribution: the client of the workspace an intent belongs to (bot.installs).
-        self.client_for: Callable[[str | None], WebClient] | None = None
-        self._team = threading.local()
+        # Distribution: the client of the workspace an intent belongs to, and every
+        # installation there is (bot.installs).
+        self.client_for: ClientFor | None = None
+        self.installations: Callable[[], list[Speaker]] | None = None
+        self._acting = threading.local()
+        self._speakers: dict[str, Speaker] = {}  # channel -> who posts there (Slack Connect)
         self.clock = clock
         self.max_attempts = max_attempts
         self.lease = lease
@@ -280,6 +304,7 @@ class Delivery:
         batch.working_on(claims)
         plans: list[tuple[Claimed, _Send | None]] = []
         with self.sessions() as session, session.begin():
+            self._learn_speakers(session, claims)
             reads = _Reads(session, claims)
             for claimed in claims:
                 batch.working_on([claimed])
@@ -325,8 +350,18 @@ class Delivery:
             return
         try:
             if send is not None:
-                with self._acting_for(claims[0].team_id):
-                    send()
+                channel = _channel_of(claims[0])
+                if channel is not None and channel in batch.nobody_in:  # found a moment ago
+                    raise _NobodyInChannel(channel)
+                self._send_as_speaker(claims[0], send)
+        except _NobodyInChannel as nobody:
+            batch.nobody_in.add(nobody.channel)
+            for claimed in claims:
+                if claimed.channel_id:
+                    scope = outbox.channel_scope(claimed.channel_id)
+                    self._hold(scope, NO_BOT_IN_CHANNEL, claimed, CHANNEL_CHECK)
+                else:  # an answer in the channel (no hold matches it), as for any refusal
+                    self._retry(claimed, at=self.clock(), error=NO_BOT_IN_CHANNEL, dead=True)
         except _Deferred as deferred:
             for claimed in claims:
                 self._retry(claimed, at=deferred.until, error=deferred.reason, count_attempt=False)
@@ -523,26 +558,141 @@ class Delivery:
         distribution, the one bot token otherwise."""
         if self.client_for is None:
             return self._client
-        return self.client_for(getattr(self._team, "team_id", None))
+        speaker = getattr(self._acting, "speaker", None) or Speaker(None, None)
+        return self.client_for(speaker.team_id, enterprise_id=speaker.enterprise_id)
 
     @client.setter
     def client(self, client: WebClient) -> None:
         self._client = client
 
     @contextmanager
-    def _acting_for(self, team_id: str | None) -> Iterator[None]:
-        previous = getattr(self._team, "team_id", None)
-        self._team.team_id = team_id
+    def _acting_for(self, team_id: str | None, enterprise_id: str | None = None) -> Iterator[None]:
+        with self._speaking_as(Speaker(enterprise_id, team_id)):
+            yield
+
+    @contextmanager
+    def _speaking_as(self, speaker: Speaker) -> Iterator[None]:
+        previous = getattr(self._acting, "speaker", None)
+        self._acting.speaker = speaker
         try:
             yield
         finally:
-            self._team.team_id = previous
+            self._acting.speaker = previous
 
     def _refusal(self, hold: Hold) -> str | None:
-        """What Slack says now about the held workspace or channel (None: all is well)."""
-        team_id = hold.target if hold.kind == "team" else self._team_of_channel(hold.target)
-        with self._acting_for(team_id):
-            return self._refusal_now(hold)
+        """What Slack says now about the held workspace or channel (None: all is well).
+        In distribution, a channel whose speaker's bot is not in it is all well again
+        as soon as any installation's bot is (it becomes the channel's speaker)."""
+        if hold.kind == "team":
+            with self._acting_for(hold.target):
+                return self._refusal_now(hold)
+        channel = hold.target
+        owner = Speaker(None, self._team_of_channel(channel))
+        speaker = owner
+        if self._distributed:  # as remembered now (another process may have learnt it)
+            with self.sessions() as session:
+                speaker = outbox.speakers(session, [channel]).get(channel, owner)
+        with self._speaking_as(speaker):
+            refusal = self._refusal_now(hold)
+        if refusal not in NOT_A_MEMBER or not self._distributed:
+            return refusal
+        member = self.find_member(channel, besides=speaker)
+        return None if member is not None else NO_BOT_IN_CHANNEL
+
+    # --- distribution: who posts in a Slack Connect channel -----------------------------
+
+    @property
+    def _distributed(self) -> bool:
+        return self.client_for is not None and self.installations is not None
+
+    def _learn_speakers(self, session: Session, claims: list[Claimed]) -> None:
+        """Who posts in the channels of this batch, as remembered (read once a batch, so
+        what another process learnt is used here too)."""
+        if not self._distributed:
+            return
+        channels = {c for claimed in claims if (c := _channel_of(claimed))}
+        found = outbox.speakers(session, channels)
+        with self._lock:
+            for channel in channels:
+                if channel in found:
+                    self._speakers[channel] = found[channel]
+                else:
+                    self._speakers.pop(channel, None)
+
+    def _speaker_in(self, channel: str | None, *, owner: Speaker) -> Speaker:
+        if channel is None or not self._distributed:
+            return owner
+        with self._lock:
+            return self._speakers.get(channel, owner)
+
+    def _send_as_speaker(self, claimed: Claimed, send: _Send) -> None:
+        """Send with the token of whoever posts in the intent's channel (its workspace's
+        installation, unless another was remembered there); if that bot is not a member,
+        with the first other installation's that is, remembered from then on."""
+        channel = _channel_of(claimed)
+        owner = Speaker(claimed.enterprise_id, claimed.team_id or self._owner_team(claimed))
+        speaker = self._speaker_in(channel, owner=owner)
+        try:
+            with self._speaking_as(speaker):
+                send()
+            return
+        except SlackApiError as error:
+            code = str(error.response.get("error", "")) if error.response is not None else ""
+            if channel is None or code not in NOT_A_MEMBER or not self._distributed:
+                raise
+            member = self.find_member(channel, besides=speaker)
+            if member is None:
+                raise _NobodyInChannel(channel) from error
+        with self._speaking_as(member):
+            send()
+
+    def find_member(self, channel_id: str, *, besides: Speaker | None = None) -> Speaker | None:
+        """The first installation (other than `besides`) whose bot is a member of the
+        channel, remembered as the channel's speaker; None if there is none (or in
+        single-workspace mode)."""
+        if not self._distributed:
+            return None
+        assert self.installations is not None
+        for candidate in self.installations():
+            if candidate == besides or (
+                besides is not None
+                and besides.enterprise_id is None
+                and candidate.team_id == besides.team_id
+            ):
+                continue
+            if self._is_member(candidate, channel_id):
+                log.info(
+                    "channel %s: the bot of %s posts there",
+                    channel_id,
+                    candidate.team_id or candidate.enterprise_id,
+                )
+                with self.sessions() as session:
+                    outbox.remember_speaker(session, channel_id, candidate, now=self.clock())
+                with self._lock:
+                    self._speakers[channel_id] = candidate
+                return candidate
+        log.warning("channel %s: no installed workspace's bot is a member of it", channel_id)
+        return None
+
+    def bot_elsewhere(self, channel_id: str, *, team_id: str) -> bool:
+        """Whether an installation other than `team_id`'s has its bot in the channel
+        (a contract may live in a Slack Connect channel only the other side's bot is in)."""
+        return self.find_member(channel_id, besides=Speaker(None, team_id)) is not None
+
+    def _is_member(self, speaker: Speaker, channel_id: str) -> bool:
+        with self._speaking_as(speaker):
+            try:
+                channel = self.client.conversations_info(channel=channel_id)["channel"]
+            except (SlackApiError, OSError, TimeoutError, http.client.HTTPException):
+                return False
+        return bool(channel.get("is_member")) and not channel.get("is_archived")
+
+    def _owner_team(self, claimed: Claimed) -> str | None:
+        """A reply records no workspace: its channel's contracts tell (distribution)."""
+        channel = _channel_of(claimed)
+        if claimed.kind != IntentKind.REPLY or channel is None:
+            return None
+        return self._team_of_channel(channel)
 
     def _team_of_channel(self, channel_id: str) -> str | None:
         if self.client_for is None:
@@ -599,9 +749,7 @@ class Delivery:
 
         def ephemeral() -> None:
             self._check_channel(channel)
-            # A reply records no workspace: the channel's contracts tell (distribution).
-            with self._acting_for(claimed.team_id or self._team_of_channel(channel)):
-                self.client.chat_postEphemeral(channel=channel, user=user, **notice.as_kwargs())
+            self.client.chat_postEphemeral(channel=channel, user=user, **notice.as_kwargs())
 
         return ephemeral
 
@@ -632,9 +780,10 @@ class Delivery:
                 )
                 return
             except SlackApiError as error:
-                if error.response.get("error") != "message_not_found":
+                if error.response.get("error") not in ("message_not_found", "cant_update_message"):
                     raise
-                # Someone deleted the card: post it again below.
+                # Someone deleted the card, or (Slack Connect) another installation's bot
+                # posted it and only it may edit it: post it again below.
                 reservation = Reservation.FIRST
         else:
             with self.sessions() as session:
@@ -1066,6 +1215,8 @@ class _Batch:
         self._open = {claimed.id for claimed in claims}
         self._busy: set[int] = set()
         self.sent_ids: list[int] = []
+        # Distribution: channels no installed workspace's bot is in, found in this batch.
+        self.nobody_in: set[str] = set()
 
     def working_on(self, claims: list[Claimed]) -> None:
         """These are being rendered or sent now: if an unexpected error stops the batch,
@@ -1202,6 +1353,23 @@ def _held_when_ending(session: Session, contract: Contract, milestone: Milestone
 
 def _work_subject(milestone: Milestone) -> str:
     return f"work:{milestone.id}:{milestone.submission_count}"
+
+
+def _channel_of(claimed: Claimed) -> str | None:
+    """The channel an intent is shown in (a reply's: its address's, if any)."""
+    if claimed.channel_id:
+        return claimed.channel_id
+    if claimed.kind == IntentKind.REPLY and claimed.address is not None:
+        return replies.decode(claimed.address).channel_id
+    return None
+
+
+class _NobodyInChannel(Exception):
+    """Distribution: no installed workspace's bot is a member of the channel."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"no installed workspace's bot is a member of {channel}")
+        self.channel = channel
 
 
 class _Failed(Exception):

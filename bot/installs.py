@@ -333,9 +333,16 @@ class NotInstalled(SlackApiError):
 
 
 class InstalledClients:
-    """`client_for(team_id)`: a Web API client with that workspace's bot token, kept for
-    `ttl` seconds (an install or uninstall in this process forgets it at once; in
-    another, a revoked token is refused by Slack, which holds the workspace too)."""
+    """`client_for(team_id, enterprise_id=...)`: a Web API client with the bot token of
+    the installation that serves that workspace, kept for `ttl` seconds (an install or
+    uninstall in this process forgets it at once; in another, a revoked token is refused
+    by Slack, which holds the workspace too).
+
+    Which installation: the workspace's own; else the org-wide one of its Enterprise
+    Grid org — the org the intent recorded (the request that wrote it named it), else
+    the one a request from that workspace named last, else the only org-wide one. With
+    several orgs and none known, the workspace's intents wait (held) as not installed.
+    """
 
     def __init__(
         self,
@@ -347,49 +354,87 @@ class InstalledClients:
         self.store = store
         self.make_client = make_client
         self.ttl = ttl
-        self._known: dict[str, tuple[float, WebClient]] = {}
+        self._known: dict[tuple[str, str], tuple[float, WebClient]] = {}
         self._lock = threading.Lock()
 
-    def forget(self, team_id: str) -> None:
-        with self._lock:
-            self._known.pop(team_id, None)
+    def forget(self, team_id: str | None, *, enterprise_id: str | None = None) -> None:
+        """Forget the clients of that workspace; given an org (an org-wide install
+        changed), those of every workspace it may serve: its own, and those whose org
+        was not named."""
 
-    def client_for(self, team_id: str | None) -> WebClient:
-        now = time.monotonic()
+        def forgotten(key: tuple[str, str]) -> bool:
+            org, team = key
+            return bool(team_id and team == team_id) or bool(
+                enterprise_id and org in ("", enterprise_id)
+            )
+
         with self._lock:
-            known = self._known.get(team_id or "")
+            self._known = {key: known for key, known in self._known.items() if not forgotten(key)}
+
+    def client_for(self, team_id: str | None, *, enterprise_id: str | None = None) -> WebClient:
+        now = time.monotonic()
+        key = (enterprise_id or "", team_id or "")
+        with self._lock:
+            known = self._known.get(key)
         if known is not None and known[0] > now:
             return known[1]
-        client = self._look_up(team_id)
+        client = self._look_up(team_id, enterprise_id)
         with self._lock:
-            self._known[team_id or ""] = (now + self.ttl, client)
+            self._known[key] = (now + self.ttl, client)
         return client
 
-    def _look_up(self, team_id: str | None) -> WebClient:
+    def installations(self) -> list[outbox.Speaker]:
+        """Every installation with a bot token, newest first: whom to ask when the
+        owning workspace's bot is not in a Slack Connect channel (bot.delivery)."""
+        c = self.store.bots.c
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.enterprise_id, c.team_id, c.is_enterprise_install)
+                .where(c.client_id == self.store.client_id, c.bot_token.is_not(None))
+                .order_by(desc(c.installed_at))
+            ).all()
+        found: dict[outbox.Speaker, None] = {}
+        for enterprise_id, team_id, org_wide in rows:
+            found[outbox.Speaker(enterprise_id, None if org_wide else team_id)] = None
+        return list(found)
+
+    def _look_up(self, team_id: str | None, enterprise_id: str | None) -> WebClient:
         bot = None
         if team_id:
             c = self.store.bots.c
             with self.store.engine.connect() as conn:
                 # The workspace's own install, in an Enterprise Grid org or not.
-                enterprise_id = conn.execute(
+                own = conn.execute(
                     select(c.enterprise_id)
-                    .where(c.client_id == self.store.client_id, c.team_id == team_id)
+                    .where(
+                        c.client_id == self.store.client_id,
+                        c.team_id == team_id,
+                        c.is_enterprise_install.is_not(True),
+                    )
                     .order_by(desc(c.installed_at))
                     .limit(1)
                 ).first()
-            if enterprise_id is not None:
-                bot = self.store.find_bot(enterprise_id=enterprise_id[0], team_id=team_id)
+            if own is not None:
+                bot = self.store.find_bot(enterprise_id=own[0], team_id=team_id)
             if bot is None:
-                bot = self._org_wide_bot(team_id)
+                bot = self._org_wide_bot(team_id, enterprise_id)
+        elif enterprise_id:
+            bot = self._org_bot(enterprise_id)
         if bot is None or not bot.bot_token:
-            raise NotInstalled(team_id)
+            raise NotInstalled(team_id or enterprise_id)
         return self.make_client(bot.bot_token)
 
-    def _org_wide_bot(self, team_id: str) -> SlackBot | None:
-        """An org-wide install (Enterprise Grid) serves every workspace of its org. The
-        outbox records the workspace, not the org: the org's install is used when it is
-        the only org-wide one; with several, the workspace's intents wait (held) until
-        it is installed on its own."""
+    def _org_bot(self, enterprise_id: str) -> SlackBot | None:
+        return self.store.find_bot(
+            enterprise_id=enterprise_id, team_id=None, is_enterprise_install=True
+        )
+
+    def _org_wide_bot(self, team_id: str, enterprise_id: str | None) -> SlackBot | None:
+        """An org-wide install (Enterprise Grid) serves every workspace of its org: the
+        org the intent names, else the one a request from the workspace named last,
+        else the only org-wide install there is."""
+        if enterprise_id:
+            return self._org_bot(enterprise_id)
         c = self.store.bots.c
         with self.store.engine.connect() as conn:
             orgs = list(
@@ -400,10 +445,15 @@ class InstalledClients:
                     .limit(2)
                 ).scalars()
             )
+        if len(orgs) > 1:
+            with Session(self.store.engine) as session:
+                recorded = outbox.enterprise_of_team(session, team_id)
+            if recorded is not None:
+                return self._org_bot(recorded)
         if len(orgs) != 1:
             log.info("workspace %s has no installation of its own", team_id)
             return None
-        return self.store.find_bot(enterprise_id=orgs[0], team_id=None, is_enterprise_install=True)
+        return self._org_bot(orgs[0])
 
 
 # --- the OAuth flow -----------------------------------------------------------------
@@ -506,6 +556,7 @@ class Installations:
         """A (re)install: the workspace's held deliveries are due again."""
         team_id = installation.team_id
         if not team_id:
+            self.clients.forget(None, enterprise_id=installation.enterprise_id)
             return
         self.clients.forget(team_id)
         with self.sessions() as session:

@@ -44,6 +44,14 @@ class Origin:
     # A monotonic instant (time.monotonic()) by which the transaction must be over: the
     # database is told to give up on locks and statements that would outlast it.
     deadline: float | None = None
+    # The workspace and Grid org the request came from: the intents of that workspace
+    # written with it record the org (with several org-wide installs, it picks one).
+    team_id: str | None = None
+    enterprise_id: str | None = None
+
+    def enterprise_of(self, team_id: str | None) -> str | None:
+        """The org of `team_id`, if the request came from that workspace."""
+        return self.enterprise_id if team_id and team_id == self.team_id else None
 
     def seconds_left(self) -> float | None:
         if self.deadline is None:

@@ -673,6 +673,10 @@ class OutboxMessage(Base):
     user_id: Mapped[str | None] = mapped_column(String(32))
     # The workspace and the channel it is shown in: what a DeliveryHold matches.
     team_id: Mapped[str | None] = mapped_column(String(32))
+    # The Enterprise Grid org of `team_id`, when the request that wrote the intent named
+    # it (None: no Grid, or written by a sweep): with several org-wide installations it
+    # picks the right one (bot.installs).
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
     channel_id: Mapped[str | None] = mapped_column(String(32))
     # A reply's address (opaque to the domain: the delivery understands it) and text.
     address: Mapped[str | None] = mapped_column(Text)
@@ -715,6 +719,22 @@ class DeliveryHold(Base):
     checks: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_delivery_hold_next_check_at", "next_check_at"),)
+
+
+class ChannelSpeaker(Base):
+    """Distribution, Slack Connect: the installation whose bot posts in a channel that
+    the owning workspace's bot is not a member of (found by asking each installation's
+    bot, bot.delivery). One row per such channel, replaced when another one has to take
+    over; the cards it posted are updated with its token, as Slack lets only their
+    poster edit them."""
+
+    __tablename__ = "channel_speaker"
+
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The installation: (org, workspace); an org-wide one has no workspace.
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class HomeViewer(Base):

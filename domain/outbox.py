@@ -12,6 +12,11 @@ has taken over.
 A workspace that refuses our token, or a channel that is gone, gets a `DeliveryHold`:
 its intents are parked (`held`) rather than retried or dead-lettered, the refusal is
 checked again with backoff, and `release_hold` sends what waited once it works again.
+
+Distribution: each intent records its workspace and, when the request that wrote it
+named one, its Enterprise Grid org (`enterprise_id`). In a Slack Connect channel the
+owning workspace's bot may not be a member; the installation whose bot is gets a
+`ChannelSpeaker` row (`remember_speaker`), and the delivery posts there with its token.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from domain.db import read_transaction, write_transaction
 from domain.model import (
+    ChannelSpeaker,
     Contract,
     DeliveryHold,
     HomeViewer,
@@ -53,6 +59,7 @@ class Claimed:
     attempts: int
     created_at: datetime
     lease_until: datetime | None = None  # the claim's `next_attempt_at`: whose it is
+    enterprise_id: str | None = None  # the Grid org of `team_id`, when known
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -72,6 +79,7 @@ _CLAIMED_COLUMNS = (
     OutboxMessage.subject_id,
     OutboxMessage.user_id,
     OutboxMessage.team_id,
+    OutboxMessage.enterprise_id,
     OutboxMessage.channel_id,
     OutboxMessage.address,
     OutboxMessage.body,
@@ -405,6 +413,64 @@ def _refresh_homes_in(session: Session, channel_id: str, *, now: datetime) -> li
     session.add_all(rows)
     session.flush()
     return [row.id for row in rows]
+
+
+# --- who speaks in a Slack Connect channel (distribution) ---------------------------
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """An installation, by its Grid org and workspace: (None, T) a workspace's own
+    outside a Grid, (E, T) one inside it, (E, None) an org-wide one."""
+
+    enterprise_id: str | None
+    team_id: str | None
+
+
+def speakers(session: Session, channel_ids: Collection[str]) -> dict[str, Speaker]:
+    """The installations remembered to post in these channels (those that have one)."""
+    if not channel_ids:
+        return {}
+    with read_transaction(session):
+        rows = session.execute(
+            select(
+                ChannelSpeaker.channel_id, ChannelSpeaker.enterprise_id, ChannelSpeaker.team_id
+            ).where(ChannelSpeaker.channel_id.in_(channel_ids))
+        )
+        return {row.channel_id: Speaker(row.enterprise_id, row.team_id) for row in rows}
+
+
+def remember_speaker(session: Session, channel_id: str, speaker: Speaker, *, now: datetime) -> None:
+    """From now on `speaker` posts in the channel (replacing whoever did)."""
+    try:
+        with write_transaction(session, durable=False):
+            found = session.get(ChannelSpeaker, channel_id, populate_existing=True)
+            if found is None:
+                session.add(
+                    ChannelSpeaker(
+                        channel_id=channel_id,
+                        enterprise_id=speaker.enterprise_id,
+                        team_id=speaker.team_id,
+                        since=now,
+                    )
+                )
+            elif (found.enterprise_id, found.team_id) != (speaker.enterprise_id, speaker.team_id):
+                found.enterprise_id, found.team_id = speaker.enterprise_id, speaker.team_id
+                found.since = now
+    except IntegrityError:
+        pass  # another sender remembered one at the same instant: it works as well
+
+
+def enterprise_of_team(session: Session, team_id: str) -> str | None:
+    """The Grid org a request from `team_id` named last (an intent written by a sweep
+    does not know it)."""
+    with read_transaction(session):
+        return session.scalar(
+            select(OutboxMessage.enterprise_id)
+            .where(OutboxMessage.team_id == team_id, OutboxMessage.enterprise_id.is_not(None))
+            .order_by(OutboxMessage.id.desc())
+            .limit(1)
+        )
 
 
 # --- App Home viewers ------------------------------------------------------------------

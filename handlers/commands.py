@@ -252,18 +252,28 @@ def _open_modal(call: Invocation, view: Any) -> None:
 # --- one function per subcommand --------------------------------------------------------
 
 
+def _require_bot_here(call: Invocation) -> None:
+    """The bot (this workspace's, or in a Slack Connect channel another installed
+    workspace's) is a member of the channel the command came from."""
+
+    def elsewhere(channel_id: str) -> bool:
+        return call.deps.delivery.bot_elsewhere(channel_id, team_id=call.team_id)
+
+    require_bot_in_channel(call.client, call.channel_id, elsewhere=elsewhere)
+
+
 def show_help(call: Invocation, cmd: grammar.ShowHelp) -> None:
     call.ack()
     _answer(call, blocks.build_help(today=call.deps.now().date()))
 
 
 def open_new_contract(call: Invocation, cmd: grammar.NewModal) -> None:
-    require_bot_in_channel(call.client, call.channel_id)
+    _require_bot_here(call)
     _open_modal(call, modals.build_new_contract_modal(ModalContext(channel_id=call.channel_id)))
 
 
 def new_contract(call: Invocation, cmd: grammar.NewContract) -> None:
-    require_bot_in_channel(call.client, call.channel_id)
+    _require_bot_here(call)
     parties = [cmd.client_id, *([cmd.freelancer_id] if cmd.freelancer_id else [])]
     parties += [*cmd.manager_ids, *cmd.member_ids]
     teams = team_ids_of(call.client, parties)

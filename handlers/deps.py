@@ -24,6 +24,11 @@ class Deliverer(Protocol):
         """Send whatever is due (an outcome learnt late: its intents are in the outbox)."""
         ...
 
+    def bot_elsewhere(self, channel_id: str, *, team_id: str) -> bool:
+        """Distribution: whether another installed workspace's bot than `team_id`'s is a
+        member of the channel (a Slack Connect channel); it then posts there."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deps:

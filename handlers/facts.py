@@ -3,6 +3,8 @@ channel a contract will live in, and which workspace each party belongs to."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -10,8 +12,12 @@ from domain.errors import InvalidInput, NotAllowed
 from domain.text import Person, said
 
 
-def require_bot_in_channel(client: WebClient, channel_id: str) -> None:
-    """Contracts live in a channel the bot is a member of (it posts the cards there)."""
+def require_bot_in_channel(
+    client: WebClient, channel_id: str, *, elsewhere: Callable[[str], bool] | None = None
+) -> None:
+    """Contracts live in a channel the bot is a member of (it posts the cards there).
+    `elsewhere(channel_id)`: whether another installed workspace's bot is (distribution,
+    a Slack Connect channel): then that one posts the cards."""
     how = (
         "I'm not a member of this channel yet. Invite me with `/invite @milestone-bot` "
         "(or mention me and choose *Invite*), then run the command again."
@@ -24,10 +30,12 @@ def require_bot_in_channel(client: WebClient, channel_id: str) -> None:
     try:
         info = client.conversations_info(channel=channel_id)
     except SlackApiError as error:
-        if error.response.get("error") in ("channel_not_found", "not_in_channel"):
-            raise NotAllowed(how) from None
-        raise
-    if not info["channel"].get("is_member", False):
+        if error.response.get("error") not in ("channel_not_found", "not_in_channel"):
+            raise
+        member = False
+    else:
+        member = bool(info["channel"].get("is_member", False))
+    if not member and not (elsewhere is not None and elsewhere(channel_id)):
         raise NotAllowed(how)
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack
+from slack_bolt.request.internals import extract_enterprise_id, extract_team_id
 from sqlalchemy.orm import Session
 
 from domain import intake
@@ -94,7 +95,14 @@ def perform(
         raise TooLate(TOO_LATE)
     key = request_key(body)
     origin = (
-        intake.Origin(key=key, at=deps.now(), reply_to=reply_to, deadline=started + SERVICE_SECONDS)
+        intake.Origin(
+            key=key,
+            at=deps.now(),
+            reply_to=reply_to,
+            deadline=started + SERVICE_SECONDS,
+            team_id=extract_team_id(body),
+            enterprise_id=extract_enterprise_id(body),
+        )
         if key is not None
         else None
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from cryptography.fernet import Fernet
 from slack_sdk import WebClient
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from bot.installs import (
     NOT_INSTALLED,
@@ -24,6 +26,8 @@ from bot.installs import (
     redact_tokens_in_logs,
 )
 from domain.db import make_engine, upgrade_schema
+from domain.model import IntentKind, OutboxMessage
+from domain.outbox import Speaker
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
@@ -109,6 +113,42 @@ def test_an_org_wide_install_serves_the_workspaces_of_its_org(engine: Engine) ->
     install(store, team_id=None, token="xoxb-org", enterprise_id="E1", org_wide=True)
 
     assert clients_of(store).client_for("T9").token == "xoxb-org"
+
+
+def test_with_several_org_wide_installs_the_org_of_the_intent_or_of_a_request_chooses(
+    engine: Engine,
+) -> None:
+    store = store_with(engine, NEW)
+    install(store, team_id=None, token="xoxb-org-1", enterprise_id="E1", org_wide=True)
+    install(store, team_id=None, token="xoxb-org-2", enterprise_id="E2", org_wide=True)
+    install(store, team_id="T1", token="xoxb-own", enterprise_id="E1")  # its own install
+    clients = clients_of(store)
+
+    assert clients.client_for("T9", enterprise_id="E2").token == "xoxb-org-2"
+    assert clients.client_for("T8", enterprise_id="E1").token == "xoxb-org-1"
+    assert clients.client_for("T1", enterprise_id="E1").token == "xoxb-own"
+    with pytest.raises(NotInstalled):
+        clients.client_for("T9")  # which org? nothing says: it waits, held
+    # A request from T9 named its org (its intents recorded it): later ones use it too.
+    with Session(engine) as session, session.begin():
+        session.add(
+            OutboxMessage(
+                kind=IntentKind.HOME,
+                user_id="U9",
+                team_id="T9",
+                enterprise_id="E2",
+                created_at=datetime.now(UTC),
+                next_attempt_at=datetime.now(UTC),
+            )
+        )
+    clients.forget("T9")
+    assert clients.client_for("T9").token == "xoxb-org-2"
+    # Whom a Slack Connect channel's delivery may ask, each installation once.
+    assert set(clients.installations()) == {
+        Speaker("E1", None),
+        Speaker("E2", None),
+        Speaker("E1", "T1"),
+    }
 
 
 def test_a_workspace_without_an_installation_is_refused_as_not_installed(

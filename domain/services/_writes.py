@@ -64,10 +64,21 @@ class Writes:
         self.reminders.write(self.session)
         owners: list[int] = []
         rows: list[dict[str, Any]] = []
+        origin = intake.attached(self.session)
+
+        def org_of(team_id: str | None) -> str | None:
+            return origin.enterprise_of(team_id) if origin is not None else None
+
         for contract, address, what in self._replies:
             owners.append(contract.id)
             rows.append(  # its own address: no workspace or channel hold stops it
-                _outbox_row(IntentKind.REPLY, contract.id, address=address, body=what.to_json())
+                _outbox_row(
+                    IntentKind.REPLY,
+                    contract.id,
+                    address=address,
+                    body=what.to_json(),
+                    enterprise_id=org_of(contract.team_id),
+                )
             )
         for contract, kind, subject_id, user_id, event in self._intents:
             owners.append(contract.id)
@@ -78,6 +89,7 @@ class Writes:
                     subject_id=subject_id if event is None else event_ids[event],
                     user_id=user_id,
                     team_id=contract.team_id,
+                    enterprise_id=org_of(contract.team_id),
                     channel_id=None if kind == IntentKind.HOME else contract.channel_id,
                 )
             )
@@ -91,6 +103,7 @@ class Writes:
                     subject_id=waiting.subject_id,
                     user_id=waiting.user_id,
                     team_id=waiting.team_id,
+                    enterprise_id=org_of(waiting.team_id),
                     body=waiting.kind.value,
                 )
             )
@@ -108,7 +121,9 @@ class Writes:
 
 
 def _outbox_row(kind: IntentKind, contract_id: int, **values: Any) -> dict[str, Any]:
-    row = dict.fromkeys(("subject_id", "user_id", "team_id", "channel_id", "address", "body"))
+    row = dict.fromkeys(
+        ("subject_id", "user_id", "team_id", "enterprise_id", "channel_id", "address", "body")
+    )
     row.update(kind=kind, contract_id=contract_id, **values)
     return row
 

@@ -46,6 +46,8 @@ UNREACHABLE = {
     "is_inactive": "the channel was archived",
     "not_in_channel": "I was removed from the channel",
     "channel_not_found": "I can't find the channel any more",
+    # Distribution, Slack Connect (bot.delivery.NO_BOT_IN_CHANNEL).
+    "no_installed_bot_in_channel": "none of the workspaces that installed me has me in it",
 }
 
 

@@ -228,9 +228,13 @@ class SlackDriver:
         command: str = "/milestone",
         team_id: str | None = None,
         show_reply: bool = True,
+        enterprise_id: str | None = None,
+        is_enterprise_install: bool = False,
     ) -> Response:
         """A slash command. A non-empty ack (text/JSON) is shown like Slack does when
         ``show_reply`` (as an ephemeral, or in the channel for ``response_type: in_channel``).
+        ``enterprise_id``: the Enterprise Grid org of ``team_id``; ``is_enterprise_install``:
+        the app is installed org-wide there (Slack sends both fields in a Grid).
         """
         trigger_id = self.emulator.issue_trigger_id(user_id)
         response_url = self.emulator.new_response_url(channel=channel_id, user_id=user_id)
@@ -245,10 +249,12 @@ class SlackDriver:
             "command": command,
             "text": text,
             "api_app_id": self.emulator.app_id,
-            "is_enterprise_install": "false",
+            "is_enterprise_install": "true" if is_enterprise_install else "false",
             "response_url": response_url,
             "trigger_id": trigger_id,
         }
+        if enterprise_id is not None:
+            fields["enterprise_id"] = enterprise_id
         response = self.send_form(fields)
         if show_reply and response.status == 200 and response.body.strip():
             if "json" in response.content_type:

@@ -142,6 +142,10 @@ class Channel:
     purpose: str = ""
     created: int = 1_600_000_000
     is_archived: bool = False
+    # Slack Connect with several installs: the workspaces (or, for an org-wide install,
+    # orgs) whose bot is a member, by the team of the calling token. None: `is_member`
+    # says it for every bot.
+    bot_teams: list[str] | None = None
 
     def to_slack(self, *, bot_user_id: str, include_num_members: bool = False) -> JsonDict:
         if self.is_im:

@@ -13,7 +13,11 @@ Shapes follow Slack's documentation of `oauth.v2.access`
 - with rotation on (`token_lifetime` set), bot tokens are `xoxe.xoxb-…` with an
   `expires_in` and a single-use `refresh_token` (`xoxe-1-…`);
 - `uninstall(team_id)` revokes every token of that workspace (the app's side then gets
-  the `app_uninstalled` event from the driver).
+  the `app_uninstalled` event from the driver);
+- `authorize_org(enterprise_id, ...)` plays an org-wide install in an Enterprise Grid
+  org: `oauth.v2.access` answers `team: null`, the `enterprise` and
+  `is_enterprise_install: true`, and its tokens belong to the org (`team_of_token`
+  answers the org's id).
 """
 
 from __future__ import annotations
@@ -102,6 +106,24 @@ class OAuthSide:
             self.codes[code] = team_id
             return code
 
+    def authorize_org(self, enterprise_id: str, enterprise_name: str | None = None) -> str:
+        """A person approved an org-wide install of Enterprise Grid org `enterprise_id`:
+        the code for the redirect."""
+        with self._lock:
+            if enterprise_id not in self.workspaces:
+                self.workspaces[enterprise_id] = Workspace(
+                    team_id=enterprise_id,
+                    team_name=enterprise_name or enterprise_id,
+                    bot_user_id=f"UB{enterprise_id[1:]}"[:11],
+                    bot_id=f"B{enterprise_id[1:]}"[:11],
+                    enterprise_id=enterprise_id,
+                    enterprise_name=enterprise_name or enterprise_id,
+                    is_enterprise_install=True,
+                )
+            code = f"{enterprise_id}.{secrets.token_hex(12)}"
+            self.codes[code] = enterprise_id
+            return code
+
     def uninstall(self, team_id: str) -> None:
         """The workspace removed the app: every token of it stops working."""
         with self._lock:
@@ -175,7 +197,11 @@ class OAuthSide:
             "token_type": "bot",
             "scope": ",".join(self.scopes),
             "bot_user_id": workspace.bot_user_id,
-            "team": {"id": workspace.team_id, "name": workspace.team_name},
+            "team": (
+                None  # an org-wide install belongs to the org, not to one workspace
+                if workspace.is_enterprise_install
+                else {"id": workspace.team_id, "name": workspace.team_name}
+            ),
             "enterprise": (
                 {"id": workspace.enterprise_id, "name": workspace.enterprise_name}
                 if workspace.enterprise_id

@@ -334,8 +334,14 @@ class SlackEmulator:
         is_private: bool = False,
         topic: str = "",
         purpose: str = "",
+        bot_teams: Sequence[str] | None = None,
     ) -> Channel:
-        """Declare a channel (replacing any previous definition with the same id)."""
+        """Declare a channel (replacing any previous definition with the same id).
+
+        ``bot_teams``: a Slack Connect channel with the app installed on several sides:
+        the workspaces (or orgs, for an org-wide install) whose bot is a member; a call
+        made with another workspace's token finds itself no member (`not_in_channel`,
+        `is_member: false`). None: ``is_member`` holds for every token."""
         channel = Channel(
             id=channel_id,
             name=name or channel_id.lower(),
@@ -345,6 +351,7 @@ class SlackEmulator:
             topic=topic,
             purpose=purpose,
             created=int(self._clock()),
+            bot_teams=list(bot_teams) if bot_teams is not None else None,
         )
         with self._lock:
             self._state.channels[channel_id] = channel
@@ -364,13 +371,21 @@ class SlackEmulator:
                 raise LookupError(f"unknown channel {channel_id}")
             channel.is_archived = archived
 
-    def set_membership(self, channel_id: str, *, is_member: bool) -> None:
-        """Let the bot join (True) or leave (False) a channel."""
+    def set_membership(
+        self, channel_id: str, *, is_member: bool, team_id: str | None = None
+    ) -> None:
+        """Let the bot join (True) or leave (False) a channel; with ``team_id``, the bot
+        of that installed workspace (or org) only."""
         with self._lock:
             channel = self._state.channels.get(channel_id)
             if channel is None:
                 raise LookupError(f"unknown channel {channel_id}")
-            channel.is_member = is_member
+            if team_id is None:
+                channel.is_member = is_member
+                return
+            teams = channel.bot_teams if channel.bot_teams is not None else []
+            teams = [t for t in teams if t != team_id] + ([team_id] if is_member else [])
+            channel.bot_teams = teams
 
     def add_user(
         self,
@@ -1228,12 +1243,28 @@ class SlackEmulator:
         self._state.channels[ref] = channel
         return channel
 
-    @staticmethod
-    def _require_member(channel: Channel) -> None:
+    def _require_member(self, channel: Channel) -> None:
         if channel.is_archived:
             raise _ApiError("is_archived")
-        if not channel.is_member and not channel.is_im:
+        if not self._caller_is_member(channel):
             raise _ApiError("not_in_channel")
+
+    def _caller_is_member(self, channel: Channel) -> bool:
+        """Whether the bot of the calling token is in the channel."""
+        if channel.is_im:
+            return True
+        if channel.bot_teams is None:
+            return channel.is_member
+        return self._caller()[2] in channel.bot_teams
+
+    def _caller(self) -> tuple[str, str, str]:
+        """(bot user, bot id, team) of the calling token: an installed workspace's bot
+        for a token its install was issued, else the emulator's own bot."""
+        team_id = self.oauth.team_of_token(self._token)
+        workspace = self.oauth.workspaces.get(team_id or "")
+        if workspace is not None:
+            return workspace.bot_user_id, workspace.bot_id, workspace.team_id
+        return self.bot_user_id, self.bot_id, self.team_id
 
     def _find_message(self, channel: str, ts: str) -> StoredMessage | None:
         for msg in self._state.messages.get(channel, []):
@@ -1353,15 +1384,16 @@ class SlackEmulator:
         if not text and not blocks and not attachments:
             raise _ApiError("no_text")
         metadata, warning = self._metadata_param(params)
+        bot_user_id, bot_id, team_id = self._caller()  # posted as the calling token's bot
         msg = StoredMessage(
             channel=channel.id,
             ts=self._next_ts(),
             text=text,
             blocks=blocks or [],
-            user=self.bot_user_id,
-            bot_id=self.bot_id,
+            user=bot_user_id,
+            bot_id=bot_id,
             app_id=self.app_id,
-            team=self.team_id,
+            team=team_id,
             thread_ts=_opt_str(params.get("thread_ts")) or None,
             attachments=attachments,
             metadata=metadata or None,
@@ -1406,7 +1438,7 @@ class SlackEmulator:
         msg = self._find_message(channel.id, ts) if ts else None
         if msg is None:
             raise _ApiError("message_not_found")
-        if msg.user != self.bot_user_id:
+        if msg.user != self._caller()[0]:  # only its poster edits or deletes a message
             raise _ApiError(error)
         return msg
 
@@ -1688,12 +1720,10 @@ class SlackEmulator:
     def _conversations_info(self, params: JsonDict) -> JsonDict:
         channel = self._resolve_channel(params.get("channel"))
         with_count = _truthy(params.get("include_num_members"))
-        return {
-            "ok": True,
-            "channel": channel.to_slack(
-                bot_user_id=self.bot_user_id, include_num_members=with_count
-            ),
-        }
+        shown = channel.to_slack(bot_user_id=self.bot_user_id, include_num_members=with_count)
+        if not channel.is_im:
+            shown["is_member"] = self._caller_is_member(channel)  # the calling token's bot
+        return {"ok": True, "channel": shown}
 
     def _conversations_members(self, params: JsonDict) -> JsonDict:
         channel = self._resolve_channel(params.get("channel"))

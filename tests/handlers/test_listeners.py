@@ -134,6 +134,9 @@ class FakeDelivery:
     def sweep(self, *, limit: int = 50) -> int:
         return 0
 
+    def bot_elsewhere(self, channel_id: str, *, team_id: str) -> bool:
+        return False  # one workspace: no other installation's bot
+
 
 @dataclass
 class World:
