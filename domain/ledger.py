@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
+from domain import payments
 from domain.model import LedgerEntry, LedgerKind
 
 INFLOWS = (LedgerKind.FUND, LedgerKind.TOP_UP)
@@ -111,6 +112,7 @@ def record(
         request_id=request_id,
     )
     session.add(entry)
+    payments.written(session, entry)  # a provider may have to carry it out
     if flush:
         session.flush()  # the unique key fails here, inside the caller's transaction
     return entry

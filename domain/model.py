@@ -307,6 +307,9 @@ class Milestone(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Released to the provider before approval (partial releases); the rest stays held.
     released_early_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # `PAYMENTS=stripe`: its escrow was paid through the provider, so what leaves it is
+    # carried out there too (domain.payments.queue_movements).
+    paid_through_provider: Mapped[bool] = mapped_column(Boolean, default=False)
     # More time to review: the client's asks this submission, and the one waiting for
     # the provider's answer (days), if any.
     extension_asks: Mapped[int] = mapped_column(Integer, default=0)
@@ -921,6 +924,125 @@ class WebhookDelivery(Base):
         ),
         Index("ix_webhook_delivery_event_id", "event_id"),
     )
+
+
+class PaymentState(StrEnum):
+    PENDING = "pending"  # asked for: the client has a checkout link
+    PAID = "paid"  # the provider confirmed it; its ledger entry is written
+    FAILED = "failed"  # the provider said it failed; asking again gives a new link
+    RETURNED = "returned"  # paid, but nothing could take it any more: given back
+    CANCELLED = "cancelled"  # an owed top-up no longer owed (the milestone was refunded)
+    REVERSED = "reversed"  # refunded or disputed outside the bot: the milestone is frozen
+
+
+class ProviderPayment(Base):
+    """Money the client pays through the payments provider (`PAYMENTS=stripe`) for a
+    fund or a top-up: asked for when they fund, paid through a checkout link that is
+    theirs alone, and turned into its ledger entry (`ledger_key`) only when the
+    provider's signed webhook confirms it (domain/services/payments.py)."""
+
+    __tablename__ = "provider_payment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    milestone_id: Mapped[int] = mapped_column(ForeignKey("milestone.id", ondelete="CASCADE"))
+    ledger_key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[LedgerKind] = mapped_column(_enum(LedgerKind))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    asked_by: Mapped[str] = mapped_column(String(32))
+    # The pay link's secret (`/pay/<token>`): unguessable, new for every ask.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[PaymentState] = mapped_column(_enum(PaymentState), default=PaymentState.PENDING)
+    checkout_session: Mapped[str | None] = mapped_column(String(255))
+    payment_intent: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)  # why it failed, was returned or reversed
+
+    __table_args__ = (
+        Index("ix_provider_payment_milestone_id", "milestone_id"),
+        Index("ix_provider_payment_payment_intent", "payment_intent"),
+    )
+
+
+class MovementState(StrEnum):
+    PENDING = "pending"  # to be carried out (retried with backoff while the provider is down)
+    SENT = "sent"  # the provider carried it out: `provider_ref` names its object
+    FAILED = "failed"  # the provider refused it; `payments reconcile` shows it
+
+
+class ProviderMovement(Base):
+    """A release or refund the ledger recorded for money the provider holds: written
+    in the transaction that wrote the ledger entry, carried out by the payments sender
+    with the entry's key as the provider's idempotency key, so it moves money once."""
+
+    __tablename__ = "provider_movement"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # None for giving back a payment nothing could take (it never entered escrow).
+    ledger_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_entry.id", ondelete="CASCADE"), unique=True
+    )
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contract.id", ondelete="CASCADE"))
+    milestone_id: Mapped[int | None] = mapped_column(ForeignKey("milestone.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    # The provider's idempotency key (`domain.payments.Movement.idempotency_key`).
+    idempotency_key: Mapped[str] = mapped_column(String(160))
+    kind: Mapped[LedgerKind] = mapped_column(_enum(LedgerKind))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[MovementState] = mapped_column(
+        _enum(MovementState), default=MovementState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Giving back a payment nothing could take: the provider's payment to refund.
+    refund_of: Mapped[str | None] = mapped_column(String(255))
+    provider_ref: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "ix_provider_movement_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index("ix_provider_movement_contract_id", "contract_id"),
+        Index("ix_provider_movement_refund_of", "refund_of"),
+    )
+
+
+class PayoutAccount(Base):
+    """A provider-side person's payout account at the payments provider (Stripe
+    Connect): created when they first open their link, ready once the provider says
+    they can be paid (`account.updated`)."""
+
+    __tablename__ = "payout_account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), unique=True)
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    # The onboarding link's secret (`/payouts/<token>`), new each time it is asked for.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PaymentWebhook(Base):
+    """A payments provider's webhook, by its event id: a replay finds it and changes
+    nothing. Written in the transaction that applies the event."""
+
+    __tablename__ = "payment_webhook"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(120))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 # Slack's installation and OAuth state stores keep their rows here too (bot/installs.py).

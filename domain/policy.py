@@ -26,6 +26,9 @@ class Policy:
     end_window: timedelta = timedelta(days=7)
     # How often both sides of an open dispute are reminded of it.
     dispute_reminder_every: timedelta = timedelta(days=3)
+    # `PAYMENTS=stripe`: a fund asks the client to pay through the provider, and is
+    # funded when the provider confirms it (domain/services/payments.py).
+    pay_through_provider: bool = False
 
 
 DEFAULT_POLICY = Policy()

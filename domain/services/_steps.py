@@ -1,4 +1,5 @@
-"""Steps several use cases share: applying a change, closing a request, releasing."""
+"""Steps several use cases share: applying a change, closing a request, funding,
+releasing, freezing a milestone under a dispute."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from datetime import date
 from typing import Any
 
 from domain import ledger, reminders
+from domain.disputes import side_of
 from domain.errors import DomainError
 from domain.model import (
     SYSTEM_ACTOR,
     ChangeKind,
     ChangeRequest,
+    ContractStatus,
+    Dispute,
     EventKind,
     IntentKind,
     LedgerKind,
@@ -221,4 +225,70 @@ def release(
     reminders.on_milestone_released(tx.reminders, contract, milestone, now=tx.now, policy=policy)
     cancel_inapplicable(tx, pending, because=f"milestone {milestone.number} was released")
     tx.changed()
+    return held
+
+
+def fund_step(tx: Tx, milestone: Milestone, *, actor_id: str, policy: Policy) -> None:
+    """`milestone` is funded: its escrow recorded, the provider side told, requests it
+    makes moot cancelled (a ledger-mode fund, or a provider's confirmed payment)."""
+    session, contract, now = tx.session, tx.contract, tx.now
+    pending = pending_requests(session, contract)
+    milestone.fund(by=actor_id, at=now)
+    reminders.on_milestone_funded(tx.reminders, contract, milestone, now=now)
+    ledger.record(
+        session,
+        contract_id=contract.id,
+        milestone_id=milestone.id,
+        kind=LedgerKind.FUND,
+        amount_minor=milestone.amount_minor,
+        actor=actor_id,
+        at=now,
+        key=f"fund:{milestone.id}",
+    )
+    tx.event(
+        EventKind.MILESTONE_FUNDED,
+        actor_id,
+        milestone_number=milestone.number,
+        amount_minor=milestone.amount_minor,
+    )
+    cancel_inapplicable(tx, pending, because=f"milestone {milestone.number} was funded")
+
+
+def freeze_under_dispute(tx: Tx, target: Milestone, *, by: str, reason: str, policy: Policy) -> int:
+    """Freeze `target`'s escrow under a new dispute opened by `by` (a party, or the
+    system when the payments provider reports the money reversed); what it holds."""
+    session, contract, now = tx.session, tx.contract, tx.now
+    was = target.status
+    held = ledger.held_for_milestone(session, target.id)
+    pending = pending_requests(session, contract)
+    target.dispute()
+    if contract.status == ContractStatus.ENDING:
+        contract.pause_ending()
+    dispute = Dispute(
+        contract_id=contract.id,
+        milestone_id=target.id,
+        opened_by=by,
+        opened_at=now,
+        reason=reason,
+        held_minor=held,
+        proposal_number=0,
+    )
+    session.add(dispute)
+    session.flush()
+    reminders.on_dispute_opened(tx.reminders, contract, target, now=now, policy=policy)
+    tx.event(
+        EventKind.MILESTONE_DISPUTED,
+        by,
+        milestone_number=target.number,
+        reason=reason,
+        held_minor=held,
+        side=side_of(contract, by),
+        announce=False,  # the dispute card is the announcement
+    )
+    tx.intent(IntentKind.DISPUTE_CARD, subject_id=dispute.id)
+    if was == MilestoneStatus.SUBMITTED:
+        tx.intent(IntentKind.WORK_CARD, subject_id=target.id)
+    if contract.status == ContractStatus.ENDING:
+        tx.intent(IntentKind.ENDING_CARD, subject_id=contract.id)
+    cancel_inapplicable(tx, pending, because=f"milestone {target.number} is disputed")
     return held

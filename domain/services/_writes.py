@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, func, insert, inspect, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from domain import intake, notify, reminders, webhooks
+from domain import intake, notify, payments, reminders, webhooks
 from domain.db import is_postgres
 from domain.model import Contract, Event, EventKind, IntentKind, OutboxMessage, OutboxState
 from domain.services.inputs import Outcome
@@ -58,6 +58,7 @@ class Writes:
     def write(self) -> dict[int, list[int]]:
         """Write everything; the new outbox ids of each contract, in order."""
         self.session.flush()
+        payments.queue_movements(self.session, now=self.now)
         event_ids = _insert(self.session, _EVENT, self._events)
         # Every event to every webhook endpoint, with the event (one statement).
         webhooks.fan_out(self.session, event_ids, now=self.now)

@@ -35,7 +35,7 @@ from domain.model import (
     MilestoneStatus,
     Role,
 )
-from domain.payments import SPLIT_NOTE
+from domain.payments import SPLIT_NOTE, money_note
 from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
 from domain.rules import Act, mid_sentence, require
 from domain.services._locking import (
@@ -45,7 +45,7 @@ from domain.services._locking import (
     pending_requests,
     require_open,
 )
-from domain.services._steps import cancel_inapplicable
+from domain.services._steps import cancel_inapplicable, freeze_under_dispute
 from domain.services._validation import clean_text, money, read_amount
 from domain.services._writes import Tx
 from domain.services.endings import close_contract
@@ -98,39 +98,7 @@ def dispute_milestone(
         else:
             _check_provider_may_dispute(contract, target)
         assert target is not None
-        was = target.status
-        held = ledger.held_for_milestone(session, target.id)
-        pending = pending_requests(session, contract)
-        target.dispute()
-        if contract.status == ContractStatus.ENDING:
-            contract.pause_ending()
-        dispute = Dispute(
-            contract_id=contract.id,
-            milestone_id=target.id,
-            opened_by=actor_id,
-            opened_at=now,
-            reason=clean_reason,
-            held_minor=held,
-            proposal_number=0,
-        )
-        session.add(dispute)
-        session.flush()
-        reminders.on_dispute_opened(tx.reminders, contract, target, now=now, policy=policy)
-        tx.event(
-            EventKind.MILESTONE_DISPUTED,
-            actor_id,
-            milestone_number=target.number,
-            reason=clean_reason,
-            held_minor=held,
-            side=side_of(contract, actor_id),
-            announce=False,  # the dispute card is the announcement
-        )
-        tx.intent(IntentKind.DISPUTE_CARD, subject_id=dispute.id)
-        if was == MilestoneStatus.SUBMITTED:
-            tx.intent(IntentKind.WORK_CARD, subject_id=target.id)
-        if contract.status == ContractStatus.ENDING:
-            tx.intent(IntentKind.ENDING_CARD, subject_id=contract.id)
-        cancel_inapplicable(tx, pending, because=f"milestone {target.number} is disputed")
+        held = freeze_under_dispute(tx, target, by=actor_id, reason=clean_reason, policy=policy)
         tx.changed()
         return tx.outcome(
             said(
@@ -303,7 +271,7 @@ def agree_to_split(
         settle(tx, dispute, milestone, to_provider=amount, by=actor_id, how=AGREED, policy=policy)
         return tx.outcome(
             f"You agreed to the split: {_split_words(contract, amount, held)}. The dispute "
-            f"over milestone {milestone.number} is settled. {SPLIT_NOTE}",
+            f"over milestone {milestone.number} is settled. {money_note(SPLIT_NOTE, policy)}",
             milestone_number=milestone.number,
         )
 

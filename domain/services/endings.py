@@ -38,7 +38,7 @@ from domain.model import (
     RequestStatus,
     Role,
 )
-from domain.payments import REFUNDED_NOTE
+from domain.payments import REFUNDED_NOTE, money_note
 from domain.policy import DEFAULT_POLICY, Policy
 from domain.rules import Act, RequestAction, require
 from domain.services._locking import (
@@ -181,12 +181,13 @@ def end_contract(
             if role == Role.CLIENT:
                 return tx.outcome(_already_ending(contract), already_done=True)
             # The provider side ending now gives the refund up: it accepts it.
-            return _accept_refund(tx, actor_id)
+            return _accept_refund(tx, actor_id, policy)
         plan = _plan(contract, role, _held(session, contract))
         if plan.how != EndHow.WINDOW:
             refunded = close_contract(tx, actor=actor_id, closed_by=actor_id, how="ended")
             note = (
-                f" {money(contract, refunded)} refunded to the client. {REFUNDED_NOTE}"
+                f" {money(contract, refunded)} refunded to the client. "
+                f"{money_note(REFUNDED_NOTE, policy)}"
                 if refunded
                 else ""
             )
@@ -226,7 +227,14 @@ def end_contract(
         )
 
 
-def accept_refund(session: Session, *, contract_id: int, actor_id: str, now: datetime) -> Outcome:
+def accept_refund(
+    session: Session,
+    *,
+    contract_id: int,
+    actor_id: str,
+    now: datetime,
+    policy: Policy = DEFAULT_POLICY,
+) -> Outcome:
     """The provider side accepts the end-refund: escrow goes back to the client and the
     contract closes."""
     with write_transaction(session):
@@ -243,10 +251,10 @@ def accept_refund(session: Session, *, contract_id: int, actor_id: str, now: dat
             raise InvalidTransition(
                 f"Contract {contract.id} is not ending, so there is no refund to accept."
             )
-        return _accept_refund(tx, actor_id)
+        return _accept_refund(tx, actor_id, policy)
 
 
-def _accept_refund(tx: Tx, actor_id: str) -> Outcome:
+def _accept_refund(tx: Tx, actor_id: str, policy: Policy) -> Outcome:
     contract = tx.contract
     disputed = contract.disputed
     if disputed is not None:
@@ -265,7 +273,7 @@ def _accept_refund(tx: Tx, actor_id: str) -> Outcome:
         said(
             f"You accepted the refund: {money(contract, refunded)} goes back to ",
             Person(contract.client_id),
-            f". Contract {contract.id} is closed. {REFUNDED_NOTE}",
+            f". Contract {contract.id} is closed. {money_note(REFUNDED_NOTE, policy)}",
         )
     )
 

@@ -17,22 +17,21 @@ from domain.model import (
     ContractStatus,
     EventKind,
     IntentKind,
-    LedgerKind,
     Milestone,
     MilestoneStatus,
 )
-from domain.payments import FUNDED_NOTE, RELEASED_NOTE
+from domain.payments import FUNDED_NOTE, RELEASED_NOTE, money_note
 from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
 from domain.rules import Act, require
+from domain.services import payments
 from domain.services._locking import (
     contract_id_of_milestone,
     lock_contract,
     milestone_by_id,
-    pending_requests,
     pending_requests_of,
     require_active,
 )
-from domain.services._steps import cancel_inapplicable, release
+from domain.services._steps import fund_step, release
 from domain.services._validation import clean_text, money
 from domain.services._writes import Tx, Writes
 from domain.services.inputs import Outcome
@@ -46,8 +45,10 @@ def fund_milestone(
     actor_id: str,
     now: datetime,
     milestone_id: int | None = None,
+    policy: Policy = DEFAULT_POLICY,
 ) -> Outcome:
-    """Fund the next milestone in order (a button names the one it showed)."""
+    """Fund the next milestone in order (a button names the one it showed). Through a
+    payments provider, the client is asked to pay instead: it is funded when they have."""
     with write_transaction(session):
         contract = lock_contract(session, contract_id)
         tx = Tx(session, contract, now)
@@ -61,6 +62,10 @@ def fund_milestone(
                     milestone_number=shown.number,
                 )
         require_active(contract, "fund milestones")
+        if policy.pay_through_provider:
+            owed = payments.pending_top_up(session, contract)
+            if owed is not None:
+                return payments.ask_to_pay_top_up(tx, owed, actor_id=actor_id)
         current = contract.in_progress
         if current is not None:
             raise OutOfOrder(
@@ -74,26 +79,9 @@ def fund_milestone(
             raise OutOfOrder(
                 f"Milestones are funded in order: milestone {milestone.number} comes next."
             )
-        pending = pending_requests(session, contract)
-        milestone.fund(by=actor_id, at=now)
-        reminders.on_milestone_funded(tx.reminders, contract, milestone, now=now)
-        ledger.record(
-            session,
-            contract_id=contract.id,
-            milestone_id=milestone.id,
-            kind=LedgerKind.FUND,
-            amount_minor=milestone.amount_minor,
-            actor=actor_id,
-            at=now,
-            key=f"fund:{milestone.id}",
-        )
-        tx.event(
-            EventKind.MILESTONE_FUNDED,
-            actor_id,
-            milestone_number=milestone.number,
-            amount_minor=milestone.amount_minor,
-        )
-        cancel_inapplicable(tx, pending, because=f"milestone {milestone.number} was funded")
+        if policy.pay_through_provider:
+            return payments.ask_to_pay(tx, milestone, actor_id=actor_id)
+        fund_step(tx, milestone, actor_id=actor_id, policy=policy)
         tx.changed()
         return tx.outcome(
             f"Funded milestone {milestone.number} ({milestone.title}) with "
@@ -189,7 +177,7 @@ def approve_work(
         held = release(tx, milestone, actor=actor_id, automatic=False, policy=policy)
         return tx.outcome(
             f"Approved milestone {milestone.number}: {money(contract, held)} released. "
-            f"{RELEASED_NOTE}",
+            f"{money_note(RELEASED_NOTE, policy)}",
             milestone_number=milestone.number,
         )
 
@@ -358,7 +346,7 @@ def _release_due(
                 contract.id,
                 said(
                     f"Released milestone {milestone.number} automatically: "
-                    f"{money(contract, amount)}. {RELEASED_NOTE}"
+                    f"{money(contract, amount)}. {money_note(RELEASED_NOTE, policy)}"
                 ),
                 milestone_number=milestone.number,
                 outbox_ids=tuple(written.get(contract.id, ())),

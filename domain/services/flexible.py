@@ -30,7 +30,7 @@ from domain.model import (
     Milestone,
     MilestoneStatus,
 )
-from domain.payments import RELEASED_NOTE
+from domain.payments import RELEASED_NOTE, money_note
 from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
 from domain.rules import (
     MORE_TIME_ASKS_PER_SUBMISSION,
@@ -107,7 +107,7 @@ def release_part(
             release(tx, milestone, actor=actor_id, automatic=False, policy=policy, held=held)
             return tx.outcome(
                 f"That is everything held for milestone {number}, so it counts as approving "
-                f"the work: {money(contract, held)} released. {RELEASED_NOTE}",
+                f"the work: {money(contract, held)} released. {money_note(RELEASED_NOTE, policy)}",
                 milestone_number=number,
             )
         part = ledger.partial_releases(session, milestone.id) + 1
@@ -139,7 +139,7 @@ def release_part(
         return tx.outcome(
             f"Released {money(contract, amount_minor)} of milestone {number} "
             f"({milestone.title}) to the provider; {money(contract, rest)} stays in escrow "
-            f"for it. {RELEASED_NOTE}",
+            f"for it. {money_note(RELEASED_NOTE, policy)}",
             milestone_number=number,
         )
 

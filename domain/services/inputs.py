@@ -53,6 +53,8 @@ class Outcome:
     request_number: int | None = None
     became_request: bool = False
     contract_activated: bool = False
+    # Through a payments provider: the secret of the pay link the actor is given.
+    pay_token: str | None = None
     outbox_ids: tuple[int, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from domain.db import write_transaction
 from domain.errors import InvalidInput, NotAllowed, NotFound
 from domain.model import ChangeKind, ChangeRequest, Contract, Role
-from domain.payments import FUNDED_NOTE
-from domain.policy import MAX_TEXT
+from domain.payments import FUNDED_NOTE, money_note
+from domain.policy import DEFAULT_POLICY, MAX_TEXT, Policy
 from domain.rules import Act, RequestAction, request_next, request_roles, require
 from domain.services._locking import (
     lock_contract,
@@ -124,6 +124,7 @@ def accept_request(
     request_id: int | None = None,
     contract_id: int | None = None,
     number: int | None = None,
+    policy: Policy = DEFAULT_POLICY,
 ) -> Outcome:
     """The side that did not propose it (the client, or the provider side for the
     client's counter-offer) accepts: every change applies at once, or none of them."""
@@ -158,7 +159,11 @@ def accept_request(
                 stored.milestone_number = milestone.number
         close_request(tx, request, RequestAction.ACCEPT, by=actor_id, top_up=top_up)
         cancel_inapplicable(tx, others, because=f"change request #{request.number} was accepted")
-        note = f" Escrow topped up by {money(contract, top_up)}. {FUNDED_NOTE}" if top_up else ""
+        note = (
+            f" Escrow topped up by {money(contract, top_up)}. {money_note(FUNDED_NOTE, policy)}"
+            if top_up
+            else ""
+        )
         return said(f"Accepted change request #{request.number}.{note}")
 
     return _decide(

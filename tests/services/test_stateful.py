@@ -43,7 +43,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Table, select, text
+from sqlalchemy import Integer, Table, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -440,7 +440,11 @@ def replay(database: Database, prepared: Prepared) -> None:
         if conn.dialect.name == "postgresql":
             # Explicit ids leave the sequences behind: move them past the rows.
             for table in SNAPSHOT_TABLES:
-                if "id" in table.c and table.c.id.autoincrement in (True, "auto"):
+                if (
+                    "id" in table.c
+                    and table.c.id.autoincrement in (True, "auto")
+                    and isinstance(table.c.id.type, Integer)  # not a provider's event id
+                ):
                     conn.execute(
                         text(
                             f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
