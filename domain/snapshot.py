@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, String, cast, func, null, select, union_all
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.sql import Executable
 
 from domain import queries, rules
 from domain.ledger import INFLOWS, Escrow
@@ -21,6 +22,8 @@ from domain.model import (
     LedgerKind,
     Milestone,
     MilestoneStatus,
+    PaymentState,
+    ProviderPayment,
     RequestStatus,
     Role,
 )
@@ -54,6 +57,10 @@ class ContractSnapshot:
     pending_requests: list[ChangeRequest]
     escrow: Escrow
     next_action: NextAction
+    # `PAYMENTS=stripe`, by milestone id: the state of its fund payment through the
+    # provider, and the state of a top-up the client still owes (pending or failed).
+    payments: Mapping[int, PaymentState] = field(default_factory=dict)
+    top_ups_owed: Mapping[int, PaymentState] = field(default_factory=dict)
 
     @property
     def client_agreed(self) -> bool:
@@ -113,13 +120,15 @@ def snapshots(session: Session, contracts: Sequence[Contract]) -> list[ContractS
         .order_by(ChangeRequest.contract_id, ChangeRequest.number)
     ).unique():
         pending[request.contract_id].append(request)
-    escrows = escrows_of(session, ids)
+    escrows, paid = money_of(session, contracts)
     return [
         ContractSnapshot(
             contract=contract,
             pending_requests=pending[contract.id],
             escrow=escrows[contract.id],
             next_action=next_action(contract, pending[contract.id]),
+            payments=paid[contract.id][0],
+            top_ups_owed=paid[contract.id][1],
         )
         for contract in contracts
     ]
@@ -128,25 +137,74 @@ def snapshots(session: Session, contracts: Sequence[Contract]) -> list[ContractS
 def snapshot(session: Session, contract_id: int) -> ContractSnapshot:
     contract = queries.load_contract(session, contract_id)
     pending = queries.pending_requests(session, contract_id)
+    escrows, paid = money_of(session, [contract])
+    fund_payments, top_ups_owed = paid[contract_id]
     return ContractSnapshot(
         contract=contract,
         pending_requests=pending,
-        escrow=escrows_of(session, [contract_id])[contract_id],
+        escrow=escrows[contract_id],
         next_action=next_action(contract, pending),
+        payments=fund_payments,
+        top_ups_owed=top_ups_owed,
     )
 
 
-def escrows_of(session: Session, contract_ids: Sequence[int]) -> dict[int, Escrow]:
-    """`ledger.escrow_of` of several contracts, summed by the database in one query
-    (every id gets an `Escrow`, empty when its contract has no entries)."""
+_OPEN = (MilestoneStatus.PENDING, MilestoneStatus.FUNDED, MilestoneStatus.SUBMITTED)
+_OWED = (PaymentState.PENDING, PaymentState.FAILED)
+# By milestone id: the state of its fund payment through the provider, and of a top-up
+# the client still owes.
+Payments = tuple[dict[int, PaymentState], dict[int, PaymentState]]
+
+
+def money_of(
+    session: Session, contracts: Sequence[Contract]
+) -> tuple[dict[int, Escrow], dict[int, Payments]]:
+    """Of contracts loaded with their milestones, by contract id: the escrow
+    (`ledger.escrow_of`, summed by the database; empty for a contract without entries)
+    and the payments through the provider of the open milestones — in one statement."""
+    contract_ids = {c.id for c in contracts}
     sums: dict[int, dict[LedgerKind, int]] = {i: defaultdict(int) for i in contract_ids}
-    for contract_id, kind, total in session.execute(
-        select(LedgerEntry.contract_id, LedgerEntry.kind, func.sum(LedgerEntry.amount_minor))
-        .where(LedgerEntry.contract_id.in_(set(contract_ids)))
+    paid: dict[int, Payments] = {i: ({}, {}) for i in contract_ids}
+    sums_part = (
+        select(
+            LedgerEntry.contract_id,
+            LedgerEntry.kind,
+            func.sum(LedgerEntry.amount_minor).label("amount_minor"),
+            cast(null(), Integer).label("milestone_id"),
+            cast(null(), String).label("state"),
+        )
+        .where(LedgerEntry.contract_id.in_(contract_ids))
         .group_by(LedgerEntry.contract_id, LedgerEntry.kind)
-    ):
-        sums[contract_id][kind] += int(total)
-    return {
+    )
+    open_ids = [
+        m.id
+        for c in contracts
+        if c.status != ContractStatus.CLOSED
+        for m in c.milestones
+        if m.status in _OPEN
+    ]
+    statement: Executable = sums_part
+    if open_ids:  # else no milestone can owe a payment: no second part at all
+        statement = union_all(
+            sums_part,
+            select(
+                ProviderPayment.contract_id,
+                ProviderPayment.kind,
+                ProviderPayment.amount_minor,
+                ProviderPayment.milestone_id,
+                ProviderPayment.state,
+            ).where(ProviderPayment.milestone_id.in_(open_ids)),
+        )
+    for contract_id, kind, amount, milestone_id, state in session.execute(statement):
+        if milestone_id is None:
+            sums[contract_id][LedgerKind(kind)] += int(amount)
+            continue
+        fund, top_up = paid[contract_id]
+        if LedgerKind(kind) == LedgerKind.FUND:
+            fund[milestone_id] = PaymentState(state)
+        elif PaymentState(state) in _OWED and top_up.get(milestone_id) != PaymentState.PENDING:
+            top_up[milestone_id] = PaymentState(state)
+    escrows = {
         contract_id: Escrow(
             funded_minor=sum(by_kind[k] for k in INFLOWS),
             released_minor=by_kind[LedgerKind.RELEASE],
@@ -155,3 +213,4 @@ def escrows_of(session: Session, contract_ids: Sequence[int]) -> dict[int, Escro
         )
         for contract_id, by_kind in sums.items()
     }
+    return escrows, paid

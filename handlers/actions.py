@@ -24,6 +24,7 @@ from domain.services import Outcome
 from handlers import commands
 from handlers.blocks import counter, modals
 from handlers.blocks.ending import build_dispute_modal
+from handlers.blocks.paying import build_pay_link
 from handlers.deps import deps_of
 from handlers.errors import guarded, tell
 from handlers.flow import perform
@@ -48,9 +49,9 @@ def register(app: App) -> None:
     app.action(Action.REVISE.value)(guarded(open_revise))
     app.action(Action.ADD_MILESTONE.value)(guarded(open_add))
     app.action(Action.CHOOSE_CONTRACT.value)(guarded(choose_contract))
-    for action in SETTINGS_BUTTON_SERVICES:
-        app.action(action.value)(guarded(press_with_settings))
     app.action(Action.DISPUTE.value)(guarded(open_dispute))
+    for link in (Action.PAY_LINK, Action.PAYOUTS_LINK):
+        app.action(link.value)(guarded(open_link))
 
 
 def _value(body: dict[str, Any]) -> str:
@@ -66,48 +67,53 @@ def _channel(body: dict[str, Any]) -> str:
     return str(channel.get("id") or body.get("container", {}).get("channel_id") or "")
 
 
-# Buttons that call one service: (session, button value, clicker, now) -> outcome.
-ButtonService = Callable[[Session, str, str, datetime], Outcome]
+# Buttons that call one service: (session, button value, clicker, now, the configured
+# policy) -> outcome. The policy reaches the services that take one: paying through the
+# provider (Fund), the ending window, the nudge to fund the next milestone after a split.
+ButtonService = Callable[[Session, str, str, datetime, Policy], Outcome]
 
 
-def _agree(s: Session, value: str, user: str, now: datetime) -> Outcome:
+def _agree(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
     ref = ContractRef.load(value)
     return services.agree_to_terms(s, contract_id=ref.contract_id, actor_id=user, now=now)
 
 
-def _on_milestone(service: Callable[..., Outcome]) -> ButtonService:
-    """A button whose value names a milestone, calling `service` for the clicker."""
+def _on_milestone(service: Callable[..., Outcome], *, with_policy: bool = False) -> ButtonService:
+    """A button whose value names a milestone, calling `service` for the clicker (with
+    `with_policy`, passing the configured policy too)."""
 
-    def call(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    def call(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
         ref = MilestoneRef.load(value)
+        settings: dict[str, Policy] = {"policy": policy} if with_policy else {}
         return service(
-            s, contract_id=ref.contract_id, milestone_id=ref.milestone_id, actor_id=user, now=now
+            s,
+            contract_id=ref.contract_id,
+            milestone_id=ref.milestone_id,
+            actor_id=user,
+            now=now,
+            **settings,
         )
 
     return call
 
 
-def _on_request(service: Callable[..., Outcome]) -> ButtonService:
-    """A button whose value names a change request, calling `service` for the clicker."""
+def _on_request(service: Callable[..., Outcome], *, with_policy: bool = False) -> ButtonService:
+    """A button whose value names a change request, calling `service` for the clicker
+    (with `with_policy`, passing the configured policy too)."""
 
-    def call(s: Session, value: str, user: str, now: datetime) -> Outcome:
+    def call(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
         ref = RequestRef.load(value)
+        settings: dict[str, Policy] = {"policy": policy} if with_policy else {}
         return service(
-            s, contract_id=ref.contract_id, request_id=ref.request_id, actor_id=user, now=now
+            s,
+            contract_id=ref.contract_id,
+            request_id=ref.request_id,
+            actor_id=user,
+            now=now,
+            **settings,
         )
 
     return call
-
-
-BUTTON_SERVICES: dict[Action, ButtonService] = {
-    Action.AGREE: _agree,
-    Action.FUND: _on_milestone(services.fund_milestone),
-    Action.APPROVE: _on_milestone(services.approve_work),
-    Action.ACCEPT: _on_request(services.accept_request),
-    Action.WITHDRAW: _on_request(services.withdraw_request),
-    Action.GIVE_MORE_TIME: _on_milestone(services.give_more_time),
-    Action.KEEP_REVIEW_DATE: _on_milestone(services.keep_review_date),
-}
 
 
 def _end_contract(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
@@ -119,7 +125,9 @@ def _end_contract(s: Session, value: str, user: str, now: datetime, policy: Poli
 
 def _accept_refund(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
     ref = ContractRef.load(value)
-    return services.accept_refund(s, contract_id=ref.contract_id, actor_id=user, now=now)
+    return services.accept_refund(
+        s, contract_id=ref.contract_id, actor_id=user, now=now, policy=policy
+    )
 
 
 def _agree_to_split(s: Session, value: str, user: str, now: datetime, policy: Policy) -> Outcome:
@@ -135,31 +143,18 @@ def _agree_to_split(s: Session, value: str, user: str, now: datetime, policy: Po
     )
 
 
-# Buttons whose service also takes the configured policy (the ending window, the nudge
-# to fund the next milestone after a settled split): (session, value, clicker, now, policy).
-SETTINGS_BUTTON_SERVICES: dict[Action, Callable[[Session, str, str, datetime, Policy], Outcome]] = {
+BUTTON_SERVICES: dict[Action, ButtonService] = {
+    Action.AGREE: _agree,
+    Action.FUND: _on_milestone(services.fund_milestone, with_policy=True),
+    Action.APPROVE: _on_milestone(services.approve_work, with_policy=True),
+    Action.ACCEPT: _on_request(services.accept_request, with_policy=True),
+    Action.WITHDRAW: _on_request(services.withdraw_request),
+    Action.GIVE_MORE_TIME: _on_milestone(services.give_more_time, with_policy=True),
+    Action.KEEP_REVIEW_DATE: _on_milestone(services.keep_review_date),
     Action.END_CONTRACT: _end_contract,
     Action.ACCEPT_REFUND: _accept_refund,
     Action.AGREE_TO_SPLIT: _agree_to_split,
 }
-
-
-def press_with_settings(
-    ack: Ack, body: dict[str, Any], context: BoltContext, respond: Respond, client: WebClient
-) -> None:
-    """`press_button` for the buttons of SETTINGS_BUTTON_SERVICES."""
-    deps = deps_of(context)
-    service = SETTINGS_BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
-    outcome = perform(
-        ack,
-        body,
-        deps,
-        lambda session: service(session, _value(body), _user(body), deps.now(), deps.policy),
-        reply_to=None,
-        tell=lambda text: tell(client, respond, body, text),
-    )
-    if outcome is not None and (outcome.already_done or not _on_a_card(body)):
-        tell(client, respond, body, outcome.said)
 
 
 def press_button(
@@ -168,19 +163,29 @@ def press_button(
     """One click, one confirmation: a button on a card in the channel is answered by the
     card itself, updated in place (and the channel's one announcement); a click
     elsewhere (App Home) is answered with a notice. A click that changes nothing (it was
-    done already) is told so, since the card can't show it."""
+    done already) is told so, since the card can't show it. A fund through the payments
+    provider is answered, to the clicker alone, with their pay link."""
     deps = deps_of(context)
     service = BUTTON_SERVICES[Action(body["actions"][0]["action_id"])]
     outcome = perform(
         ack,
         body,
         deps,
-        lambda session: service(session, _value(body), _user(body), deps.now()),
+        lambda session: service(session, _value(body), _user(body), deps.now(), deps.policy),
         reply_to=None,
         tell=lambda text: tell(client, respond, body, text),
     )
-    if outcome is not None and (outcome.already_done or not _on_a_card(body)):
+    if outcome is not None and outcome.pay_token is not None:
+        link = build_pay_link(outcome.said, public_url=deps.public_url, token=outcome.pay_token)
+        tell(client, respond, body, link)
+    elif outcome is not None and (outcome.already_done or not _on_a_card(body)):
         tell(client, respond, body, outcome.said)
+
+
+def open_link(ack: Ack) -> None:
+    """A URL button (Pay with Stripe, Set up payouts): Slack opens the link in the
+    browser and still sends the click, which only needs its ack."""
+    ack()
 
 
 def _on_a_card(body: dict[str, Any]) -> bool:

@@ -33,7 +33,14 @@ from domain.disputes import is_zero_amount
 from domain.errors import ContractChoice, InvalidInput
 from domain.model import Notify
 from domain.payments import PAYOUTS_NOTE
-from domain.services import Agency, MilestoneDeletion, MilestoneEdit, NewMilestone, Outcome
+from domain.services import (
+    Agency,
+    MilestoneDeletion,
+    MilestoneEdit,
+    NewMilestone,
+    Outcome,
+    payments,
+)
 from domain.text import Command, said
 from domain.waiting import waiting_in
 from handlers import blocks, grammar
@@ -42,6 +49,7 @@ from handlers.blocks.direct import build_notify_answer
 from handlers.blocks.ending import build_end_confirmation
 from handlers.blocks.finding import MAX_LISTED, build_contract_choice, build_contract_list
 from handlers.blocks.message import Message
+from handlers.blocks.paying import build_pay_link, build_payouts
 from handlers.deps import Deps, deps_of
 from handlers.errors import guarded, tell
 from handlers.facts import require_bot_in_channel, team_ids_of
@@ -166,6 +174,8 @@ def handle_milestone_command(
             pay_bonus(call, parsed)
         case grammar.ShowPayouts():
             show_payouts(call, parsed)
+        case grammar.FundMilestone():
+            fund_milestone(call, parsed)
         case _:
             contract_service(call, parsed)
 
@@ -240,6 +250,11 @@ def _run(call: Invocation, service: Callable[[Session], Outcome]) -> None:
     )
 
 
+def _record_only(call: Invocation) -> bool:
+    """`PAYMENTS=ledger`: what is shown says the bot keeps the record only."""
+    return not call.deps.policy.pay_through_provider
+
+
 def _answer(call: Invocation, message: Message) -> None:
     call.respond(**message.as_kwargs(), response_type="ephemeral", replace_original=False)
 
@@ -264,7 +279,7 @@ def _require_bot_here(call: Invocation) -> None:
 
 def show_help(call: Invocation, cmd: grammar.ShowHelp) -> None:
     call.ack()
-    _answer(call, blocks.build_help(today=call.deps.now().date()))
+    _answer(call, blocks.build_help(today=call.deps.now().date(), record_only=_record_only(call)))
 
 
 def open_new_contract(call: Invocation, cmd: grammar.NewModal) -> None:
@@ -386,8 +401,6 @@ def contract_service(call: Invocation, cmd: grammar.Command) -> None:
         match cmd:
             case grammar.StartContract():
                 return services.agree_to_terms(s, contract_id=contract_id, actor_id=user, now=now)
-            case grammar.FundMilestone():
-                return services.fund_milestone(s, contract_id=contract_id, actor_id=user, now=now)
             case grammar.SubmitWork(note=note):
                 return services.submit_work(
                     s,
@@ -407,7 +420,12 @@ def contract_service(call: Invocation, cmd: grammar.Command) -> None:
                 )
             case grammar.AcceptRequest(request_number=number):
                 return services.accept_request(
-                    s, contract_id=contract_id, number=number, actor_id=user, now=now
+                    s,
+                    contract_id=contract_id,
+                    number=number,
+                    actor_id=user,
+                    now=now,
+                    policy=policy,
                 )
             case grammar.DeclineRequest(request_number=number, reason=reason):
                 return services.decline_request(
@@ -441,6 +459,45 @@ def contract_service(call: Invocation, cmd: grammar.Command) -> None:
     _run(call, service)
 
 
+def fund_milestone(call: Invocation, cmd: grammar.FundMilestone) -> None:
+    """`fund`: the next milestone in order. With `PAYMENTS=stripe` the client is asked
+    to pay instead: their answer carries their own pay link as a button, so it is sent
+    here, to them alone, rather than as the stored words of the outbox (which can't
+    carry it). If it is lost on the way, `fund` again shows the same link."""
+    contract_id = _contract_id(call, cmd)
+
+    def fund(session: Session) -> Outcome:
+        return services.fund_milestone(
+            session,
+            contract_id=contract_id,
+            actor_id=call.user_id,
+            now=call.deps.now(),
+            policy=call.deps.policy,
+        )
+
+    if not call.deps.policy.pay_through_provider:
+        _run(call, fund)
+        return
+    outcome = perform(
+        call.ack,
+        call.body,
+        call.deps,
+        fund,
+        reply_to=None,
+        started=call.started,
+        tell=lambda text: tell(call.client, call.respond, call.body, text),
+    )
+    if outcome is None:
+        return
+    if outcome.pay_token is None:
+        _answer(call, blocks.build_notice(outcome.said))
+    else:
+        _answer(
+            call,
+            build_pay_link(outcome.said, public_url=call.deps.public_url, token=outcome.pay_token),
+        )
+
+
 def confirm_end(call: Invocation, cmd: grammar.EndContract) -> None:
     """`end` never ends by itself: it answers with what ending does to the money and the
     *End contract* button (handlers.actions), which does it. A refusal (not a party,
@@ -455,7 +512,7 @@ def confirm_end(call: Invocation, cmd: grammar.EndContract) -> None:
             policy=call.deps.policy,
         )
     call.ack()
-    _answer(call, build_end_confirmation(preview))
+    _answer(call, build_end_confirmation(preview, record_only=_record_only(call)))
 
 
 def settle_dispute(call: Invocation, cmd: grammar.SettleDispute) -> None:
@@ -534,7 +591,11 @@ def show_status(call: Invocation, cmd: grammar.ShowStatus) -> None:
     contract_id = _contract_id(call, cmd)
     call.ack()
     with call.deps.sessions() as session, session.begin():
-        message = blocks.build_status(snapshot.snapshot(session, contract_id), now=call.deps.now())
+        message = blocks.build_status(
+            snapshot.snapshot(session, contract_id),
+            now=call.deps.now(),
+            record_only=_record_only(call),
+        )
     _answer(call, message)
 
 
@@ -552,9 +613,27 @@ def show_list(call: Invocation, cmd: grammar.ShowList) -> None:
 
 
 def show_payouts(call: Invocation, cmd: grammar.ShowPayouts) -> None:
-    """Where the provider side is paid: with `PAYMENTS=ledger`, by the client directly."""
+    """Where the provider side is paid: with `PAYMENTS=ledger`, by the client directly;
+    with `PAYMENTS=stripe`, into their payout account at Stripe, whose state is shown with
+    their own link to set it up (a new one each time: Stripe's links work once)."""
+    if not call.deps.policy.pay_through_provider:
+        call.ack()
+        _answer(call, blocks.build_notice(PAYOUTS_NOTE, emoji=":receipt:"))
+        return
+    with call.deps.sessions() as session:
+        payouts = payments.payouts_link(
+            session, user_id=call.user_id, team_id=call.team_id or None, now=call.deps.now()
+        )
     call.ack()
-    _answer(call, blocks.build_notice(PAYOUTS_NOTE, emoji=":receipt:"))
+    _answer(
+        call,
+        build_payouts(
+            linked=payouts.linked,
+            ready=payouts.ready,
+            public_url=call.deps.public_url,
+            token=payouts.token,
+        ),
+    )
 
 
 def show_history(call: Invocation, cmd: grammar.ShowHistory) -> None:

@@ -39,6 +39,9 @@ class Deps:
     client: WebClient
     # People's time zones and locales, cached: one per app, shared by every listener.
     profiles: SlackProfiles = field(default_factory=SlackProfiles)
+    # Where `serve` is reached from a browser (`PUBLIC_URL`): the base of pay and payout
+    # links with `PAYMENTS=stripe` (`<public_url>/pay/<token>`, `/payouts/<token>`).
+    public_url: str | None = None
 
     def now(self) -> datetime:
         return self.clock()

@@ -30,6 +30,7 @@ from domain.errors import DomainError
 from domain.text import Said
 from handlers import blocks
 from handlers.blocks.fields import form_errors
+from handlers.blocks.message import Message
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,13 @@ def explain(error: Exception) -> Said | str:
     )
 
 
-def tell(client: WebClient, respond: Respond, body: dict[str, Any], message: Said | str) -> None:
-    """Show `message` to the person behind `body` only."""
+def tell(
+    client: WebClient, respond: Respond, body: dict[str, Any], message: Said | str | Message
+) -> None:
+    """Show `message` (words, or a message built with its blocks) to the person behind
+    `body` only."""
     user_id = (body.get("user") or {}).get("id") or body.get("user_id")
-    notice = blocks.build_notice(message)
+    notice = message if isinstance(message, Message) else blocks.build_notice(message)
     try:
         if body.get("response_url") or body.get("response_urls"):
             respond(**notice.as_kwargs(), response_type="ephemeral", replace_original=False)
@@ -121,6 +125,6 @@ def tell(client: WebClient, respond: Respond, body: dict[str, Any], message: Sai
                 channel=body["channel_id"], user=user_id, **notice.as_kwargs()
             )
         else:
-            log.warning("could not tell %s: %s", user_id, message)
+            log.warning("could not tell %s: %s", user_id, notice.text)
     except SlackApiError:
-        log.exception("could not tell %s: %s", user_id, message)
+        log.exception("could not tell %s: %s", user_id, notice.text)

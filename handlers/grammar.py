@@ -319,10 +319,19 @@ USAGE: dict[str, str] = {
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def help_text(today: date) -> str:
+def help_text(today: date, *, record_only: bool = True) -> str:
     """The guide for `/milestone help` (Slack mrkdwn), its example dates computed from
-    `today` so they are always in the future."""
+    `today` so they are always in the future. `record_only` (`PAYMENTS=ledger`): funding
+    records the money; else (`PAYMENTS=stripe`) it gives the client a link to pay."""
     due = example_due(today)
+    fund = (
+        "records the next milestone's amount as funded (the bot holds no money: pay it "
+        "yourselves), and the freelancer can start."
+        if record_only
+        else "gives you a link to pay the next milestone with Stripe; once Stripe confirms "
+        "the payment it is funded, and the freelancer can start. Freelancers: "
+        "`/milestone payouts` sets up the account you are paid to."
+    )
     later = due + timedelta(days=30)
     return f"""\
 *Milestone contracts, right in this channel* — agree on milestones, fund them one at \
@@ -350,8 +359,7 @@ which one you mean.
 
 *3. Agree and start* — both sides type `/milestone start` once the plan looks right.
 
-*4. Fund* (client) — `/milestone fund` records the next milestone's amount as funded \
-(the bot holds no money: pay it yourselves), and the freelancer can start.
+*4. Fund* (client) — `/milestone fund` {fund}
 
 *5. Deliver* (freelancer) — `/milestone submit "Figma link in the thread"`
 

@@ -27,6 +27,9 @@ class Action(StrEnum):
     CHOOSE_CONTRACT = "choose_contract"  # runs a typed command on the contract chosen
     HOME_PREVIOUS = "home_page_previous"
     HOME_NEXT = "home_page_next"
+    # URL buttons (Slack opens the link and still sends the click, which is only acked).
+    PAY_LINK = "pay_link"  # Pay with Stripe: the pay link, to the person who funded
+    PAYOUTS_LINK = "payouts_link"  # Set up payouts: the onboarding link (`/milestone payouts`)
 
 
 class View(StrEnum):

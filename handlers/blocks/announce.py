@@ -13,6 +13,7 @@ from handlers.blocks.describe import (
 from handlers.blocks.format import actor, instant, money, quote, user, users
 from handlers.blocks.kit import context, section
 from handlers.blocks.message import Message
+from handlers.blocks.paying import noted
 
 # Kinds that have their own message (or none): the request card, the work card, the
 # contract card.
@@ -58,20 +59,22 @@ _REQUEST_APPLIED = frozenset(
 ANNOUNCE_BLOCK = "announce"
 
 
-def build_announcement(contract: Contract, event: Event) -> Message | None:
+def build_announcement(
+    contract: Contract, event: Event, *, record_only: bool = True
+) -> Message | None:
     """The channel line for `event`, or None when it needs no announcement.
 
     Silent: request_proposed and work_submitted (their cards are the announcement),
     agreement_cleared, and milestone_added / _edited / _deleted that came from an
     accepted change request (the request card and `request_accepted` say it). Unknown
-    kinds are silent too.
+    kinds are silent too. `record_only`: see handlers.blocks.paying.
     """
     kind = event.kind
     if kind not in ANNOUNCED_KINDS:
         return None
     if kind in _REQUEST_APPLIED and event.request_number:
         return None
-    text = _line(contract, event)
+    text = _line(contract, event, record_only=record_only)
     if text is None:
         return None
     line = f"{event_emoji(kind)} {text}"
@@ -84,7 +87,7 @@ def build_announcement(contract: Contract, event: Event) -> Message | None:
     )
 
 
-def _line(contract: Contract, event: Event) -> str | None:
+def _line(contract: Contract, event: Event, *, record_only: bool) -> str | None:
     kind = event.kind
     data = event.data if isinstance(event.data, dict) else {}
     milestone = contract.milestone(event.milestone_number or 0)
@@ -98,7 +101,10 @@ def _line(contract: Contract, event: Event) -> str | None:
                 if isinstance(amount, int) and not isinstance(amount, bool)
                 else ""
             )
-            return f"{workers} milestone {name} is funded — you can start.{held} {FUNDED_NOTE}"
+            return (
+                f"{workers} milestone {name} is funded — you can start.{held}"
+                f"{noted(FUNDED_NOTE, record_only=record_only)}"
+            )
         case EventKind.MILESTONE_RELEASED:
             workers = users(provider_workers(contract)) or "Provider"
             name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"
@@ -111,10 +117,14 @@ def _line(contract: Contract, event: Event) -> str | None:
             if data.get("automatic"):
                 return (
                     f"{workers} milestone {name} is paid: {paid} released automatically "
-                    f"(the review period ended with no answer). {RELEASED_NOTE}"
+                    "(the review period ended with no answer)."
+                    f"{noted(RELEASED_NOTE, record_only=record_only)}"
                 )
             approved = f"{user(event.actor)} approved, {paid} released"
-            return f"{workers} milestone {name} is paid: {approved}. {RELEASED_NOTE}"
+            return (
+                f"{workers} milestone {name} is paid: {approved}."
+                f"{noted(RELEASED_NOTE, record_only=record_only)}"
+            )
         case EventKind.CHANGES_REQUESTED:
             workers = users(provider_workers(contract)) or "the provider"
             name = milestone_name(milestone) if milestone else f"*{event.milestone_number}*"

@@ -31,6 +31,12 @@ from handlers.blocks.kit import (
     section,
 )
 from handlers.blocks.message import Message
+from handlers.blocks.paying import (
+    approve_confirm_text,
+    fund_confirm_text,
+    payment_text,
+    top_up_confirm_text,
+)
 from handlers.ids import Action
 from handlers.payloads import ContractRef, MilestoneRef, RequestRef
 
@@ -49,12 +55,16 @@ ACTIONS_BLOCK = "card_actions"
 FOOTER_BLOCK = "card_footer"
 
 
-def build_contract_card(snap: ContractSnapshot, *, now: datetime) -> Message:
+def build_contract_card(
+    snap: ContractSnapshot, *, now: datetime, record_only: bool = True
+) -> Message:
     """The contract as everyone in the channel sees it, with buttons for what comes next.
 
     At most ~20 blocks whatever the size: milestone lines are packed into sections of
     < 3000 characters (descriptions cut short), deleted milestones and requests are
-    summarised, and closed contracts get no buttons.
+    summarised, and closed contracts get no buttons. `record_only` (`PAYMENTS=ledger`):
+    the card says the bot keeps the record only (domain.payments); without it money
+    moves through the provider, and a milestone's payment shows ("payment pending").
     """
     contract = snap.contract
     blocks: list[Block] = [
@@ -68,13 +78,13 @@ def build_contract_card(snap: ContractSnapshot, *, now: datetime) -> Message:
     ]
     blocks += _milestone_sections(snap, now=now)
     blocks.append(divider())
-    blocks.append(_escrow_block(snap))
+    blocks.append(_escrow_block(snap, record_only=record_only))
     if snap.pending_requests:
         blocks.append(_requests_block(snap))
     if contract.status == ContractStatus.NEGOTIATING and contract.live_milestones:
         blocks.append(section(agreement_text(snap), block_id=AGREEMENT_BLOCK))
     blocks.append(section(f"*Next:* {next_text(snap)}", block_id=NEXT_BLOCK))
-    buttons = card_buttons(snap)
+    buttons = card_buttons(snap, record_only=record_only)
     if buttons:
         blocks.append(actions(ACTIONS_BLOCK, buttons))
     blocks.append(
@@ -87,9 +97,11 @@ def build_contract_card(snap: ContractSnapshot, *, now: datetime) -> Message:
     return Message(text=card_text(snap), blocks=blocks)
 
 
-def build_status(snap: ContractSnapshot, *, now: datetime, viewer: str | None = None) -> Message:
+def build_status(
+    snap: ContractSnapshot, *, now: datetime, viewer: str | None = None, record_only: bool = True
+) -> Message:
     """The ephemeral answer to `/milestone status`: the card, with "your turn" for the viewer."""
-    card = build_contract_card(snap, now=now)
+    card = build_contract_card(snap, now=now, record_only=record_only)
     if viewer is None or viewer not in snap.next_action.owed_by:
         return card
     blocks = [
@@ -116,7 +128,11 @@ def card_text(snap: ContractSnapshot) -> str:
 
 
 def card_buttons(
-    snap: ContractSnapshot, *, general: bool = True, requests: bool = False
+    snap: ContractSnapshot,
+    *,
+    general: bool = True,
+    requests: bool = False,
+    record_only: bool = True,
 ) -> list[ButtonElement]:
     """The buttons for what comes next (and, with `general`, Add milestone / Propose changes).
 
@@ -132,16 +148,23 @@ def card_buttons(
     if action.kind == Next.AGREE and action.owed_by:
         buttons.append(button("Agree to terms", Action.AGREE, ref, style="primary"))
     elif action.kind == Next.FUND and action.milestone is not None:
-        buttons.append(fund_button(snap, action.milestone))
+        buttons.append(fund_button(snap, action.milestone, record_only=record_only))
     elif action.kind == Next.REVIEW and action.milestone is not None:
-        buttons += review_buttons(snap, action.milestone)
+        buttons += review_buttons(snap, action.milestone, record_only=record_only)
     elif action.kind == Next.ANSWER_ENDING and action.milestone is not None:
         held = money(snap.escrow.balance_minor, contract.currency)
         buttons += ending_buttons(contract, action.milestone, held)
     elif requests and action.kind == Next.ANSWER_REQUEST and action.request is not None:
         impact = request_impact(contract, action.request)
         request_ref = RequestRef(contract_id=contract.id, request_id=action.request.id).dump()
-        buttons.append(accept_button(request_ref, top_up=impact.top_up, currency=contract.currency))
+        buttons.append(
+            accept_button(
+                request_ref,
+                top_up=impact.top_up,
+                currency=contract.currency,
+                record_only=record_only,
+            )
+        )
         buttons.append(button("Decline", Action.DECLINE, request_ref))
     if general:
         if contract.status == ContractStatus.NEGOTIATING:
@@ -153,7 +176,9 @@ def card_buttons(
     return buttons
 
 
-def fund_button(snap: ContractSnapshot | Contract, milestone: Milestone) -> ButtonElement:
+def fund_button(
+    snap: ContractSnapshot | Contract, milestone: Milestone, *, record_only: bool = True
+) -> ButtonElement:
     contract = snap.contract if isinstance(snap, ContractSnapshot) else snap
     amount = money(milestone.amount_minor, contract.currency)
     provider = "the agency" if contract.is_agency else "the freelancer"
@@ -164,26 +189,28 @@ def fund_button(snap: ContractSnapshot | Contract, milestone: Milestone) -> Butt
         style="primary",
         confirm_with=confirm(
             f"Fund milestone {milestone.number}?",
-            f"The bot records {amount} as funded for milestone {milestone.number}; it "
-            f"holds no money, so pay it yourselves. It is recorded as released to "
-            f"{provider} when you approve the work, or automatically if a submission gets "
-            "no answer within the review period.",
+            fund_confirm_text(amount, milestone.number, provider, record_only=record_only),
             ok=f"Fund {amount}",
         ),
     )
 
 
-def review_buttons(snap: ContractSnapshot, milestone: Milestone) -> list[ButtonElement]:
+def review_buttons(
+    snap: ContractSnapshot, milestone: Milestone, *, record_only: bool = True
+) -> list[ButtonElement]:
     contract = snap.contract
     return work_buttons(
         MilestoneRef(contract_id=contract.id, milestone_id=milestone.id).dump(),
         amount=money(milestone.amount_minor, contract.currency),
         number=milestone.number,
         provider="the agency" if contract.is_agency else "the freelancer",
+        record_only=record_only,
     )
 
 
-def work_buttons(ref: str, *, amount: str, number: int, provider: str) -> list[ButtonElement]:
+def work_buttons(
+    ref: str, *, amount: str, number: int, provider: str, record_only: bool = True
+) -> list[ButtonElement]:
     """Approve & release (with a confirm naming the amount), Request changes, and Dispute
     (a form for the reason: the escrow is frozen until a split is agreed)."""
     return [
@@ -194,8 +221,7 @@ def work_buttons(ref: str, *, amount: str, number: int, provider: str) -> list[B
             style="primary",
             confirm_with=confirm(
                 f"Approve milestone {number}?",
-                f"This records {amount} as released to {provider}: pay them yourselves. "
-                "It can't be undone.",
+                approve_confirm_text(amount, provider, record_only=record_only),
                 ok=f"Release {amount}",
             ),
         ),
@@ -204,7 +230,9 @@ def work_buttons(ref: str, *, amount: str, number: int, provider: str) -> list[B
     ]
 
 
-def accept_button(ref: str, *, top_up: int, currency: str) -> ButtonElement:
+def accept_button(
+    ref: str, *, top_up: int, currency: str, record_only: bool = True
+) -> ButtonElement:
     """Accept; when accepting deposits more escrow at once, a confirm names the amount."""
     if top_up <= 0:
         return button("Accept", Action.ACCEPT, ref, style="primary")
@@ -216,8 +244,7 @@ def accept_button(ref: str, *, top_up: int, currency: str) -> ButtonElement:
         style="primary",
         confirm_with=confirm(
             "Accept and top up escrow?",
-            f"This request raises the amount of a milestone that is already funded. "
-            f"Accepting records {amount} more as funded now: pay it yourselves.",
+            top_up_confirm_text(amount, record_only=record_only),
             ok=f"Accept, deposit {amount}",
         ),
     )
@@ -252,6 +279,9 @@ def _milestone_sections(snap: ContractSnapshot, *, now: datetime) -> list[Block]
                 now=now,
                 description_limit=description_limit,
                 title_limit=title_limit,
+                payment=payment_text(
+                    snap.payments.get(milestone.id), snap.top_ups_owed.get(milestone.id)
+                ),
             )
         )
     if summarise_deleted:
@@ -268,7 +298,7 @@ def _milestone_sections(snap: ContractSnapshot, *, now: datetime) -> list[Block]
     return [section(text, block_id=f"card_milestones_{i}") for i, text in enumerate(texts)]
 
 
-def _escrow_block(snap: ContractSnapshot) -> Block:
+def _escrow_block(snap: ContractSnapshot, *, record_only: bool) -> Block:
     contract = snap.contract
     currency = contract.currency
     escrow = snap.escrow
@@ -277,7 +307,8 @@ def _escrow_block(snap: ContractSnapshot) -> Block:
         return context(
             f":moneybag: Contract total *{total}* over "
             f"{plural(len(contract.live_milestones), 'milestone')}  ·  escrow is funded one "
-            f"milestone at a time once both sides agree  ·  {RECORD_ONLY_NOTE}",
+            f"milestone at a time once both sides agree"
+            + (f"  ·  {RECORD_ONLY_NOTE}" if record_only else "  ·  paid with Stripe"),
             block_id=ESCROW_BLOCK,
         )
     fields = [
@@ -290,7 +321,12 @@ def _escrow_block(snap: ContractSnapshot) -> Block:
         fields.append(f"*Refunded*\n{money(escrow.refunded_minor, currency)}")
     if escrow.bonus_minor:
         fields.append(f"*Bonuses (outside escrow)*\n{money(escrow.bonus_minor, currency)}")
-    return section(f":receipt: {RECORD_ONLY_NOTE}", fields=fields, block_id=ESCROW_BLOCK)
+    heading = (
+        f":receipt: {RECORD_ONLY_NOTE}"
+        if record_only
+        else ":receipt: Payments go through Stripe: a release pays the provider side out."
+    )
+    return section(heading, fields=fields, block_id=ESCROW_BLOCK)
 
 
 def _requests_block(snap: ContractSnapshot) -> Block:

@@ -19,6 +19,7 @@ from domain.model import (
     EventKind,
     Milestone,
     MilestoneStatus,
+    PaymentState,
     RequestStatus,
     Role,
 )
@@ -195,8 +196,10 @@ def milestone_line(
     now: datetime,
     description_limit: int = 0,
     title_limit: int = TITLE_LIMIT,
+    payment: str = "",
 ) -> str:
-    """One milestone on a card: emoji, number, title, amount, due date, state."""
+    """One milestone on a card: emoji, number, title, amount, due date, state (and
+    `payment`, its payment through the provider in words: "payment pending")."""
     amount = money(milestone.amount_minor, currency)
     if milestone.status == MilestoneStatus.DELETED:
         title = clip(milestone.title, title_limit, one_line=True)
@@ -211,6 +214,8 @@ def milestone_line(
         f"due {due(milestone.due_date)} · "
         f"{milestone_state(milestone, now=now, currency=currency)}"
     )
+    if payment:
+        line += f" · {payment}"
     description = milestone.description or ""
     if description_limit and description.strip():
         line += "\n>" + clip(description, description_limit, one_line=True)
@@ -252,6 +257,27 @@ def next_text(snap: ContractSnapshot, *, viewer: str | None = None) -> str:
         return f"{answering} accepts or declines change request #{number}."
     if kind == Next.FUND and milestone is not None:
         amount = money(milestone.amount_minor, contract.currency)
+        paying = snap.payments.get(milestone.id)
+        if paying == PaymentState.PENDING:
+            if mine:
+                return (
+                    f"Pay for milestone {milestone.number} ({amount}) with the link I sent "
+                    "you; *Fund* shows it again."
+                )
+            return (
+                f"{user(contract.client_id)} pays for milestone {milestone.number} ({amount}) "
+                "with Stripe — payment pending."
+            )
+        if paying == PaymentState.FAILED:
+            if mine:
+                return (
+                    f"The payment for milestone {milestone.number} ({amount}) failed: fund "
+                    "it again for a new link."
+                )
+            return (
+                f"{user(contract.client_id)} funds milestone {milestone.number} ({amount}) "
+                "again — the payment failed."
+            )
         if mine:
             return f"Fund milestone {milestone.number} ({amount})."
         return f"{user(contract.client_id)} funds milestone {milestone.number} ({amount})."

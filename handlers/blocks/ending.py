@@ -47,7 +47,7 @@ DISPUTE_OUTCOME_BLOCK = "dispute_outcome"
 # The confirmation
 
 
-def build_end_confirmation(preview: EndPreview) -> Message:
+def build_end_confirmation(preview: EndPreview, *, record_only: bool = True) -> Message:
     """What ending does to the money, and the **End contract** button that does it."""
     title = escape(preview.title)
     held = money(preview.held_minor, preview.currency)
@@ -68,7 +68,7 @@ def build_end_confirmation(preview: EndPreview) -> Message:
             f"dispute it until {until}. If they do neither, {held} is refunded to you then "
             "and the contract closes. Nothing is funded or proposed meanwhile."
         )
-    if preview.how != EndHow.CLOSE:
+    if preview.how != EndHow.CLOSE and record_only:
         effect += f" {REFUNDED_NOTE}"
     ref = ContractRef(contract_id=preview.contract_id).dump()
     label = "End contract" if preview.how != EndHow.REFUND else f"End contract (refund {held})"

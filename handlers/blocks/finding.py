@@ -107,7 +107,9 @@ def waiting_text(item: WaitingItem, *, viewer: str | None = None) -> str:
     return f"{str(item.kind).replace('_', ' ').capitalize()}{about}: {who}."
 
 
-def waiting_buttons(item: WaitingItem, *, viewer: str) -> list[ButtonElement]:
+def waiting_buttons(
+    item: WaitingItem, *, viewer: str, record_only: bool = True
+) -> list[ButtonElement]:
     """The buttons that answer the item, for the person who owes it (none for others)."""
     if viewer not in item.owed_by:
         return []
@@ -120,7 +122,9 @@ def waiting_buttons(item: WaitingItem, *, viewer: str) -> list[ButtonElement]:
             ref = RequestRef(contract_id=contract.id, request_id=request.id).dump()
             impact = request_impact(contract, request)
             return [
-                accept_button(ref, top_up=impact.top_up, currency=contract.currency),
+                accept_button(
+                    ref, top_up=impact.top_up, currency=contract.currency, record_only=record_only
+                ),
                 button("Decline", Action.DECLINE, ref),
             ]
         case WaitingKind.REVIEW if milestone is not None:
@@ -129,9 +133,10 @@ def waiting_buttons(item: WaitingItem, *, viewer: str) -> list[ButtonElement]:
                 amount=money(milestone.amount_minor, contract.currency),
                 number=milestone.number,
                 provider="the agency" if contract.is_agency else "the freelancer",
+                record_only=record_only,
             )
         case WaitingKind.FUND if milestone is not None:
-            return [fund_button(contract, milestone)]
+            return [fund_button(contract, milestone, record_only=record_only)]
         case WaitingKind.EXTENSION_ASK if milestone is not None:
             ref = MilestoneRef(contract_id=contract.id, milestone_id=milestone.id).dump()
             days = plural(milestone.extension_waiting or 0, "day")

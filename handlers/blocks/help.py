@@ -14,18 +14,27 @@ from handlers.blocks.kit import context, plain, section
 from handlers.blocks.message import Message
 from handlers.grammar import USAGE, help_text
 
+#: With `PAYMENTS=stripe`, what the guide says about money instead of RECORD_ONLY_NOTE.
+STRIPE_NOTE = (
+    "Money moves through Stripe: *Fund* gives the client a link to pay, a release pays "
+    "the provider side out to the account `/milestone payouts` sets up."
+)
 
-def build_help(topic: str | None = None, *, today: date | None = None) -> Message:
+
+def build_help(
+    topic: str | None = None, *, today: date | None = None, record_only: bool = True
+) -> Message:
     """The command guide; with `topic` (a subcommand), just its usage line first.
 
     Its example dates are computed from `today` (the reader's; the machine's date when
-    not given), so an example is never in the past."""
+    not given), so an example is never in the past. `record_only` (`PAYMENTS=ledger`):
+    it ends saying the bot keeps the record only; else that money moves through Stripe."""
     blocks: list[Block] = []
     if topic is not None and topic in USAGE:
         blocks.append(section(f"*Usage:* {escape(USAGE[topic])}", block_id="help_usage"))
     # The guide is plain text with `<title>`-style placeholders: escaped, so Slack
     # doesn't read them as links.
-    guide = help_text(today or date.today())
+    guide = help_text(today or date.today(), record_only=record_only)
     paragraphs = [escape(p.strip()) for p in guide.split("\n\n") if p.strip()]
     blocks += [
         section(text, block_id=f"help_{i}")
@@ -39,7 +48,12 @@ def build_help(topic: str | None = None, *, today: date | None = None) -> Messag
             "*End contract* when a contract ends or is disputed."
         )
     )
-    blocks.append(context(f":receipt: {RECORD_ONLY_NOTE}", block_id="help_payments"))
+    blocks.append(
+        context(
+            f":receipt: {RECORD_ONLY_NOTE}" if record_only else f":money_with_wings: {STRIPE_NOTE}",
+            block_id="help_payments",
+        )
+    )
     return Message(
         text="milestone-bot: agree on milestones, fund them one at a time, get paid on approval.",
         blocks=blocks,
@@ -64,12 +78,12 @@ def build_error(text: Said | str, *, reference: str | None = None) -> Message:
     return Message(text=body, blocks=blocks)
 
 
-def build_notice_modal(text: Said | str, *, title: str = "milestone-bot") -> View:
+def build_notice_modal(text: Said | str | Message, *, title: str = "milestone-bot") -> View:
     """A notice as a small modal, for clicks that have no channel to answer in (App Home);
-    rendered like `build_notice`."""
-    return View(
-        type="modal",
-        title=plain(title[:24]),
-        close=plain("OK"),
-        blocks=[section(shorten(said_mrkdwn(text).strip() or "Done.", 3000), block_id="notice")],
+    rendered like `build_notice` (a built message: its blocks)."""
+    shown = (
+        text.blocks
+        if isinstance(text, Message)
+        else [section(shorten(said_mrkdwn(text).strip() or "Done.", 3000), block_id="notice")]
     )
+    return View(type="modal", title=plain(title[:24]), close=plain("OK"), blocks=shown)

@@ -31,6 +31,7 @@ from handlers.blocks.kit import (
     plain,
     section,
 )
+from handlers.blocks.paying import payment_text
 from handlers.ids import Action
 from handlers.payloads import HomePage
 
@@ -61,6 +62,7 @@ def build_home(
     waiting: Sequence[WaitingItem] | None = None,
     page: int = 0,
     contracts_total: int | None = None,
+    record_only: bool = True,
 ) -> View:
     """The Home tab of `user_id`, page `page` (0 is the first).
 
@@ -73,7 +75,8 @@ def build_home(
     `recent`: (contract, event) pairs, newest first (first page only). `unreachable`:
     channels that refuse the bot's messages for now (channel id → Slack's reason):
     their contracts are told about here, where the person can still be reached. At
-    most 100 blocks.
+    most 100 blocks. `record_only` (`PAYMENTS=ledger`): escrow is said to be a record
+    only (handlers.blocks.paying); else a milestone's pending payment shows.
     """
     if waiting is None:
         waiting = [
@@ -111,7 +114,7 @@ def build_home(
                 block_id=f"home_wait_{index}",
             )
         )
-        buttons = waiting_buttons(item, viewer=user_id)
+        buttons = waiting_buttons(item, viewer=user_id, record_only=record_only)
         if buttons:
             blocks.append(actions(f"home_wait_actions_{index}", buttons))
     if not waiting:
@@ -126,7 +129,7 @@ def build_home(
     blocks.append(HeaderBlock(text=plain(contracts_head)))
     listed = list(items[:CONTRACTS_PER_PAGE])
     for snap in listed:
-        blocks.append(_contract_summary(snap, user_id))
+        blocks.append(_contract_summary(snap, user_id, record_only=record_only))
     if not total:
         blocks.append(context("No contracts yet. Type `/milestone new` in a channel to start one."))
     elif total > len(listed):
@@ -189,7 +192,7 @@ def _unreachable(contract: Contract, reason: str) -> Block:
     )
 
 
-def _contract_summary(snap: ContractSnapshot, user_id: str) -> Block:
+def _contract_summary(snap: ContractSnapshot, user_id: str, *, record_only: bool) -> Block:
     contract = snap.contract
     balance = money(snap.escrow.balance_minor, contract.currency)
     total = money(contract.total_minor, contract.currency)
@@ -199,7 +202,14 @@ def _contract_summary(snap: ContractSnapshot, user_id: str) -> Block:
         f"total {total}",
     ]
     if contract.status != ContractStatus.NEGOTIATING:
-        facts.append(f"{balance} in escrow (recorded; the bot holds no money)")
+        held = " (recorded; the bot holds no money)" if record_only else ""
+        facts.append(f"{balance} in escrow{held}")
+    paying = [
+        f"milestone {m.number}: {words}"
+        for m in contract.live_milestones
+        if (words := payment_text(snap.payments.get(m.id), snap.top_ups_owed.get(m.id)))
+    ]
+    facts += paying
     return section(
         f"*{contract_title(contract, SHORT_TITLE_LIMIT)}*  ·  contract {contract.id}  ·  "
         f"<#{contract.channel_id}>\n{'  ·  '.join(facts)}\n"

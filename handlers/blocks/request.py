@@ -47,6 +47,7 @@ def build_request_card(
     *,
     total_before: int | None = None,
     top_up_now: int | None = None,
+    record_only: bool = True,
 ) -> Message:
     """One message per change request, updated in place when it is decided.
 
@@ -54,7 +55,7 @@ def build_request_card(
     computed from `request.changes` against the contract as it stands; pass
     `total_before` / `top_up_now` to override (see `request_impact`). The request's
     `changes` must be loaded. Pending: Accept / Decline / Withdraw; afterwards the
-    outcome and no buttons.
+    outcome and no buttons. `record_only`: see handlers.blocks.paying.
     """
     pending = request.status == RequestStatus.PENDING
     revision = f"  ·  replaces #{request.revision_of}" if request.revision_of else ""
@@ -87,7 +88,12 @@ def build_request_card(
             actions(
                 ACTIONS_BLOCK,
                 [
-                    accept_button(ref, top_up=impact.top_up, currency=contract.currency),
+                    accept_button(
+                        ref,
+                        top_up=impact.top_up,
+                        currency=contract.currency,
+                        record_only=record_only,
+                    ),
                     button("Decline", Action.DECLINE, ref),
                     button("Suggest changes", Action.COUNTER, ref),
                     button("Withdraw", Action.WITHDRAW, ref),

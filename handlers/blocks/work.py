@@ -19,6 +19,7 @@ from handlers.blocks.describe import (
 from handlers.blocks.format import actor, instant, money, plural, quote, user
 from handlers.blocks.kit import actions, button, context, section
 from handlers.blocks.message import Message
+from handlers.blocks.paying import noted
 from handlers.ids import Action
 from handlers.payloads import MilestoneRef
 
@@ -33,11 +34,15 @@ OUTCOME_BLOCK = "work_outcome"
 
 
 def build_work_card(
-    contract: Contract, milestone: Milestone, *, dispute: Dispute | None = None
+    contract: Contract,
+    milestone: Milestone,
+    *,
+    dispute: Dispute | None = None,
+    record_only: bool = True,
 ) -> Message:
     """Work submitted for `milestone`: Approve & release / Request changes while it waits
     for review; afterwards the outcome (paid, by whom or automatically; or changes
-    requested, with the note) and no buttons."""
+    requested, with the note) and no buttons. `record_only`: see handlers.blocks.paying."""
     currency = contract.currency
     amount = money(milestone.amount_minor, currency)
     blocks: list[Block] = [
@@ -80,13 +85,24 @@ def build_work_card(
         blocks.append(
             actions(
                 ACTIONS_BLOCK,
-                work_buttons(ref, amount=held, number=milestone.number, provider=provider),
+                work_buttons(
+                    ref,
+                    amount=held,
+                    number=milestone.number,
+                    provider=provider,
+                    record_only=record_only,
+                ),
             )
         )
         blocks += _more_time(contract, milestone, ref)
         blocks.append(context(f"{user(contract.client_id)} approves or requests changes"))
     else:
-        blocks.append(section(_outcome(contract, milestone, dispute), block_id=OUTCOME_BLOCK))
+        blocks.append(
+            section(
+                _outcome(contract, milestone, dispute, record_only=record_only),
+                block_id=OUTCOME_BLOCK,
+            )
+        )
     return Message(text=_fallback(contract, milestone, amount), blocks=blocks)
 
 
@@ -118,7 +134,9 @@ def _more_time(contract: Contract, milestone: Milestone, ref: str) -> list[Block
     ]
 
 
-def _outcome(contract: Contract, milestone: Milestone, dispute: Dispute | None = None) -> str:
+def _outcome(
+    contract: Contract, milestone: Milestone, dispute: Dispute | None, *, record_only: bool
+) -> str:
     amount = money(milestone.amount_minor, contract.currency)
     if dispute is not None:
         return _disputed(contract, dispute)
@@ -132,17 +150,19 @@ def _outcome(contract: Contract, milestone: Milestone, dispute: Dispute | None =
         if milestone.released_automatically:
             return (
                 f":white_check_mark: *Paid automatically*{when}: {amount} released after "
-                f"the review period ended with no answer{also}. {RELEASED_NOTE}"
+                f"the review period ended with no answer{also}."
+                f"{noted(RELEASED_NOTE, record_only=record_only)}"
             )
         by = f" by {actor(milestone.released_by)}" if milestone.released_by else ""
         return (
-            f":white_check_mark: *Approved and paid*{by}{when}: {amount} released{also}. "
-            f"{RELEASED_NOTE}"
+            f":white_check_mark: *Approved and paid*{by}{when}: {amount} released{also}."
+            f"{noted(RELEASED_NOTE, record_only=record_only)}"
         )
     if milestone.refunded_at is not None:
         return (
             f":lock: The contract ended {instant(milestone.refunded_at)} before a decision; "
-            f"escrow was refunded to the client. {REFUNDED_NOTE}"
+            "escrow was refunded to the client."
+            f"{noted(REFUNDED_NOTE, record_only=record_only)}"
         )
     if milestone.changes_requested_at is not None:
         text = (
