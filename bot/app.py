@@ -18,7 +18,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.client import RemoteDisconnected
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.error import URLError
 
 from slack_bolt import App, BoltContext, BoltResponse, Respond
@@ -51,6 +51,9 @@ from handlers.errors import report
 from handlers.people import SlackProfiles
 from scheduler.jobs import Scheduler, sweep_once
 
+if TYPE_CHECKING:
+    from bot.payments import PaymentsFront, PaymentsSender
+
 log = logging.getLogger(__name__)
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
@@ -75,6 +78,7 @@ def policy_from(settings: Settings) -> Policy:
         fund_reminder_after=settings.fund_reminder_delay,
         end_window=settings.end_window,
         working_hours=(settings.WORKING_HOURS.start, settings.WORKING_HOURS.end),
+        pay_through_provider=settings.PAYMENTS == "stripe",
     )
 
 
@@ -163,6 +167,7 @@ def create_app(
         delivery=delivery,
         client=client,
         profiles=SlackProfiles(),  # one per app: commands and forms read the same people
+        public_url=runtime.settings.PUBLIC_URL,
     )
 
     @app.middleware
@@ -172,7 +177,14 @@ def create_app(
 
     def publish(user_id: str, page: int = 0, *, via: WebClient | None = None) -> None:
         """`via`: the request's client (in distribution, the workspace's own token)."""
-        publish_home(runtime.sessions, via or client, user_id, now=runtime.clock(), page=page)
+        publish_home(
+            runtime.sessions,
+            via or client,
+            user_id,
+            now=runtime.clock(),
+            page=page,
+            record_only=not runtime.policy.pay_through_provider,
+        )
 
     commands.register(app)
     actions.register(app)
@@ -217,6 +229,9 @@ class Bot:
     listeners: ListenerPool
     scheduler: Scheduler | None = None
     webhooks: WebhookSender | None = None  # outgoing webhooks, on their own thread
+    # `PAYMENTS=stripe`: movements carried out on their own thread; the HTTP routes.
+    payments: PaymentsSender | None = None
+    payments_front: PaymentsFront | None = None
     # Whom the sweep asks for people's time zones (distribution: each one's workspace).
     people: WebClient | None = None
     _closed: bool = field(default=False, init=False)
@@ -248,6 +263,8 @@ class Bot:
         self.listeners.shutdown(wait=False, cancel_futures=True)
         if self.webhooks is not None:  # what it has not sent stays queued
             self.webhooks.close(timeout=max(0.0, min(2.0, deadline - time.monotonic())))
+        if self.payments is not None:  # a movement under way finishes or is retried
+            self.payments.close(timeout=max(0.0, min(2.0, deadline - time.monotonic())))
         if not finished:
             log.warning("stopping with listener work still running: the outbox keeps it")
         self.runtime.engine.dispose()
@@ -305,6 +322,7 @@ def start_bot(
     api_url = settings.SLACK_API_URL
     client = make_web_client(None if distribution else bot_token, api_url)
     delivery = Delivery(runtime.sessions, client, clock, home_delay=HOME_DELAY)
+    delivery.record_only = not runtime.policy.pay_through_provider
     installations, oauth = None, None
     if distribution is not None:
         installations = build_installations(
@@ -340,6 +358,28 @@ def start_bot(
         runtime.sessions, clock, poll_seconds=settings.SWEEP_SECONDS
     ).start()
     delivery.nudges.append(bot.webhooks.nudge)
+    stripe = settings.require_payments()
+    if stripe is not None:
+        # Imported only here: the stripe library stays out of ledger-mode processes.
+        from bot.payments import PaymentsFront, PaymentsSender
+        from payments.stripe_connect import StripeConnect
+
+        provider = StripeConnect(
+            api_key=stripe.api_key, webhook_secret=stripe.webhook_secret, api_base=stripe.api_base
+        )
+        bot.payments = PaymentsSender(
+            runtime.sessions, clock, provider, poll_seconds=settings.SWEEP_SECONDS
+        ).start()
+        delivery.nudges.append(bot.payments.nudge)
+        bot.payments_front = PaymentsFront(
+            runtime.sessions,
+            clock,
+            provider,
+            public_url=stripe.public_url,
+            policy=runtime.policy,
+            nudge=bot.payments.nudge,
+            tell=lambda ids: listeners.submit(delivery.deliver, ids),
+        )
     if scheduler:
         bot.scheduler = Scheduler(
             bot.sweep, delivery.sweep, every_seconds=settings.SWEEP_SECONDS

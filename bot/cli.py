@@ -147,10 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("--reason", required=True, help="why: recorded in the history")
     resolve.set_defaults(run=_dispute_resolve)
 
-    from bot import webhook_commands
+    from bot import payment_commands, webhook_commands
 
     webhook_commands.register(
         commands, webhook_commands.Cli(database=_existing_database, refusal=Refusal)
+    )
+    payment_commands.register(
+        commands, payment_commands.Cli(database=_existing_database, refusal=Refusal)
     )
 
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
@@ -199,6 +202,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         raise SettingsError(
             "distribution mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET, TOKEN_ENCRYPTION_KEY) "
             "runs over HTTP: drop --socket-mode, or unset them for single-workspace Socket Mode"
+        )
+    if args.socket_mode and settings.PAYMENTS == "stripe":
+        raise SettingsError(
+            "PAYMENTS=stripe runs over HTTP (Stripe's webhooks and the pay links come to "
+            "serve's port): drop --socket-mode, or set PAYMENTS=ledger"
         )
     if args.socket_mode:
         return _serve_socket_mode(settings, args)

@@ -166,6 +166,8 @@ class Delivery:
         # installation there is (bot.installs).
         self.client_for: ClientFor | None = None
         self.installations: Callable[[], list[Speaker]] | None = None
+        # `PAYMENTS=ledger`: cards and Homes say the bot only records the money.
+        self.record_only = True
         self._acting = threading.local()
         self._speakers: dict[str, Speaker] = {}  # channel -> who posts there (Slack Connect)
         self.clock = clock
@@ -324,7 +326,12 @@ class Delivery:
         batch.working_on(claims)
         with self.sessions() as session, session.begin():
             viewers = outbox.home_viewers(session, list(by_user))
-            views = render_homes(session, [u for u in by_user if u in viewers], now=self.clock())
+            views = render_homes(
+                session,
+                [u for u in by_user if u in viewers],
+                now=self.clock(),
+                record_only=self.record_only,
+            )
         # Nobody to show the others to: their Home is rendered when they first open it.
         batch.sent([c for user, group in by_user.items() if user not in viewers for c in group])
         for user_id, view in views.items():
@@ -862,7 +869,7 @@ class Delivery:
     def _contract_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         assert claimed.subject_id is not None
         snap = reads.snapshot(claimed.subject_id)
-        message = blocks.build_contract_card(snap, now=self.clock())
+        message = blocks.build_contract_card(snap, now=self.clock(), record_only=self.record_only)
         subject = f"contract:{claimed.subject_id}"
         return self._card(reads, claimed, subject, snap.contract.channel_id, message)
 
@@ -870,14 +877,16 @@ class Delivery:
         assert claimed.subject_id is not None
         request = reads.request(claimed.subject_id)
         contract = reads.contract(request.contract_id)
-        message = blocks.build_request_card(contract, request)
+        message = blocks.build_request_card(contract, request, record_only=self.record_only)
         subject = f"request:{claimed.subject_id}"
         return self._card(reads, claimed, subject, contract.channel_id, message)
 
     def _work_card(self, reads: _Reads, claimed: Claimed) -> _Send:
         contract, milestone = reads.work(claimed)
         dispute = disputes.dispute_of(reads.session, milestone.id)
-        message = blocks.build_work_card(contract, milestone, dispute=dispute)
+        message = blocks.build_work_card(
+            contract, milestone, dispute=dispute, record_only=self.record_only
+        )
         return self._card(reads, claimed, _work_subject(milestone), contract.channel_id, message)
 
     def _ending_card(self, reads: _Reads, claimed: Claimed) -> _Send:
@@ -905,7 +914,7 @@ class Delivery:
         assert claimed.subject_id is not None
         event = reads.event(claimed.subject_id)
         contract = reads.contract(event.contract_id)
-        message = blocks.build_announcement(contract, event)
+        message = blocks.build_announcement(contract, event, record_only=self.record_only)
         if message is None:
             return None
         channel = contract.channel_id
@@ -1083,22 +1092,31 @@ def publish_home(
     *,
     now: datetime,
     page: int = 0,
+    record_only: bool = True,
 ) -> None:
     """`user_id` opened their Home (or turned to `page` of it): render and publish it
     from current state, and keep it up to date from now on."""
     with sessions() as session:
         outbox.home_opened(session, user_id, now=now)
     with sessions() as session, session.begin():
-        view = render_homes(session, [user_id], now=now, page=page)[user_id]
+        view = render_homes(session, [user_id], now=now, page=page, record_only=record_only)[
+            user_id
+        ]
     client.views_publish(user_id=user_id, view=view.to_dict())
 
 
 def render_homes(
-    session: Session, user_ids: Sequence[str], *, now: datetime, page: int = 0
+    session: Session,
+    user_ids: Sequence[str],
+    *,
+    now: datetime,
+    page: int = 0,
+    record_only: bool = True,
 ) -> dict[str, View]:
     """The App Home of each of these people (at `page`, the first unless turned), from
     one read: every contract on their Homes (and its snapshot) is loaded once, however
-    many of them are its parties; what waits for each is one query for all of them."""
+    many of them are its parties; what waits for each is one query for all of them.
+    `record_only` (`PAYMENTS=ledger`): say that the bot only records the money."""
     waiting = waiting_for_users(session, user_ids, now=now)
     totals = queries.count_contracts_of_users(session, user_ids)
     per_page = home.CONTRACTS_PER_PAGE
@@ -1130,6 +1148,7 @@ def render_homes(
             waiting=waiting[user_id],
             page=page,
             contracts_total=totals[user_id],
+            record_only=record_only,
         )
     return views
 

@@ -27,12 +27,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from gunicorn.app.base import BaseApplication
 from slack_bolt import App, BoltContext, BoltRequest
 from slack_bolt.request.internals import build_context
+
+if TYPE_CHECKING:
+    from bot.payments import PaymentsFront
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +101,24 @@ NOT_FOUND = Reply.json(404, {"error": "not found"})
 class SlackFront:
     """The routes, whatever server runs them."""
 
-    def __init__(self, app: App, healthy: Callable[[], bool]) -> None:
+    def __init__(
+        self, app: App, healthy: Callable[[], bool], payments: PaymentsFront | None = None
+    ) -> None:
         self.app = app
         self.healthy = healthy
+        self.payments = payments  # `PAYMENTS=stripe`: Stripe's webhook, pay and payout links
 
     def wants_body(self, method: str, path: str) -> bool:
+        if self.payments is not None and self.payments.wants_body(method, path):
+            return True
         return method == "POST" and path == "/slack/events"
 
     def handle(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> Reply:
+        if self.payments is not None and self.payments.handles(method, path):
+            page = self.payments.handle(method, path, headers, body)
+            return Reply(page.status, page.body, list(page.headers))
         if self.wants_body(method, path):
             return self._slack(query, headers, body)
         if path == "/healthz" and method in ("GET", "HEAD"):
@@ -185,7 +196,9 @@ class AsgiFront:
             if message["type"] == "lifespan.startup":
                 try:
                     self._bot = await loop.run_in_executor(self._pool, self._start)
-                    self._front = SlackFront(self._bot.app, self._bot.runtime.database_ok)
+                    self._front = SlackFront(
+                        self._bot.app, self._bot.runtime.database_ok, self._bot.payments_front
+                    )
                 except Exception as error:  # noqa: BLE001 - told to gunicorn, which stops
                     log.exception("the bot could not start")
                     await send({"type": "lifespan.startup.failed", "message": repr(error)})
@@ -302,6 +315,7 @@ def wsgi_app(front: SlackFront) -> WsgiApp:
 
 _REASONS = {
     200: "OK",
+    303: "See Other",
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",

@@ -339,12 +339,32 @@ StripeApiBase = Annotated[
     _saying("must be an http(s) URL of a Stripe API server, such as http://127.0.0.1:8420"),
 ]
 
-#: Why `PAYMENTS=stripe` cannot run in this build (say so at start-up, not mid-payment).
-STRIPE_NOT_AVAILABLE = (
-    "PAYMENTS=stripe: moving money through Stripe is not available in this version "
-    "(checkout, webhooks and transfers are not wired end to end yet); unset PAYMENTS or "
-    "set PAYMENTS=ledger, and the bot records the money while the parties move it"
-)
+PublicUrl = Annotated[
+    str,
+    Field(pattern=r"^(?i:https?)://[^\s/]\S*$"),
+    AfterValidator(_valid_http_url),
+    _saying("must be the http(s) address where serve is reached, such as https://bot.example.com"),
+]
+
+#: What `PAYMENTS=stripe` needs, and where each comes from.
+STRIPE_SETTINGS_HELP = {
+    "STRIPE_API_KEY": "the platform's secret key, Stripe Dashboard → Developers → API keys",
+    "STRIPE_WEBHOOK_SECRET": (
+        "the signing secret of the endpoint <PUBLIC_URL>/stripe/webhook, Stripe Dashboard → "
+        "Developers → Webhooks"
+    ),
+    "PUBLIC_URL": "where serve is reached from a browser: pay and payout links start with it",
+}
+
+
+@dataclass(frozen=True)
+class StripeCredentials:
+    """What `PAYMENTS=stripe` needs, as plain strings (kept out of `repr`)."""
+
+    api_key: str = field(repr=False)
+    webhook_secret: str = field(repr=False)
+    public_url: str
+    api_base: str | None = None
 
 
 class Settings(BaseSettings):
@@ -384,6 +404,7 @@ class Settings(BaseSettings):
     STRIPE_API_KEY: Annotated[SecretStr | None, BlankIsUnset] = None
     STRIPE_WEBHOOK_SECRET: Annotated[SecretStr | None, BlankIsUnset] = None
     STRIPE_API_BASE: Annotated[StripeApiBase | None, BlankIsUnset] = None
+    PUBLIC_URL: Annotated[PublicUrl | None, BlankIsUnset] = None
 
     # ----- derived values
 
@@ -494,12 +515,30 @@ class Settings(BaseSettings):
             app_token=self.SLACK_APP_TOKEN.get_secret_value(),
         )
 
-    def require_payments(self) -> PaymentsName:
-        """The payments provider a serving process can use, or a `SettingsError` saying
-        why not: `ledger`, or `stripe` once it works end to end."""
-        if self.PAYMENTS == "stripe":
-            raise SettingsError(STRIPE_NOT_AVAILABLE)
-        return self.PAYMENTS
+    def require_payments(self) -> StripeCredentials | None:
+        """What the payments provider needs: None for `PAYMENTS=ledger` (nothing), or a
+        `SettingsError` naming every Stripe setting that is missing."""
+        if self.PAYMENTS == "ledger":
+            return None
+        wanted = {
+            "STRIPE_API_KEY": self.STRIPE_API_KEY,
+            "STRIPE_WEBHOOK_SECRET": self.STRIPE_WEBHOOK_SECRET,
+            "PUBLIC_URL": self.PUBLIC_URL,
+        }
+        missing = [
+            f"{name} ({STRIPE_SETTINGS_HELP[name]})"
+            for name, value in wanted.items()
+            if value is None
+        ]
+        if missing:
+            raise SettingsError(_missing_message(missing, mode="PAYMENTS=stripe"))
+        assert self.STRIPE_API_KEY and self.STRIPE_WEBHOOK_SECRET and self.PUBLIC_URL
+        return StripeCredentials(
+            api_key=self.STRIPE_API_KEY.get_secret_value(),
+            webhook_secret=self.STRIPE_WEBHOOK_SECRET.get_secret_value(),
+            public_url=self.PUBLIC_URL.rstrip("/"),
+            api_base=self.STRIPE_API_BASE,
+        )
 
 
 def _missing_message(missing: list[str], *, mode: str) -> str:

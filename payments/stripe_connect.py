@@ -33,6 +33,7 @@ from domain.payments import (
     PaymentsMode,
     ProviderRefused,
     ProviderUnavailable,
+    Theirs,
 )
 
 #: Stripe's own zero-decimal currencies (docs.stripe.com/currencies#zero-decimal).
@@ -122,18 +123,6 @@ class ProviderEvent:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
-@dataclass(frozen=True)
-class ProviderObject:
-    """A Stripe object that moved money, as `reconcile` compares it with the ledger."""
-
-    id: str
-    kind: str  # "payment", "transfer", "refund"
-    ledger_key: str | None
-    amount_minor: int
-    currency: str
-    reversed_minor: int = 0
-
-
 def _unavailable_or_refused(error: stripe.StripeError) -> Exception:
     """What a Stripe error means for the outbox: retry later, or give up."""
     status = error.http_status or 0
@@ -212,10 +201,18 @@ class StripeConnect:
     # ----- the client pays --------------------------------------------------------------
 
     def checkout(
-        self, movement: Movement, *, title: str, success_url: str, cancel_url: str
+        self,
+        movement: Movement,
+        *,
+        title: str,
+        success_url: str,
+        cancel_url: str,
+        once: str | None = None,
     ) -> CheckoutLink:
         """A Checkout Session for a fund or top-up: the client pays the platform, and the
-        PaymentIntent carries the contract's transfer group and the ledger key."""
+        PaymentIntent carries the contract's transfer group and the ledger key. The same
+        `once` (the idempotency key: the payment's own, new for each attempt) opened
+        twice is the same session."""
         if movement.kind not in (LedgerKind.FUND, LedgerKind.TOP_UP):
             raise ProviderRefused(f"{movement.key}: only a fund or a top-up is paid by checkout")
         metadata = _metadata(movement)
@@ -244,7 +241,7 @@ class StripeConnect:
                     "success_url": success_url,
                     "cancel_url": cancel_url,
                 },
-                options={"idempotency_key": f"checkout:{movement.key}"},
+                options={"idempotency_key": f"checkout:{once or movement.key}"},
             )
         if not session.url:
             raise ProviderRefused(f"{movement.key}: Stripe gave the checkout session no URL")
@@ -273,7 +270,7 @@ class StripeConnect:
                     "transfer_group": movement.group,
                     "metadata": _metadata(movement),
                 },
-                options={"idempotency_key": movement.key},
+                options={"idempotency_key": movement.once},
             )
         return str(transfer.id)
 
@@ -306,7 +303,7 @@ class StripeConnect:
                         "amount": amount,
                         "metadata": _metadata(movement),
                     },
-                    options={"idempotency_key": f"{movement.key}:{n}"},
+                    options={"idempotency_key": f"{movement.once}:{n}"},
                 )
             made.append(str(refund.id))
             left -= amount
@@ -327,17 +324,17 @@ class StripeConnect:
 
     def objects_of(
         self, contract_id: int, *, payment_intents: tuple[str, ...] = ()
-    ) -> list[ProviderObject]:
+    ) -> list[Theirs]:
         """The transfers of the contract's transfer group, and the given payments with
         their refunds."""
         group = f"contract-{contract_id}"
-        found: list[ProviderObject] = []
+        found: list[Theirs] = []
         with _calling():
             transfers = self._client.v1.transfers.list(params={"transfer_group": group})
             for transfer in transfers.auto_paging_iter():
                 currency = str(transfer.currency).upper()
                 found.append(
-                    ProviderObject(
+                    Theirs(
                         id=str(transfer.id),
                         kind="transfer",
                         ledger_key=_ledger_key(transfer),
@@ -353,7 +350,7 @@ class StripeConnect:
                 currency = str(intent.currency).upper()
                 received = _received(intent)
                 found.append(
-                    ProviderObject(
+                    Theirs(
                         id=str(intent.id),
                         kind="payment",
                         ledger_key=_ledger_key(intent),
@@ -363,7 +360,7 @@ class StripeConnect:
                 )
                 for refund in self._refunds_of(payment_intent):
                     found.append(
-                        ProviderObject(
+                        Theirs(
                             id=str(refund.id),
                             kind="refund",
                             ledger_key=_ledger_key(refund),

@@ -70,6 +70,7 @@ def test_settings_cover_exactly_the_documented_variables_and_log_level() -> None
         "STRIPE_API_KEY",
         "STRIPE_WEBHOOK_SECRET",
         "STRIPE_API_BASE",
+        "PUBLIC_URL",
     }
 
 

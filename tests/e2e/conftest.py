@@ -13,6 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from sqlalchemy import select
 
+from bot.app import Bot as AppBot
 from bot.app import ListenerPool, Runtime, start_bot
 from bot.delivery import Delivery
 from bot.server import SlackFront, wsgi_app
@@ -56,6 +57,7 @@ class Bot:
     listeners: ListenerPool
     # Web API errors a test provokes on purpose; any other failed call fails the test.
     expected_errors: set[str] = field(default_factory=set)
+    started: AppBot | None = None  # the process's bot: its payments sender, its sweep
 
     def open_home(self, user: str) -> dict[str, Any]:
         """`user` opens the App Home tab: the view published for that, not one an earlier
@@ -211,9 +213,12 @@ def bot(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
 
 
 @contextmanager
-def running_bot(database_url: str, *, clock: Clock = system_clock) -> Iterator[Bot]:
+def running_bot(
+    database_url: str, *, clock: Clock = system_clock, **settings_given: Any
+) -> Iterator[Bot]:
     """The app on `database_url`, served over HTTP, with its Slack; stopped afterwards.
-    `clock`: the bot's time (its requests are still signed with the real time)."""
+    `clock`: the bot's time (its requests are still signed with the real time);
+    `settings_given`: more settings (e.g. `PAYMENTS="stripe"` and Stripe's)."""
     with SlackEmulator(validate_blocks=True) as slack:
         for user, name, team, tz, offset in [
             (CLIENT, "carol", TEAM, "America/New_York", -18000),
@@ -231,6 +236,7 @@ def running_bot(database_url: str, *, clock: Clock = system_clock) -> Iterator[B
             _env_file=None,
             DATABASE_URL=database_url,
             SLACK_API_URL=slack.api_url,
+            **settings_given,
         )
         listeners = ListenerPool(16)
         started = start_bot(
@@ -243,9 +249,11 @@ def running_bot(database_url: str, *, clock: Clock = system_clock) -> Iterator[B
             listener_executor=listeners,
         )
         runtime, delivery = started.runtime, started.delivery
-        url, server = serve_wsgi(wsgi_app(SlackFront(started.app, runtime.database_ok)))
+        url, server = serve_wsgi(
+            wsgi_app(SlackFront(started.app, runtime.database_ok, started.payments_front))
+        )
         driver = SlackDriver(slack, url, SECRET)
-        bot = Bot(slack, driver, runtime, delivery, url, listeners)
+        bot = Bot(slack, driver, runtime, delivery, url, listeners, started=started)
         try:
             yield bot
             listeners.wait_idle(30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from bot.cli import main
@@ -97,7 +98,7 @@ def test_payments_default_to_the_ledger_and_stripe_secrets_stay_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert load_settings().PAYMENTS == "ledger"
-    assert load_settings().require_payments() == "ledger"
+    assert load_settings().require_payments() is None
     monkeypatch.setenv("PAYMENTS", " Ledger ")
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_very_secret")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_very_secret")
@@ -122,14 +123,13 @@ def test_an_unknown_payments_provider_is_refused_with_one_line_naming_it(
 
 
 @pytest.mark.usefixtures("no_settings")
-@pytest.mark.parametrize("command", [["serve"], ["serve", "--socket-mode"], ["worker"]])
-def test_stripe_payments_are_refused_at_start_up_while_they_cannot_work_end_to_end(
+@pytest.mark.parametrize("command", [["serve"], ["worker"]])
+def test_stripe_payments_without_their_settings_are_refused_naming_each_missing_one(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
     monkeypatch.setenv("PAYMENTS", "stripe")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
-    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test")
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_very_secret")
 
     code = main(command)
@@ -137,16 +137,49 @@ def test_stripe_payments_are_refused_at_start_up_while_they_cannot_work_end_to_e
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     [line] = err.strip().splitlines()
-    assert line.startswith("milestone-bot: PAYMENTS=stripe: ")
-    assert "PAYMENTS=ledger" in line and "very_secret" not in line
+    assert line.startswith("milestone-bot: Set STRIPE_WEBHOOK_SECRET (")
+    assert "PUBLIC_URL (" in line and "STRIPE_API_KEY" not in line
+    assert "very_secret" not in line
     assert not list(Path.cwd().iterdir())  # refused before any database was made
 
 
-def test_stripe_is_a_valid_name_for_when_it_can_run() -> None:
-    settings = Settings(_env_file=None, PAYMENTS="stripe")
-    assert settings.PAYMENTS == "stripe"
-    with pytest.raises(SettingsError):
-        settings.require_payments()
+@pytest.mark.usefixtures("no_settings")
+def test_stripe_payments_need_http_not_socket_mode(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in {
+        "PAYMENTS": "stripe",
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_APP_TOKEN": "xapp-test",
+        "STRIPE_API_KEY": "sk_test_very_secret",
+        "STRIPE_WEBHOOK_SECRET": "whsec_very_secret",
+        "PUBLIC_URL": "https://bot.example.com",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["serve", "--socket-mode"])
+
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "PAYMENTS=stripe runs over HTTP" in err and "very_secret" not in err
+
+
+def test_stripe_settings_give_the_credentials_and_never_show_the_secrets() -> None:
+    settings = Settings(
+        _env_file=None,
+        PAYMENTS="stripe",
+        STRIPE_API_KEY="sk_test_very_secret",
+        STRIPE_WEBHOOK_SECRET="whsec_very_secret",
+        PUBLIC_URL="https://bot.example.com/",
+    )
+    credentials = settings.require_payments()
+    assert credentials is not None
+    assert credentials.api_key == "sk_test_very_secret"
+    assert credentials.public_url == "https://bot.example.com"
+    assert "very_secret" not in repr(credentials) and "very_secret" not in repr(settings)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, PAYMENTS="stripe", PUBLIC_URL="bot.example.com")
+    assert "PUBLIC_URL" in str(caught.value) and "https://" in str(caught.value)
 
 
 # --- what the people are told ------------------------------------------------------------
