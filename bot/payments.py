@@ -19,15 +19,15 @@ import hashlib
 import html
 import logging
 import random
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.senders import QueueSender
 from domain import payments
 from domain.model import LedgerKind, Milestone, PaymentState, ProviderMovement
 from domain.payments import Movement, ProviderRefused, ProviderUnavailable
@@ -53,8 +53,10 @@ REFUNDING = frozenset({"charge.refunded", "refund.created", "charge.refund.updat
 DISPUTING = frozenset({"charge.dispute.created"})
 
 
-class PaymentsSender:
+class PaymentsSender(QueueSender):
     """Carries out due movements on its own thread (see the module's docstring)."""
+
+    name = "payments-sender"
 
     def __init__(
         self,
@@ -70,59 +72,24 @@ class PaymentsSender:
         max_backoff: float = MAX_BACKOFF,
         jitter: Callable[[], float] = lambda: random.uniform(1.0, 1.2),
     ) -> None:
-        self.sessions = sessions
-        self.clock = clock
+        super().__init__(
+            sessions,
+            clock,
+            poll_seconds=poll_seconds,
+            base_backoff=base_backoff,
+            max_backoff=max_backoff,
+            jitter=jitter,
+        )
         self.provider = provider
-        self.poll_seconds = poll_seconds
         self.lease = lease
-        self.base_backoff = base_backoff
-        self.max_backoff = max_backoff
-        self.jitter = jitter
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> PaymentsSender:
-        self._thread = threading.Thread(target=self._run, name="payments-sender", daemon=True)
-        self._thread.start()
-        return self
-
-    def nudge(self) -> None:
-        """Something may have been queued: look now (returns at once)."""
-        self._wake.set()
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop; a call to Stripe under way may finish within `timeout`. What is left is
-        claimed for `lease` at most, then any process's sender takes it over."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                self.send_due()
-            except Exception:  # noqa: BLE001 - the database restarting: try again later
-                log.exception("payments pass failed; trying again")
-            self._wake.wait(self._pause())
-
-    def _pause(self) -> float:
-        try:
-            with self.sessions() as session:
-                due = payments.next_movement_due(session)
-        except Exception:  # noqa: BLE001
-            log.exception("payments sender could not read what is due")
-            return self.poll_seconds
-        if due is None:
-            return self.poll_seconds
-        return min(self.poll_seconds, max(0.05, (due - self.clock()).total_seconds()))
+    def next_due(self, session: Session) -> datetime | None:
+        return payments.next_movement_due(session)
 
     def send_due(self) -> int:
         """Carry out every movement due now; how many were tried."""
         tried = 0
-        while not self._stopping.is_set():
+        while not self.stopping:
             with self.sessions() as session:
                 claims = payments.claim_movements(session, now=self.clock(), lease=self.lease)
             if not claims:
@@ -148,7 +115,7 @@ class PaymentsSender:
         try:
             ref = self.provider.carry_out(movement)
         except ProviderUnavailable as error:
-            at = now + timedelta(seconds=self._backoff(claimed.attempts))
+            at = now + timedelta(seconds=self.backoff(claimed.attempts))
             log.info("%s: try %s failed, again later: %s", movement.key, claimed.attempts, error)
             with self.sessions() as session:
                 payments.movement_later(session, claimed.id, at=at, reason=str(error))
@@ -160,10 +127,6 @@ class PaymentsSender:
             return
         with self.sessions() as session:
             payments.movement_sent(session, claimed.id, ref=ref, now=self.clock())
-
-    def _backoff(self, attempts: int) -> float:
-        doubled: float = self.base_backoff * 2.0 ** max(0, attempts - 1)
-        return min(self.max_backoff, doubled) * self.jitter()
 
 
 @dataclass(frozen=True)

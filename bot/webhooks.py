@@ -30,7 +30,6 @@ import json
 import logging
 import random
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.senders import QueueSender
 from domain import webhooks
 from domain.policy import Clock
 
@@ -89,8 +89,10 @@ def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
         connection.close()
 
 
-class WebhookSender:
+class WebhookSender(QueueSender):
     """Sends due webhook deliveries on its own thread (see the module's docstring)."""
+
+    name = "webhook-sender"
 
     def __init__(
         self,
@@ -108,69 +110,36 @@ class WebhookSender:
         post: Post = post_json,
         jitter: Callable[[], float] = lambda: random.uniform(1.0, 1.2),
     ) -> None:
-        self.sessions = sessions
-        self.clock = clock
+        super().__init__(
+            sessions,
+            clock,
+            poll_seconds=poll_seconds,
+            base_backoff=base_backoff,
+            max_backoff=max_backoff,
+            jitter=jitter,
+        )
         self.timeout = timeout
         self.max_attempts = max_attempts
-        self.base_backoff = base_backoff
-        self.max_backoff = max_backoff
         self.lease = lease
-        self.poll_seconds = poll_seconds
         self.batch = batch
         self.post = post
-        self.jitter = jitter
         self._pool = ThreadPoolExecutor(endpoints_at_once, thread_name_prefix="webhook")
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # --- the thread ------------------------------------------------------------------
-
-    def start(self) -> WebhookSender:
-        self._thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
-        self._thread.start()
-        return self
-
-    def nudge(self) -> None:
-        """Something may have been queued: look now (returns at once)."""
-        self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop: a post under way may finish within `timeout`; what is left stays queued
         for the next sender (claims not tried are given back)."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().close(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                self.send_due()
-            except Exception:  # noqa: BLE001 - the database restarting: try again later
-                log.exception("webhook pass failed; trying again")
-            self._wake.wait(self._pause())
-
-    def _pause(self) -> float:
-        """Until the next delivery is due, or `poll_seconds` at most."""
-        try:
-            with self.sessions() as session:
-                due = webhooks.next_due(session)
-        except Exception:  # noqa: BLE001
-            log.exception("webhook sender could not read what is due")
-            return self.poll_seconds
-        if due is None:
-            return self.poll_seconds
-        return min(self.poll_seconds, max(0.05, (due - self.clock()).total_seconds()))
+    def next_due(self, session: Session) -> datetime | None:
+        return webhooks.next_due(session)
 
     # --- one pass --------------------------------------------------------------------
 
     def send_due(self) -> int:
         """Send everything due now; how many deliveries were tried."""
         tried = 0
-        while not self._stopping.is_set():
+        while not self.stopping:
             with self.sessions() as session:
                 claims = webhooks.claim_due(
                     session, now=self.clock(), lease=self.lease, limit=self.batch
@@ -201,14 +170,14 @@ class WebhookSender:
     ) -> int:
         """One endpoint's deliveries, in order; after a failure the rest wait with it."""
         for index, claimed in enumerate(group):
-            if self._stopping.is_set():
+            if self.stopping:
                 self._put_back(group[index:], at=self.clock(), reason="sender stopped")
                 return index
             ok = self._send_one(claimed, encode(bodies[claimed.event_id]))
             if not ok:
                 rest = group[index + 1 :]
                 if rest:
-                    at = self.clock() + timedelta(seconds=self._backoff(claimed.attempts))
+                    at = self.clock() + timedelta(seconds=self.backoff(claimed.attempts))
                     self._put_back(rest, at=at, reason=f"waiting: delivery {claimed.id} failed")
                 return index + 1
         return len(group)
@@ -233,7 +202,7 @@ class WebhookSender:
                 return True
             problem = f"HTTP {status}"
         dead = claimed.attempts >= self.max_attempts
-        at = self.clock() + timedelta(seconds=self._backoff(claimed.attempts))
+        at = self.clock() + timedelta(seconds=self.backoff(claimed.attempts))
         log.info(
             "webhook delivery %s to endpoint %s failed (try %s): %s%s",
             claimed.id,
@@ -249,8 +218,3 @@ class WebhookSender:
     def _put_back(self, claims: list[webhooks.Claimed], *, at: datetime, reason: str) -> None:
         with self.sessions() as session:
             webhooks.put_back(session, [c.id for c in claims], at=at, reason=reason)
-
-    def _backoff(self, attempts: int) -> float:
-        """Seconds before the next try after `attempts` tries: doubling, with jitter."""
-        doubled: float = self.base_backoff * 2.0 ** max(0, attempts - 1)
-        return min(self.max_backoff, doubled) * self.jitter()
