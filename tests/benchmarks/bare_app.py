@@ -45,6 +45,7 @@ class BareBot:
     app: App
     listeners: ListenerPool
     runtime: _AlwaysHealthy
+    payments_front: None = None  # no payments routes
 
 
 def build() -> BareBot:
