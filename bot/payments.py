@@ -3,9 +3,10 @@ pay and payout links people open in a browser.
 
 - `PaymentsSender` carries out the movements the ledger queued
   (`domain.payments.claim_movements`) on its own thread, like the webhook sender: each
-  with its ledger key as Stripe's idempotency key, retried with backoff while Stripe is
-  down (a retry never moves money twice), a refusal kept as failed for the operator.
-  A slow or absent Stripe never delays Slack delivery.
+  under the idempotency key fixed when it was queued (its ledger key and a random
+  part), retried with backoff while Stripe is down (a retry never moves money twice),
+  a refusal kept as failed for the operator. A slow or absent Stripe never delays
+  Slack delivery.
 - `PaymentsFront` serves `POST /stripe/webhook` (signature checked with a five-minute
   tolerance, the event applied once per event id, answered 2xx only after the commit;
   an error answers 500 so Stripe sends it again), `GET /pay/<token>` (the client's own
