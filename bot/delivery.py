@@ -225,6 +225,21 @@ class Delivery:
             return
         try:
             self._deliver(claims, later_homes=self.home_delay is not None)
+        except DBAPIError:
+            # The database stopped answering mid-delivery (reading what to render, say):
+            # what is still claimed goes back as soon as it answers, and is delivered
+            # then, rather than when the claims' lease runs out.
+            log.warning("the database stopped answering during delivery; retrying shortly")
+            leases = {claimed.lease_until for claimed in claims}
+
+            def give_back_claims(session: Session) -> None:
+                for lease_until in leases:
+                    if lease_until is None:
+                        continue
+                    mine = [c.id for c in claims if c.lease_until == lease_until]
+                    outbox.give_back(session, mine, lease_until=lease_until, now=self.clock())
+
+            self._when_database_answers(give_back_claims, then=lambda: self.deliver(ids))
         except Exception:
             # Not a failed request: the change is committed and acked. What was not sent
             # is still in the outbox, claimed until its lease runs out; the sweep sends it.

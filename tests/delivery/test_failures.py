@@ -354,3 +354,37 @@ def test_a_database_gone_during_delivery_after_the_ack_raises_nothing_and_the_sw
     deliver_all(Delivery(db.sessions, web_client(slack), clock))
     assert [intent(db, i).state for i in ids] == ["sent"]
     assert posts_of(slack, posted_ts(db, f"contract:{contract_id}")) == 1
+
+
+def test_a_database_gone_while_rendering_gives_the_claims_back_and_delivers_once_it_answers(
+    db: Database, slack: SlackEmulator, clock: Clock
+) -> None:
+    """The claim is made, then the database stops answering while the card is rendered:
+    the intents go back as soon as it answers again and are delivered then, not after
+    the claims' lease (30 s) runs out; nothing is sent twice."""
+    with db.session() as session:
+        contract_id = new_contract(session)
+    ids = [row.id for row in intents(db, "contract_card", contract_id)]
+    opened = 0
+
+    def sessions() -> Session:
+        nonlocal opened
+        opened += 1
+        session = db.sessions()
+        if opened == 2:  # the first is the claim's; the second reads what to render
+
+            @event.listens_for(session, "do_orm_execute")
+            def gone(_: object) -> None:
+                raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+        return session
+
+    delivery = Delivery(cast(sessionmaker[Session], sessions), web_client(slack), clock)
+    delivery.deliver(ids)  # raises nothing
+
+    slack.wait_for(
+        lambda: {intent(db, i).state for i in ids} == {"sent"},
+        timeout=10,
+        message="the card, once the database answers again (well before the lease)",
+    )
+    assert posts_of(slack, posted_ts(db, f"contract:{contract_id}")) == 1
