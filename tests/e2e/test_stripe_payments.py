@@ -349,6 +349,13 @@ def test_a_payment_refunded_outside_the_bot_freezes_the_milestone(
     ) or any(
         "refunded outside the bot" in json.dumps(m.blocks) for m in bot.slack.messages(CHANNEL)
     )
-    # Frozen: approving or releasing is refused while it is.
-    bot.say(FREELANCER, 'submit "Designs are in Figma"')
+    # Frozen: submitting, approving or releasing is refused while it is.
+    for user, words in [
+        (FREELANCER, 'submit "Designs"'),
+        (CLIENT, "approve"),
+        (CLIENT, "release 1 100"),
+    ]:
+        refusal = bot.say(user, words)
+        assert "disputed" in refusal.lower(), (words, refusal)
     assert milestone_status(bot, 1) == MilestoneStatus.DISPUTED
+    assert [kind for kind, _, _ in ledger(bot)] == [LedgerKind.FUND]
