@@ -16,7 +16,6 @@ pay and payout links people open in a browser.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 import random
@@ -25,12 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.senders import QueueSender
 from domain import payments
-from domain.model import LedgerKind, Milestone, PaymentState, ProviderMovement
+from domain.model import PaymentState
 from domain.payments import Movement, ProviderRefused, ProviderUnavailable
 from domain.policy import Clock, Policy
 from domain.services import payments as paying
@@ -248,7 +246,7 @@ class PaymentsFront:
                 policy=self.policy,
                 **common,
             )
-        if kind in REFUNDING and not self._ours(session, raw):
+        if kind in REFUNDING and not paying.made_by_us(session, _refund_keys(raw)):
             return paying.payment_reversed(
                 session,
                 payment_intent=event.payment_intent,
@@ -270,75 +268,40 @@ class PaymentsFront:
             )
         return paying.event_received(session, **common)
 
-    @staticmethod
-    def _ours(session: Session, obj: Mapping[str, Any]) -> bool:
-        """Whether every refund an event shows is one the bot made (its metadata names
-        one of our movements)."""
-        refunds = obj.get("refunds")
-        listed = refunds.get("data") if isinstance(refunds, Mapping) else None
-        found = (
-            [obj] if obj.get("object") == "refund" else list(listed or [])
-        )  # a charge without its refunds listed: judged by the amounts below
-        if not found:
-            return False
-        keys = {str((r.get("metadata") or {}).get("ledger_key") or "") for r in found}
-        if "" in keys:
-            return False
-        known = set(
-            session.scalars(select(ProviderMovement.key).where(ProviderMovement.key.in_(keys)))
-        )
-        return keys <= known
-
     # --- GET /pay/<token> ---------------------------------------------------------------
 
     def pay(self, token: str) -> Page:
         with self.sessions() as session:
-            payment = paying.payment_by_token(session, token)
-            if payment is None:
-                return Page.text(
-                    404,
-                    "This link has expired",
-                    "This pay link is not valid any more. Fund the milestone again in Slack "
-                    "for a new one.",
-                )
-            if payment.state == PaymentState.PAID:
-                return Page.text(200, "Already paid", "This milestone is paid. Thank you!")
-            if payment.state != PaymentState.PENDING:
-                return Page.text(
-                    410,
-                    "This payment can't be made",
-                    f"This payment {payment.state.value}"
-                    f"{': ' + payment.note if payment.note else ''}. Fund the milestone again "
-                    "in Slack for a new link.",
-                )
-            milestone = session.get(Milestone, payment.milestone_id)
-            assert milestone is not None
-            title = (
-                f"Milestone {milestone.number}: {milestone.title} "
-                f"(contract {milestone.contract_id})"
+            asked = paying.to_pay(session, token)
+        if asked is None:
+            return Page.text(
+                404,
+                "This link has expired",
+                "This pay link is not valid any more. Fund the milestone again in Slack "
+                "for a new one.",
             )
-            movement = Movement(
-                key=payment.ledger_key,
-                kind=LedgerKind(payment.kind),
-                contract_id=payment.contract_id,
-                milestone_id=payment.milestone_id,
-                amount_minor=payment.amount_minor,
-                currency=payment.currency,
+        if asked.state == PaymentState.PAID:
+            return Page.text(200, "Already paid", "This milestone is paid. Thank you!")
+        if asked.state != PaymentState.PENDING:
+            return Page.text(
+                410,
+                "This payment can't be made",
+                f"This payment {asked.state.value}"
+                f"{': ' + asked.note if asked.note else ''}. Fund the milestone again "
+                "in Slack for a new link.",
             )
-            # New for each attempt; the link's secret itself never leaves the bot.
-            once = f"{payment.ledger_key}:{hashlib.sha256(payment.token.encode()).hexdigest()[:16]}"
         try:
             link = self.provider.checkout(
-                movement,
-                title=title if payment.kind == LedgerKind.FUND else f"Top-up of {title}",
+                asked.movement,
+                title=asked.title,
                 success_url=f"{self.public_url}/pay/done",
                 cancel_url=f"{self.public_url}/pay/{token}",
-                once=once,
+                once=asked.once,
             )
         except ProviderUnavailable:
             return UNAVAILABLE
         except ProviderRefused as error:
-            log.error("checkout for %s refused: %s", movement.key, error)
+            log.error("checkout for %s refused: %s", asked.movement.key, error)
             return Page.text(502, "Stripe refused the payment", str(error))
         with self.sessions() as session:
             paying.record_checkout(session, token=token, checkout_session=link.session_id)
@@ -398,6 +361,15 @@ def _object(event: ProviderEvent) -> Mapping[str, Any]:
     data = event.raw.get("data") or {}
     obj = data.get("object") if isinstance(data, Mapping) else None
     return obj if isinstance(obj, Mapping) else {}
+
+
+def _refund_keys(obj: Mapping[str, Any]) -> list[str | None]:
+    """The ledger keys of the refunds an event shows: a refund's own, or those a charge
+    lists (none listed: not provably ours)."""
+    refunds = obj.get("refunds")
+    listed = refunds.get("data") if isinstance(refunds, Mapping) else None
+    found = [obj] if obj.get("object") == "refund" else list(listed or [])
+    return [(r.get("metadata") or {}).get("ledger_key") or None for r in found]
 
 
 def _paid(kind: str, obj: Mapping[str, Any]) -> bool:

@@ -15,7 +15,9 @@ a replay finds it and changes nothing, and the HTTP answer goes only after the c
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain import payments
-from domain.db import write_transaction
+from domain.db import read_transaction, write_transaction
 from domain.model import (
     SYSTEM_ACTOR,
     Contract,
@@ -39,6 +41,7 @@ from domain.model import (
     ProviderMovement,
     ProviderPayment,
 )
+from domain.payments import Movement
 from domain.policy import DEFAULT_POLICY, Policy
 from domain.services._locking import lock_contract, milestone_by_id
 from domain.services._steps import freeze_under_dispute, fund_step
@@ -491,8 +494,55 @@ def account_updated(
         return _noted(session, webhook_id, f"{account.user_id}: ready={ready}")
 
 
-def payment_by_token(session: Session, token: str) -> ProviderPayment | None:
-    return session.scalar(select(ProviderPayment).where(ProviderPayment.token == token))
+@dataclass(frozen=True)
+class ToPay:
+    """What a pay link asks the client to pay, as the checkout needs it."""
+
+    state: PaymentState
+    note: str | None
+    movement: Movement  # the fund or top-up, from our record
+    title: str  # what the checkout shows
+    once: str  # the checkout's idempotency key: new for each attempt
+
+
+def to_pay(session: Session, token: str) -> ToPay | None:
+    """The payment a pay link names (None: no such link, or an older one)."""
+    with read_transaction(session):
+        payment = session.scalar(select(ProviderPayment).where(ProviderPayment.token == token))
+        if payment is None:
+            return None
+        milestone = session.get(Milestone, payment.milestone_id)
+        assert milestone is not None
+        title = f"Milestone {milestone.number}: {milestone.title} (contract {payment.contract_id})"
+        return ToPay(
+            state=payment.state,
+            note=payment.note,
+            movement=Movement(
+                key=payment.ledger_key,
+                kind=payment.kind,
+                contract_id=payment.contract_id,
+                milestone_id=payment.milestone_id,
+                amount_minor=payment.amount_minor,
+                currency=payment.currency,
+            ),
+            title=title if payment.kind == LedgerKind.FUND else f"Top-up of {title}",
+            # The link's secret itself never leaves the bot.
+            once=f"{payment.ledger_key}:{hashlib.sha256(token.encode()).hexdigest()[:16]}",
+        )
+
+
+def made_by_us(session: Session, refund_keys: Collection[str | None]) -> bool:
+    """Whether every one of these refunds (by the ledger key in its metadata) is one of
+    our movements: a refund that is not was made outside the bot."""
+    if not refund_keys or None in refund_keys:
+        return False
+    with read_transaction(session):
+        known = set(
+            session.scalars(
+                select(ProviderMovement.key).where(ProviderMovement.key.in_(set(refund_keys)))
+            )
+        )
+    return set(refund_keys) <= known
 
 
 def record_checkout(session: Session, *, token: str, checkout_session: str) -> None:

@@ -259,9 +259,9 @@ def test_funding_through_the_provider_asks_for_a_payment_and_holds_nothing_yet(
     assert entries(session, contract_id) == []
     assert held(session, contract_id) == 0
     assert history(session, contract_id, "milestone_funded") == 0
-    with read_transaction(session):
-        found = pay.payment_by_token(session, outcome.pay_token)
-        assert found is not None and found.ledger_key == key
+    found = pay.to_pay(session, outcome.pay_token)
+    assert found is not None and found.movement.key == key
+    assert (found.state, found.movement.amount_minor) == (PaymentState.PENDING, FIRST)
 
 
 def test_funding_again_before_paying_gives_the_same_link(session: Session) -> None:
@@ -488,8 +488,7 @@ def test_a_failed_payment_is_asked_again_with_a_new_link_that_funds(session: Ses
         2,
         again.pay_token,
     )
-    with read_transaction(session):
-        assert pay.payment_by_token(session, first.pay_token or "") is None
+    assert pay.to_pay(session, first.pay_token or "") is None
 
     assert confirm(session, key, FIRST, webhook="evt_2", intent="pi_2", now=later(hours=3)).applied
     assert milestone_row(session, contract_id).status == MilestoneStatus.FUNDED
@@ -949,3 +948,14 @@ def test_our_record_of_a_paid_and_released_milestone_agrees_with_the_provider(
     ]
     assert differences(ours, theirs) == []
     assert differences(ours, theirs[:1]) != []
+
+
+def test_only_refunds_of_our_own_movements_count_as_made_by_us(session: Session) -> None:
+    contract_id = paid_contract(session)
+    _contract_ended(session, contract_id)  # the end refunds the milestone: our movement
+    [refund] = [m.key for m in movements_of(session, contract_id) if m.kind == LedgerKind.REFUND]
+
+    assert pay.made_by_us(session, [refund])
+    assert not pay.made_by_us(session, [refund, "refund:999"])  # one made elsewhere
+    assert not pay.made_by_us(session, [refund, None])  # one without our metadata
+    assert not pay.made_by_us(session, [])  # a charge that lists no refunds
